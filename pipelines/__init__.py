@@ -1,0 +1,1 @@
+"""MIROCALS biomarker warehouse: deliveries -> Dagster assets -> Great Expectations -> DuckDB."""

@@ -1,0 +1,183 @@
+"""The study definition and delivery contracts, read from ``schemas/``.
+
+Everything about the trial's design (sites, arms, visits, parameters, analysis rules)
+and every delivery family's contract lives in YAML under ``schemas/``; this module is
+the only reader of those files.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SCHEMAS_DIR = PROJECT_ROOT / "schemas"
+EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+WAREHOUSE_SQL_DIR = PROJECT_ROOT / "warehouse" / "models"
+
+
+@dataclass(frozen=True)
+class Site:
+    siteid: str
+    name: str
+    country: str
+
+
+@dataclass(frozen=True)
+class Visit:
+    visit_code: str
+    visit_num: int
+    label: str
+    study_day: int
+    window_lo: int
+    window_hi: int
+    matrices: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Parameter:
+    paramcd: str
+    param: str
+    family: str
+    source: dict[str, str]
+    matrix: str
+    unit: str
+    units: dict[str, float]
+    plausible: tuple[float, float]
+    visits: tuple[str, ...]
+    lloq: float | None = None
+    uloq: float | None = None
+    treatment_revealing: bool = False
+
+
+@dataclass(frozen=True)
+class Study:
+    studyid: str
+    raw: dict[str, Any]
+    sites: tuple[Site, ...]
+    arms: tuple[dict[str, str], ...]
+    visits: tuple[Visit, ...]
+    parameters: tuple[Parameter, ...]
+
+    def visit(self, code: str) -> Visit:
+        return next(v for v in self.visits if v.visit_code == code)
+
+    def parameter(self, paramcd: str) -> Parameter:
+        return next(p for p in self.parameters if p.paramcd == paramcd)
+
+    def parameters_of(self, family: str) -> tuple[Parameter, ...]:
+        return tuple(p for p in self.parameters if p.family == family)
+
+    @property
+    def armcds(self) -> tuple[str, ...]:
+        return tuple(a["armcd"] for a in self.arms)
+
+    @property
+    def strata(self) -> dict[str, Any]:
+        return self.raw["strata"]
+
+    @property
+    def analysis(self) -> dict[str, Any]:
+        return self.raw["analysis"]
+
+    @property
+    def gene_expression(self) -> dict[str, Any]:
+        return self.raw["gene_expression"]
+
+
+@dataclass(frozen=True)
+class ColumnContract:
+    name: str
+    type: str
+    required: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class FamilyContract:
+    family: str
+    kind: str
+    folder: str
+    mode: str
+    key: tuple[str, ...]
+    suite: str
+    description: str
+    columns: tuple[ColumnContract, ...] = field(default_factory=tuple)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.required)
+
+
+@dataclass(frozen=True)
+class Contracts:
+    families: dict[str, FamilyContract]
+    personal_data_patterns: tuple[re.Pattern[str], ...]
+
+    def __getitem__(self, family: str) -> FamilyContract:
+        return self.families[family]
+
+    def is_personal_data(self, column: str) -> bool:
+        normalised = re.sub(r"[^a-z0-9]", "", column.lower())
+        return any(p.search(normalised) for p in self.personal_data_patterns)
+
+
+def _read_yaml(name: str) -> dict[str, Any]:
+    return yaml.safe_load((SCHEMAS_DIR / name).read_text(encoding="utf-8"))
+
+
+@cache
+def load_study() -> Study:
+    """Read ``schemas/study.yaml``."""
+    raw = _read_yaml("study.yaml")
+    return Study(
+        studyid=raw["study"]["studyid"],
+        raw=raw,
+        sites=tuple(Site(**s) for s in raw["sites"]),
+        arms=tuple(raw["arms"]),
+        visits=tuple(Visit(**{**v, "matrices": tuple(v["matrices"])}) for v in raw["visits"]),
+        parameters=tuple(
+            Parameter(
+                **{
+                    **p,
+                    "plausible": tuple(p["plausible"]),
+                    "visits": tuple(p["visits"]),
+                    "units": {str(k): float(v) for k, v in p["units"].items()},
+                }
+            )
+            for p in raw["parameters"]
+        ),
+    )
+
+
+@cache
+def load_contracts() -> Contracts:
+    """Read ``schemas/deliveries.yaml``."""
+    raw = _read_yaml("deliveries.yaml")
+    families = {
+        name: FamilyContract(
+            family=name,
+            kind=f["kind"],
+            folder=f["folder"],
+            mode=f["mode"],
+            key=tuple(f["key"]),
+            suite=f["suite"],
+            description=f["description"],
+            columns=tuple(
+                ColumnContract(name=c, type=spec["type"], required=spec["required"], description=spec["description"])
+                for c, spec in f["columns"].items()
+            ),
+        )
+        for name, f in raw["families"].items()
+    }
+    patterns = tuple(re.compile(p) for p in raw["personal_data"]["forbidden_name_patterns"])
+    return Contracts(families=families, personal_data_patterns=patterns)
