@@ -1,0 +1,52 @@
+# MIROCALS biomarker warehouse. `make demo` and `make test` are the quick start.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+export MIROCALS_LANDING ?= $(CURDIR)/landing
+export MIROCALS_WAREHOUSE ?= $(CURDIR)/warehouse/build/mirocals.duckdb
+SEED ?= 20170615
+SCALE ?= 1
+GENES ?= 20000
+
+.PHONY: install install-test demo data build ui test bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip setuptools wheel
+
+$(VENV)/.installed: $(BIN)/activate pyproject.toml
+	$(BIN)/pip install -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+data: install
+	rm -rf $(MIROCALS_LANDING)
+	$(BIN)/mirocals demo-data --out $(MIROCALS_LANDING) --seed $(SEED) --scale $(SCALE) --genes $(GENES)
+
+build: install
+	$(BIN)/mirocals build --landing $(MIROCALS_LANDING) --warehouse $(MIROCALS_WAREHOUSE)
+
+demo: data
+	rm -f $(MIROCALS_WAREHOUSE)
+	$(MAKE) --no-print-directory build
+	@$(BIN)/mirocals next-steps --warehouse $(MIROCALS_WAREHOUSE)
+
+ui: install
+	mkdir -p $(DAGSTER_HOME)
+	cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	$(BIN)/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
+
+test: install-test
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) $(DAGSTER_HOME) warehouse/build landing

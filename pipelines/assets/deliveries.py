@@ -1,0 +1,103 @@
+"""One raw asset per delivery family: take in new files, check contract and expectations."""
+
+
+import dagster as dg
+
+from pipelines.ingest.delivery import DeliveryOutcome, discover_files, ingest_file
+from pipelines.resources import LandingZone, Warehouse
+from pipelines.study import FamilyContract, load_contracts
+
+CONTRACT_CHECK = "delivery_contract"
+EXPECTATIONS_CHECK = "great_expectations_suite"
+
+
+def _contract_check(outcomes: list[DeliveryOutcome]) -> dg.AssetCheckResult:
+    refused = [o for o in outcomes if o.status != "accepted"]
+    return dg.AssetCheckResult(
+        check_name=CONTRACT_CHECK,
+        passed=not refused,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "new_files": len(outcomes),
+            "refused_files": len(refused),
+            "refused": dg.MetadataValue.md(
+                "\n".join(f"- **{o.status}** {o.reason}" for o in refused) or "none"
+            ),
+        },
+    )
+
+
+def _expectations_check(outcomes: list[DeliveryOutcome]) -> dg.AssetCheckResult:
+    validated = [o for o in outcomes if o.validation is not None]
+    failing: dict[str, int] = {}
+    examples: dict[str, list] = {}
+    for outcome in validated:
+        for result in outcome.validation.outcomes:
+            if not result.success:
+                failing[result.rule] = failing.get(result.rule, 0) + result.unexpected_count
+                examples.setdefault(result.rule, []).extend(result.examples)
+    lines = [f"| {rule} | {count} | {examples[rule][:3]} |" for rule, count in sorted(failing.items())]
+    table = "| expectation | failing rows | examples |\n|---|---|---|\n" + "\n".join(lines) if lines else "all passed"
+    return dg.AssetCheckResult(
+        check_name=EXPECTATIONS_CHECK,
+        passed=not failing,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "deliveries_validated": len(validated),
+            "rows_failing": sum(o.rows_failing_expectations for o in validated),
+            "failures": dg.MetadataValue.md(table),
+        },
+    )
+
+
+def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
+    """The raw asset of one delivery family."""
+
+    @dg.asset(
+        key=["raw", contract.family],
+        group_name="raw",
+        kinds={"parquet", "duckdb"},
+        deps=[["ref", "study_definition"]],
+        description=(
+            f"{contract.description}\n\nNew files in `{contract.folder}/` are checked against their contract "
+            f"(schemas/deliveries.yaml) and the `{contract.suite}` Great Expectations suite, then loaded as "
+            "delivered with provenance. Files already taken in (same name and SHA-256) are skipped."
+        ),
+        check_specs=[
+            dg.AssetCheckSpec(CONTRACT_CHECK, asset=["raw", contract.family],
+                              description="Every new file is readable, complete and free of personal data."),
+            dg.AssetCheckSpec(EXPECTATIONS_CHECK, asset=["raw", contract.family],
+                              description=f"Great Expectations suite expectations/{contract.suite}.json on every new delivery."),
+        ],
+    )
+    def _raw(context: dg.AssetExecutionContext, landing: LandingZone, warehouse: Warehouse) -> dg.MaterializeResult:
+        outcomes: list[DeliveryOutcome] = []
+        with warehouse.connect() as con:
+            for path in discover_files(landing.root, contract):
+                outcome = ingest_file(con, landing.root, path, contract)
+                if outcome is None:
+                    continue
+                outcomes.append(outcome)
+                if outcome.status == "accepted":
+                    context.log.info(
+                        f"{outcome.file_name}: {outcome.rows_delivered} rows loaded as delivery "
+                        f"{outcome.delivery_id}; {outcome.rows_failing_expectations} fail an expectation"
+                    )
+                else:
+                    context.log.warning(f"{outcome.status}: {outcome.reason}")
+            total = con.execute(f"select count(*) from raw.{contract.family}").fetchone()[0]
+        return dg.MaterializeResult(
+            metadata={
+                "new_deliveries": len(outcomes),
+                "rows_taken_in": sum(o.rows_delivered or 0 for o in outcomes if o.status == "accepted"),
+                "rows_failing_expectations": sum(o.rows_failing_expectations for o in outcomes),
+                "files_refused": sum(o.status != "accepted" for o in outcomes),
+                "raw_rows_total": total,
+            },
+            check_results=[_contract_check(outcomes), _expectations_check(outcomes)],
+        )
+
+    return _raw
+
+
+raw_assets = [build_raw_asset(contract) for contract in load_contracts().families.values()]

@@ -1,0 +1,140 @@
+"""SQL model assets: one asset per file under ``warehouse/models/<layer>/<name>.sql``."""
+
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+from pipelines.resources import Warehouse
+from pipelines.study import load_contracts
+from pipelines.warehouse import model_sql, run_model, table_docs
+
+RAW = tuple(f"raw.{family}" for family in load_contracts().families)
+
+
+@dataclass(frozen=True)
+class Model:
+    layer: str
+    name: str
+    deps: tuple[str, ...]
+    view: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.layer}.{self.name}"
+
+
+# The model graph, in build order. Staging models carry qc_rule / is_current per delivered row.
+MODELS: tuple[Model, ...] = (
+    Model("staging", "stg_row_failures", RAW, view=True),
+    Model("staging", "stg_trial__subject", ("raw.subjects", "staging.stg_row_failures")),
+    Model("staging", "stg_trial__randomisation", ("raw.randomisation", "staging.stg_row_failures")),
+    Model("core", "subject", ("staging.stg_trial__subject", "staging.stg_trial__randomisation", "ref.study_definition")),
+    Model("core", "visit", ("ref.study_definition",)),
+    Model("staging", "stg_biobank__sample", ("raw.sample_manifest", "staging.stg_row_failures", "core.subject")),
+    Model("core", "sample", ("staging.stg_biobank__sample", "core.subject")),
+    Model("staging", "stg_lab__treg", ("raw.treg", "staging.stg_row_failures", "staging.stg_biobank__sample")),
+    Model("staging", "stg_lab__neurofilament", ("raw.neurofilament", "staging.stg_row_failures", "staging.stg_biobank__sample")),
+    Model("staging", "stg_lab__transcript_summary", ("raw.transcript_summary", "staging.stg_row_failures", "staging.stg_biobank__sample")),
+    Model("staging", "stg_lab__transcript_gene", ("raw.transcript_gene", "staging.stg_row_failures", "staging.stg_biobank__sample")),
+    Model("core", "treg", ("staging.stg_lab__treg", "core.sample")),
+    Model("core", "neurofilament", ("staging.stg_lab__neurofilament", "core.sample")),
+    Model("core", "transcript_summary", ("staging.stg_lab__transcript_summary", "core.sample")),
+    Model("core", "transcript_gene", ("staging.stg_lab__transcript_gene", "core.sample")),
+    Model("quarantine", "rejected_rows", tuple(f"staging.{m}" for m in (
+        "stg_trial__subject", "stg_trial__randomisation", "stg_biobank__sample", "stg_lab__treg",
+        "stg_lab__neurofilament", "stg_lab__transcript_summary", "stg_lab__transcript_gene"))),
+    Model("quarantine", "rejected_files", RAW),
+    Model("audit", "reconciliation", ("quarantine.rejected_rows", "quarantine.rejected_files")),
+)
+
+BIOMARKER_TABLES = ("core.treg", "core.neurofilament", "core.transcript_summary", "core.transcript_gene")
+
+
+def _description(model: Model) -> str:
+    doc = table_docs().get(model.key)
+    if doc:
+        return doc["description"]
+    first_comment = next(line for line in model_sql(model.layer, model.name).splitlines() if line.startswith("--"))
+    return first_comment.lstrip("- ").strip()
+
+
+def _metadata(con, model: Model, rows: int) -> dict:
+    metadata: dict = {"rows": dg.MetadataValue.int(rows)}
+    if model.layer == "staging" and not model.view:
+        held = con.execute(f"select count(*) from {model.key} where qc_rule is not null").fetchone()[0]
+        metadata["rows_quarantined"] = dg.MetadataValue.int(held)
+    if model.key in BIOMARKER_TABLES:
+        metadata["subjects"] = dg.MetadataValue.int(
+            con.execute(f"select count(distinct usubjid) from {model.key}").fetchone()[0]
+        )
+    return metadata
+
+
+def _linkage_check(con, model: Model) -> dg.AssetCheckResult:
+    """Every biomarker row has subject, arm (if randomised), visit and study day, and joins."""
+    unlinked = con.execute(
+        f"""
+        select count(*) from {model.key} as fact
+        left join core.subject as subject using (usubjid)
+        left join core.visit as visit using (visit_code)
+        where subject.usubjid is null or visit.visit_code is null or fact.study_day is null
+           or (subject.randomised and fact.armcd is null)
+        """
+    ).fetchone()[0]
+    return dg.AssetCheckResult(
+        check_name="linked_to_subject_arm_and_visit",
+        passed=unlinked == 0,
+        metadata={"unlinked_rows": dg.MetadataValue.int(unlinked)},
+    )
+
+
+def _balance_check(con) -> dg.AssetCheckResult:
+    unbalanced = con.execute(
+        "select file_name, rows_delivered, rows_loaded, rows_quarantined from audit.reconciliation "
+        "where balanced = false"
+    ).fetchall()
+    return dg.AssetCheckResult(
+        check_name="every_delivery_balances",
+        passed=not unbalanced,
+        metadata={
+            "unbalanced_deliveries": dg.MetadataValue.int(len(unbalanced)),
+            "detail": dg.MetadataValue.md("\n".join(f"- {row}" for row in unbalanced) or "all balanced"),
+        },
+    )
+
+
+def build_model_asset(model: Model) -> dg.AssetsDefinition:
+    """The asset that builds one SQL model."""
+    key = dg.AssetKey([model.layer, model.name])
+    checks = []
+    if model.key in BIOMARKER_TABLES:
+        checks.append(dg.AssetCheckSpec("linked_to_subject_arm_and_visit", asset=key,
+                                        description="Every row joins to core.subject and core.visit and has a study day."))
+    if model.key == "audit.reconciliation":
+        checks.append(dg.AssetCheckSpec("every_delivery_balances", asset=key, blocking=True,
+                                        description="rows_delivered = rows_loaded + rows_quarantined for every delivery."))
+
+    @dg.asset(
+        key=key,
+        group_name=model.layer,
+        kinds={"duckdb", "sql"},
+        deps=[dg.AssetKey(dep.split(".")) for dep in model.deps],
+        description=f"{_description(model)}\n\nBuilt from `warehouse/models/{model.layer}/{model.name}.sql`.",
+        check_specs=checks,
+    )
+    def _model(warehouse: Warehouse) -> dg.MaterializeResult:
+        with warehouse.connect() as con:
+            rows = run_model(con, model.layer, model.name, view=model.view)
+            results = []
+            if model.key in BIOMARKER_TABLES:
+                results.append(_linkage_check(con, model))
+            if model.key == "audit.reconciliation":
+                results.append(_balance_check(con))
+            metadata = _metadata(con, model, rows)
+        return dg.MaterializeResult(metadata=metadata, check_results=results)
+
+    return _model
+
+
+model_assets = [build_model_asset(model) for model in MODELS]

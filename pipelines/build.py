@@ -1,0 +1,98 @@
+"""Materialise the whole asset graph in-process, with the definitions the UI uses."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.utils import make_new_run_id
+
+from pipelines.definitions import BUILD_JOB, build_definitions
+from pipelines.warehouse import read_connection
+
+ProgressCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    success: bool
+    run_id: str
+    steps: int
+    failed_checks: list[str]
+
+
+def step_count(landing: Path, warehouse: Path) -> int:
+    """How many assets a full build materialises."""
+    defs = build_definitions(str(landing), str(warehouse))
+    return len(list(defs.resolve_all_asset_specs()))
+
+
+def build_warehouse(
+    landing: Path,
+    warehouse: Path,
+    instance: dg.DagsterInstance | None = None,
+    on_step: ProgressCallback | None = None,
+    log_level: str = "WARNING",
+) -> BuildResult:
+    """Run the build job; ``on_step`` is called with each asset key as it materialises."""
+    defs = build_definitions(str(landing), str(warehouse))
+    job = defs.resolve_job_def(BUILD_JOB)
+    instance = instance or dg.DagsterInstance.ephemeral()
+    run_id = make_new_run_id()
+    done = threading.Event()
+
+    def watch() -> None:
+        seen = 0
+        while not done.wait(0.25):
+            seen = _report_new(instance, run_id, seen, on_step)
+        _report_new(instance, run_id, seen, on_step)
+
+    watcher = threading.Thread(target=watch, daemon=True) if on_step else None
+    if watcher:
+        watcher.start()
+    try:
+        result = job.execute_in_process(
+            instance=instance, run_id=run_id, raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        )
+    finally:
+        done.set()
+        if watcher:
+            watcher.join()
+    failed_checks = [
+        f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+        for evaluation in (
+            event.event_specific_data
+            for event in result.all_events
+            if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        )
+        if not evaluation.passed
+    ]
+    steps = len([e for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION])
+    return BuildResult(success=result.success, run_id=run_id, steps=steps, failed_checks=failed_checks)
+
+
+def _report_new(instance: dg.DagsterInstance, run_id: str, seen: int, on_step: ProgressCallback) -> int:
+    records = instance.get_records_for_run(
+        run_id=run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    for record in records[seen:]:
+        on_step(record.event_log_entry.dagster_event.asset_key.to_user_string())
+    return len(records)
+
+
+def summarise(warehouse: Path) -> list[tuple]:
+    """Rows delivered, loaded and quarantined per family, from ``audit.reconciliation``."""
+    with read_connection(warehouse) as con:
+        return con.execute(
+            """
+            select family, count(*) as deliveries,
+                   coalesce(sum(rows_delivered), 0), sum(rows_loaded), coalesce(sum(rows_quarantined), 0),
+                   count(*) filter (where status in ('rejected', 'duplicate')) as files_refused,
+                   bool_and(coalesce(balanced, true)) as balanced
+            from audit.reconciliation group by family order by family
+            """
+        ).fetchall()

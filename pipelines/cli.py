@@ -1,0 +1,140 @@
+"""The ``mirocals`` command line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipelines.settings import get_settings
+
+app = typer.Typer(help="MIROCALS biomarker warehouse.", no_args_is_help=True, add_completion=False)
+console = Console()
+err = Console(stderr=True)
+
+LandingOption = Annotated[Optional[Path], typer.Option("--landing", help="Landing zone folder (default: $MIROCALS_LANDING or ./landing).")]
+WarehouseOption = Annotated[Optional[Path], typer.Option("--warehouse", help="Warehouse file (default: $MIROCALS_WAREHOUSE or warehouse/build/mirocals.duckdb).")]
+
+
+@app.command("demo-data")
+def demo_data(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the landing zone into.")],
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 20170615,
+    scale: Annotated[float, typer.Option(help="Multiplies the number of subjects; 1 is the real trial's size.")] = 1.0,
+    genes: Annotated[int, typer.Option(help="Genes per RNA-seq sample.")] = 20000,
+) -> None:
+    """Write a synthetic MIROCALS landing zone (reference files, restricted list, lab batches)."""
+    from pipelines.synth import generate_landing_zone
+
+    with console.status(f"Generating a MIROCALS landing zone at scale {scale} with {genes} genes..."):
+        report = generate_landing_zone(out, seed=seed, scale=scale, genes=genes)
+    table = Table(title=f"Landing zone {out}")
+    for column in ("family", "file", "rows"):
+        table.add_column(column, justify="right" if column == "rows" else "left")
+    for f in report.files:
+        table.add_row(f.family, f.path, f"{f.rows:,}")
+    console.print(table)
+    console.print(
+        f"{report.n_entered} subjects entered the run-in, {report.n_randomised} randomised "
+        f"({', '.join(f'{k} {v}' for k, v in report.n_per_arm.items())}); "
+        f"{len(report.faults)} faults injected (see {out}/_generator/report.json)."
+    )
+
+
+@app.command()
+def build(landing: LandingOption = None, warehouse: WarehouseOption = None) -> None:
+    """Take in new deliveries and build every warehouse table (the same asset graph as the UI)."""
+    from pipelines.build import build_warehouse, step_count, summarise
+
+    settings = get_settings(landing, warehouse)
+    if not settings.landing.is_dir():
+        err.print(f"[red]No landing zone at {settings.landing}[/red]: run `mirocals demo-data --out {settings.landing}` first.")
+        raise typer.Exit(2)
+    total = step_count(settings.landing, settings.warehouse)
+    with Progress(
+        TextColumn("[bold]building[/bold]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.description}"), console=console,
+    ) as progress:
+        task = progress.add_task("", total=total)
+        result = build_warehouse(
+            settings.landing, settings.warehouse,
+            on_step=lambda key: progress.update(task, advance=1, description=key),
+        )
+    table = Table(title=f"Warehouse {settings.warehouse}")
+    for column in ("family", "deliveries", "rows delivered", "rows loaded", "rows quarantined", "files refused", "balanced"):
+        table.add_column(column, justify="left" if column == "family" else "right")
+    for family, deliveries, delivered, loaded, quarantined, refused, balanced in summarise(settings.warehouse):
+        table.add_row(family, str(deliveries), f"{delivered:,}", f"{loaded:,}", f"{quarantined:,}", str(refused), "yes" if balanced else "[red]NO[/red]")
+    console.print(table)
+    for check in result.failed_checks:
+        console.print(f"[yellow]check failed:[/yellow] {check}")
+    if not result.success:
+        err.print(f"[red]Build failed[/red] (run {result.run_id}); see the log above.")
+        raise typer.Exit(1)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL to run against the warehouse, read-only.")],
+    warehouse: WarehouseOption = None,
+    format: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+) -> None:
+    """Run read-only SQL on the warehouse."""
+    from pipelines.warehouse import read_connection
+
+    if format not in ("table", "csv", "json"):
+        err.print(f"Unknown --format {format!r}: use table, csv or json.")
+        raise typer.Exit(2)
+    settings = get_settings(warehouse=warehouse)
+    with read_connection(settings.warehouse) as con:
+        try:
+            cursor = con.execute(query)
+        except Exception as error:
+            err.print(f"[red]Query failed:[/red] {error}")
+            raise typer.Exit(1) from None
+        if cursor.description is None:
+            return
+        columns = [d[0] for d in cursor.description]
+        rows = cursor.fetchall()
+    if format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    elif format == "json":
+        typer.echo(json.dumps([dict(zip(columns, row)) for row in rows], default=str, indent=2))
+    else:
+        table = Table(show_lines=False)
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*("" if v is None else str(v) for v in row))
+        console.print(table)
+
+
+@app.command("next-steps")
+def next_steps(warehouse: WarehouseOption = None) -> None:
+    """Print where the warehouse is and what to do with it."""
+    settings = get_settings(warehouse=warehouse)
+    console.print(
+        f"""
+[bold green]The MIROCALS warehouse is built:[/bold green] {settings.warehouse}
+
+Next:
+  .venv/bin/mirocals sql "select armcd, count(*) from core.subject group by all"
+  .venv/bin/mirocals sql "select * from audit.reconciliation" --format csv
+  .venv/bin/duckdb -readonly {settings.warehouse}        (the DuckDB shell, read-only)
+  make ui                                                (Dagster UI and daemon on http://127.0.0.1:3000)
+  make test                                              (the whole test suite)
+"""
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,280 @@
+"""Take in one delivered Parquet file: check it against its contract, load it into ``raw``.
+
+A file is rejected whole (and recorded in ``audit.delivery`` with the reason) when it cannot
+be read, has no rows, carries a column that looks like personal data, lacks a required
+column, or has a column whose values cannot be read as the declared type. Otherwise every
+row is loaded into ``raw.<family>`` with its provenance, and the family's Great Expectations
+suite runs on it; failing rows are recorded in ``audit.row_failure`` and quarantined by the
+staging models. Nothing is deleted from the landing zone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.ingest.expectations import SuiteResult, run_suite
+from pipelines.study import FamilyContract, load_contracts
+
+
+class DeliveryRejected(Exception):
+    """A delivered file that cannot be loaded at all; ``rule`` names the contract rule."""
+
+    def __init__(self, file_name: str, rule: str, reason: str, rows: int | None = None):
+        super().__init__(f"{file_name}: {reason}")
+        self.file_name = file_name
+        self.rule = rule
+        self.reason = reason
+        self.rows = rows
+
+
+@dataclass
+class CheckedDelivery:
+    """A delivery that passed its contract: declared columns cast, plus extras kept as JSON."""
+
+    family: str
+    file_name: str
+    table: pa.Table
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    delivery_id: int
+    family: str
+    file_name: str
+    status: str
+    rows_delivered: int | None
+    rows_failing_expectations: int
+    reason: str | None
+    validation: SuiteResult | None
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def discover_files(landing: Path, contract: FamilyContract) -> list[Path]:
+    """Parquet files waiting in a family's folder, in delivery (name) order.
+
+    Paths with a part starting with ``_`` or ``.`` (work folders, partial uploads) are ignored.
+    """
+    folder = landing / contract.folder
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p
+        for p in folder.rglob("*.parquet")
+        if p.is_file() and not any(part.startswith(("_", ".")) for part in p.relative_to(landing).parts)
+    )
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lower()
+
+
+def _wrong_folder_hint(present: set[str], contract: FamilyContract) -> str:
+    for other in load_contracts().families.values():
+        if other.family != contract.family and set(other.required_columns) <= present:
+            return f" The columns match the {other.family} family: was the file dropped in the wrong folder ({other.folder} expected)?"
+    return ""
+
+
+def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> CheckedDelivery:
+    """Read ``path`` and hold it against ``contract``; raises :class:`DeliveryRejected`."""
+    if path.stat().st_size == 0:
+        raise DeliveryRejected(file_name, "file_readable", "the file is empty (0 bytes); nothing can be read.")
+    try:
+        schema = pq.read_schema(path)
+    except Exception as error:  # pyarrow raises several types for damaged files
+        raise DeliveryRejected(
+            file_name, "file_readable", f"not a readable Parquet file (truncated or damaged in transfer?): {error}"
+        ) from None
+
+    contracts = load_contracts()
+    personal = [name for name in schema.names if contracts.is_personal_data(name)]
+    if personal:
+        # Only column names are named: no value of a refused file is ever read or stored.
+        raise DeliveryRejected(
+            file_name,
+            "no_personal_data",
+            f"column(s) {', '.join(repr(n) for n in personal)} look like personal data; "
+            "deliveries must carry pseudonymised identifiers only. The file is refused and none of its values was stored.",
+        )
+
+    try:
+        table = pq.read_table(path)
+    except Exception as error:
+        raise DeliveryRejected(
+            file_name, "file_readable", f"not a readable Parquet file (truncated or damaged in transfer?): {error}"
+        ) from None
+    if table.num_rows == 0:
+        raise DeliveryRejected(file_name, "has_rows", "the file has a valid header but zero rows.", rows=0)
+
+    by_normalised = {_normalise(name): name for name in table.column_names}
+    warnings: list[str] = []
+    missing = [c for c in contract.required_columns if c not in by_normalised]
+    declared = set(contract.column_names)
+    extra = [name for key, name in by_normalised.items() if key not in declared]
+    if missing:
+        renamed = f" Unexpected column(s) present: {', '.join(repr(n) for n in extra)} (renamed?)." if extra else ""
+        raise DeliveryRejected(
+            file_name,
+            "required_columns",
+            f"required column(s) {', '.join(repr(c) for c in missing)} missing for family {contract.family}."
+            f"{renamed}{_wrong_folder_hint(set(by_normalised), contract)}",
+            rows=table.num_rows,
+        )
+    for key, name in by_normalised.items():
+        if key in declared and key != name:
+            warnings.append(f"column {name!r} read as {key!r}")
+    if extra:
+        warnings.append(
+            f"column(s) {', '.join(repr(n) for n in extra)} are not in the contract; kept in raw.extra_columns, not used"
+        )
+
+    con = duckdb.connect()
+    try:
+        con.register("incoming", table)
+        selects = []
+        for column in contract.columns:
+            source = by_normalised.get(column.name)
+            if source is None:
+                selects.append(f"cast(null as {column.type}) as {column.name}")
+                continue
+            quoted = '"' + source.replace('"', '""') + '"'
+            bad = con.execute(
+                f"select __row, cast({quoted} as varchar) from (select {quoted}, row_number() over () as __row "
+                f"from incoming) where {quoted} is not null and try_cast({quoted} as {column.type}) is null "
+                "order by __row limit 3"
+            ).fetchall()
+            if bad:
+                examples = ", ".join(f"row {row}: {value!r}" for row, value in bad)
+                raise DeliveryRejected(
+                    file_name,
+                    "column_types",
+                    f"column {column.name!r} is delivered as {table.schema.field(source).type}, expected {column.type}; "
+                    f"values that cannot be read as {column.type}: {examples}.",
+                    rows=table.num_rows,
+                )
+            selects.append(f"cast({quoted} as {column.type}) as {column.name}")
+        if extra:
+            packed = ", ".join(f"\"{n.replace(chr(34), '')}\" := \"{n}\"" for n in extra)
+            selects.append(f"cast(to_json(struct_pack({packed})) as json) as extra_columns")
+        else:
+            selects.append("cast(null as json) as extra_columns")
+        cast_table = con.sql(f"select {', '.join(selects)} from incoming").to_arrow_table()
+    finally:
+        con.close()
+    # Row numbers are 1-based positions in the delivered file; arrow keeps file order.
+    import numpy as np
+
+    cast_table = cast_table.append_column("row_number", pa.array(np.arange(1, cast_table.num_rows + 1, dtype=np.int64)))
+    return CheckedDelivery(family=contract.family, file_name=file_name, table=cast_table, warnings=warnings)
+
+
+def _next_delivery_id(con: duckdb.DuckDBPyConnection) -> int:
+    return con.execute("select coalesce(max(delivery_id), 0) + 1 from audit.delivery").fetchone()[0]
+
+
+def _record_delivery(con: duckdb.DuckDBPyConnection, **values) -> None:
+    columns = ", ".join(values)
+    placeholders = ", ".join("?" for _ in values)
+    con.execute(f"insert into audit.delivery ({columns}) values ({placeholders})", list(values.values()))
+
+
+def ingest_file(con: duckdb.DuckDBPyConnection, landing: Path, path: Path, contract: FamilyContract) -> DeliveryOutcome | None:
+    """Load one file into the warehouse; ``None`` if this exact file was already processed."""
+    file_name = path.relative_to(landing).as_posix()
+    sha = file_sha256(path)
+    seen = con.execute(
+        "select delivery_id from audit.delivery where file_name = ? and file_sha256 = ?", [file_name, sha]
+    ).fetchone()
+    if seen:
+        return None
+    delivery_id = _next_delivery_id(con)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    base = dict(
+        delivery_id=delivery_id, family=contract.family, file_name=file_name, file_sha256=sha,
+        file_bytes=path.stat().st_size, received_at=now,
+    )
+    same_bytes = con.execute(
+        "select delivery_id, file_name from audit.delivery where file_sha256 = ? and status = 'accepted'", [sha]
+    ).fetchone()
+    if same_bytes:
+        rows = pq.read_metadata(path).num_rows
+        reason = (
+            f"{file_name}: identical bytes (SHA-256 {sha[:12]}...) to delivery {same_bytes[0]} "
+            f"({same_bytes[1]}), already loaded; nothing new was loaded."
+        )
+        _record_delivery(con, **base, rows_delivered=rows, status="duplicate", rule="duplicate_delivery",
+                         reason=reason, duplicate_of=same_bytes[0])
+        return DeliveryOutcome(delivery_id, contract.family, file_name, "duplicate", rows, 0, reason, None)
+
+    try:
+        checked = check_delivery(path, file_name, contract)
+    except DeliveryRejected as rejection:
+        rows = rejection.rows
+        if rows is None:
+            try:
+                rows = pq.read_metadata(path).num_rows
+            except Exception:
+                rows = None
+        reason = str(rejection)
+        _record_delivery(con, **base, rows_delivered=rows, status="rejected", rule=rejection.rule, reason=reason)
+        return DeliveryOutcome(delivery_id, contract.family, file_name, "rejected", rows, 0, reason, None)
+
+    con.register("checked", checked.table)
+    columns = ", ".join(contract.column_names)
+    con.execute(
+        f"insert into raw.{contract.family} select {columns}, ? as delivery_id, ? as file_name, ? as file_sha256, "
+        "row_number, ? as loaded_at, extra_columns from checked",
+        [delivery_id, file_name, sha, now],
+    )
+    frame = con.execute(f"select row_number, {columns} from checked").df().set_index("row_number")
+    con.unregister("checked")
+    frame.index.name = None
+    validation = run_suite(contract.suite, frame)
+    _store_validation(con, delivery_id, validation, now)
+    _record_delivery(
+        con, **base, rows_delivered=checked.table.num_rows, status="accepted",
+        warnings="; ".join(checked.warnings) or None,
+    )
+    failing = len({f.row_number for f in validation.row_failures})
+    return DeliveryOutcome(delivery_id, contract.family, file_name, "accepted", checked.table.num_rows, failing, None, validation)
+
+
+def _store_validation(con: duckdb.DuckDBPyConnection, delivery_id: int, result: SuiteResult, at: datetime) -> None:
+    if result.row_failures:
+        failures = pa.table(
+            {
+                "delivery_id": pa.array([delivery_id] * len(result.row_failures), pa.int32()),
+                "row_number": pa.array([f.row_number for f in result.row_failures], pa.int64()),
+                "rule": [f.rule for f in result.row_failures],
+                "column_name": [f.column for f in result.row_failures],
+                "reason": [f.reason for f in result.row_failures],
+            }
+        )
+        con.register("failures", failures)
+        con.execute("insert into audit.row_failure select * from failures")
+        con.unregister("failures")
+    con.executemany(
+        "insert into audit.validation values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            [delivery_id, result.suite, o.rule, o.expectation_type, o.column, o.success, o.element_count,
+             o.unexpected_count, json.dumps(o.examples, default=str), at]
+            for o in result.outcomes
+        ],
+    )

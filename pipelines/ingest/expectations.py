@@ -1,0 +1,182 @@
+"""Run the Great Expectations 1.x suites in ``expectations/`` on one delivery.
+
+Suites are GX-native JSON. Values that belong to the study definition (sites, visit codes,
+units, plausible ranges) appear in the suites as ``{"$PARAMETER": name}`` and are filled in
+from ``schemas/`` by :func:`suite_parameters`, so no such value is written twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import pandas as pd
+
+from pipelines.study import EXPECTATIONS_DIR, load_study
+
+# Number of example failing values kept per expectation in the validation summary.
+EXAMPLES_PER_EXPECTATION = 5
+
+
+@dataclass(frozen=True)
+class RowFailure:
+    row_number: int
+    rule: str
+    column: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    rule: str
+    expectation_type: str
+    column: str | None
+    success: bool
+    element_count: int
+    unexpected_count: int
+    description: str
+    examples: list[Any]
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    suite: str
+    success: bool
+    outcomes: list[ExpectationOutcome]
+    row_failures: list[RowFailure]
+
+
+def suite_parameters() -> dict[str, Any]:
+    """Values the suites refer to with ``$PARAMETER``, taken from the study definition."""
+    study = load_study()
+    params: dict[str, Any] = {
+        "siteids": [s.siteid for s in study.sites],
+        "sexes": ["M", "F"],
+        "onsets": list(study.strata["levels"]["onset"]),
+        "age_lo": study.raw["study"]["age_range"][0],
+        "age_hi": study.raw["study"]["age_range"][1],
+        "usubjid_regex": rf"^{study.studyid}-[A-Z]{{2}}[0-9]{{2}}-[0-9]{{4}}$",
+        "visit_codes": [v.visit_code for v in study.visits],
+        "matrices": list(study.raw["matrices"]),
+        "armcds": list(study.armcds),
+        "strata": [
+            f"{c}-{o}" for c in study.strata["levels"]["country"] for o in study.strata["levels"]["onset"]
+        ],
+        "nf_analytes": sorted({p.source["analyte"] for p in study.parameters_of("neurofilament")}),
+        "nf_units": sorted({u for p in study.parameters_of("neurofilament") for u in p.units}),
+        "result_regex": r"^\s*[<>]?\s*[0-9]+(\.[0-9]+)?\s*$",
+        "gene_id_regex": r"^ENSG[0-9]{11}$",
+        "expression_lo": study.gene_expression["plausible"][0],
+        "expression_hi": study.gene_expression["plausible"][1],
+    }
+    for p in study.parameters:
+        params[f"{p.paramcd}_lo"], params[f"{p.paramcd}_hi"] = p.plausible
+    return params
+
+
+def load_suite_json(suite: str) -> dict[str, Any]:
+    """The suite as stored in ``expectations/<suite>.json``."""
+    return json.loads((EXPECTATIONS_DIR / f"{suite}.json").read_text(encoding="utf-8"))
+
+
+@cache
+def _gx():
+    """One ephemeral GX context per process, with progress bars off (they flood stderr)."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = context.data_sources.add_pandas("deliveries")
+    return gx, context, source
+
+
+@cache
+def _validation_definition(suite: str):
+    from great_expectations.core.expectation_suite import ExpectationSuite
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    gx, context, source = _gx()
+    stored = load_suite_json(suite)
+    expectation_suite = ExpectationSuite(name=stored["name"])
+    for item in stored["expectations"]:
+        expectation_suite.add_expectation_configuration(
+            ExpectationConfiguration(type=item["type"], kwargs=item["kwargs"], meta=item["meta"])
+        )
+    expectation_suite = context.suites.add(expectation_suite)
+    batch = source.add_dataframe_asset(suite).add_batch_definition_whole_dataframe(suite)
+    return context.validation_definitions.add(
+        gx.ValidationDefinition(name=suite, data=batch, suite=expectation_suite)
+    )
+
+
+def _columns_of(kwargs: dict[str, Any]) -> str | None:
+    if "column" in kwargs:
+        return kwargs["column"]
+    if "column_A" in kwargs:
+        return f"{kwargs['column_A']},{kwargs['column_B']}"
+    return None
+
+
+def _printable(value: Any) -> Any:
+    if hasattr(value, "item") and not isinstance(value, (list, tuple)):
+        value = value.item()
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "missing"
+    if isinstance(value, float) and math.isinf(value):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_printable(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def run_suite(suite: str, frame: pd.DataFrame) -> SuiteResult:
+    """Validate ``frame`` (index = 1-based row number in the delivered file) with a suite."""
+    result = _validation_definition(suite).run(
+        batch_parameters={"dataframe": frame},
+        expectation_parameters=suite_parameters(),
+        result_format={"result_format": "COMPLETE"},
+    )
+    outcomes: list[ExpectationOutcome] = []
+    failures: list[RowFailure] = []
+    for item in result.results:
+        config = item.expectation_config
+        meta = config.meta or {}
+        column = _columns_of(config.kwargs)
+        detail = item.result or {}
+        index_list = detail.get("unexpected_index_list") or []
+        values = detail.get("unexpected_list") or []
+        if item.exception_info and item.exception_info.get("raised_exception"):
+            raise RuntimeError(
+                f"Great Expectations could not evaluate {suite}.{meta.get('rule')}: "
+                f"{item.exception_info.get('exception_message')}"
+            )
+        for position, row in enumerate(index_list):
+            row_number = int(row if not isinstance(row, dict) else next(iter(row.values())))
+            value = values[position] if position < len(values) else None
+            failures.append(
+                RowFailure(
+                    row_number=row_number,
+                    rule=meta["rule"],
+                    column=column,
+                    reason=f"{meta['description']} (delivered: {_printable(value)})",
+                )
+            )
+        outcomes.append(
+            ExpectationOutcome(
+                rule=meta["rule"],
+                expectation_type=config.type,
+                column=column,
+                success=bool(item.success),
+                element_count=int(detail.get("element_count") or len(frame)),
+                unexpected_count=int(detail.get("unexpected_count") or 0),
+                description=meta["description"],
+                examples=_printable(list(values[:EXAMPLES_PER_EXPECTATION])),
+            )
+        )
+    return SuiteResult(suite=suite, success=bool(result.success), outcomes=outcomes, row_failures=failures)

@@ -1,0 +1,29 @@
+"""Where the landing zone and the warehouse live: the one place that reads the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.study import PROJECT_ROOT
+
+LANDING_ENV = "MIROCALS_LANDING"
+WAREHOUSE_ENV = "MIROCALS_WAREHOUSE"
+
+DEFAULT_LANDING = PROJECT_ROOT / "landing"
+DEFAULT_WAREHOUSE = PROJECT_ROOT / "warehouse" / "build" / "mirocals.duckdb"
+
+
+@dataclass(frozen=True)
+class Settings:
+    landing: Path
+    warehouse: Path
+
+
+def get_settings(landing: str | Path | None = None, warehouse: str | Path | None = None) -> Settings:
+    """Resolve paths: explicit argument, then environment variable, then the project default."""
+    return Settings(
+        landing=Path(landing or os.environ.get(LANDING_ENV) or DEFAULT_LANDING).resolve(),
+        warehouse=Path(warehouse or os.environ.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE).resolve(),
+    )

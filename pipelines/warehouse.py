@@ -1,0 +1,176 @@
+"""DuckDB access: connections, SQL models from ``warehouse/models`` and documentation comments.
+
+The warehouse file is written with DuckDB storage compatibility v1.2.0 so that analysts'
+DuckDB 1.x clients (the ``duckdb`` shell from ``duckdb-cli``, R's duckdb) can open it.
+Readers always connect read-only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import yaml
+
+from pipelines.study import SCHEMAS_DIR, WAREHOUSE_SQL_DIR, load_contracts, load_study
+
+STORAGE_COMPATIBILITY = "v1.2.0"
+
+# Provenance columns carried by every raw row, in this order.
+PROVENANCE_COLUMNS: dict[str, str] = {
+    "delivery_id": "INTEGER",
+    "file_name": "VARCHAR",
+    "file_sha256": "VARCHAR",
+    "row_number": "BIGINT",
+    "loaded_at": "TIMESTAMP",
+    "extra_columns": "JSON",
+}
+
+
+@contextmanager
+def write_connection(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse for writing (creating it and its folder if needed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), config={"storage_compatibility_version": STORAGE_COMPATIBILITY})
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def read_connection(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse read-only; fails clearly if it has not been built."""
+    if not path.exists():
+        raise FileNotFoundError(f"No warehouse at {path}: run `mirocals build` (or `make demo`) first.")
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def model_sql(layer: str, name: str) -> str:
+    """The SELECT statement of one model file, ``warehouse/models/<layer>/<name>.sql``."""
+    return (WAREHOUSE_SQL_DIR / layer / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def run_model(con: duckdb.DuckDBPyConnection, layer: str, name: str, *, view: bool = False) -> int:
+    """Build ``<layer>.<name>`` from its model file; returns its row count."""
+    con.execute(f"create schema if not exists {layer}")
+    kind = "view" if view else "table"
+    con.execute(f"create or replace {kind} {layer}.{name} as\n{model_sql(layer, name)}")
+    apply_comments(con, layer, name)
+    return con.execute(f"select count(*) from {layer}.{name}").fetchone()[0]
+
+
+def run_ddl(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Run a DDL script from ``warehouse/ddl`` (idempotent ``create ... if not exists``)."""
+    con.execute((WAREHOUSE_SQL_DIR.parent / "ddl" / f"{name}.sql").read_text(encoding="utf-8"))
+
+
+@cache
+def table_docs() -> dict[str, dict[str, Any]]:
+    """Published table documentation from ``schemas/tables.yaml``, keyed ``schema.table``."""
+    return yaml.safe_load((SCHEMAS_DIR / "tables.yaml").read_text(encoding="utf-8"))["tables"]
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def apply_comments(con: duckdb.DuckDBPyConnection, layer: str, name: str) -> None:
+    """Write table and column comments for ``layer.name`` from ``schemas/tables.yaml``."""
+    doc = table_docs().get(f"{layer}.{name}")
+    if doc is None:
+        return
+    kind = "view" if con.execute(
+        "select count(*) from duckdb_views() where schema_name = ? and view_name = ?", [layer, name]
+    ).fetchone()[0] else "table"
+    con.execute(f"comment on {kind} {layer}.{name} is {_quote(doc['description'].strip())}")
+    existing = {
+        r[0]
+        for r in con.execute(
+            "select column_name from duckdb_columns() where schema_name = ? and table_name = ?", [layer, name]
+        ).fetchall()
+    }
+    for column, text in doc.get("columns", {}).items():
+        if column in existing:
+            con.execute(f"comment on column {layer}.{name}.{column} is {_quote(str(text).strip())}")
+
+
+def create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create ``raw.<family>`` for every delivery family from its contract, plus provenance."""
+    con.execute("create schema if not exists raw")
+    for family in load_contracts().families.values():
+        columns = [f"{c.name} {c.type}" for c in family.columns]
+        columns += [f"{name} {type_}" for name, type_ in PROVENANCE_COLUMNS.items()]
+        con.execute(f"create table if not exists raw.{family.family} ({', '.join(columns)})")
+        con.execute(f"comment on table raw.{family.family} is {_quote('As delivered: ' + family.description)}")
+        for c in family.columns:
+            con.execute(f"comment on column raw.{family.family}.{c.name} is {_quote(c.description)}")
+
+
+def load_reference_tables(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Write the study definition into ``ref.*`` tables; returns row counts."""
+    study = load_study()
+    con.execute("create schema if not exists ref")
+    tables: dict[str, list[dict[str, Any]]] = {
+        "site": [{"siteid": s.siteid, "site_name": s.name, "country": s.country} for s in study.sites],
+        "arm": [{"armcd": a["armcd"], "arm": a["arm"], "description": a["description"]} for a in study.arms],
+        "visit": [
+            {
+                "visit_code": v.visit_code,
+                "visit_num": v.visit_num,
+                "visit_label": v.label,
+                "target_day": v.study_day,
+                "window_lo": v.window_lo,
+                "window_hi": v.window_hi,
+            }
+            for v in study.visits
+        ],
+        "visit_matrix": [
+            {"visit_code": v.visit_code, "matrix": m} for v in study.visits for m in v.matrices
+        ],
+        "parameter": [
+            {
+                "paramcd": p.paramcd,
+                "param": p.param,
+                "family": p.family,
+                "source_column": p.source.get("column"),
+                "source_analyte": p.source.get("analyte"),
+                "matrix": p.matrix,
+                "unit": p.unit,
+                "lloq": p.lloq,
+                "uloq": p.uloq,
+                "plausible_lo": p.plausible[0],
+                "plausible_hi": p.plausible[1],
+                "treatment_revealing": p.treatment_revealing,
+            }
+            for p in study.parameters
+        ],
+        "parameter_unit": [
+            {"paramcd": p.paramcd, "unit_reported": u, "factor": f} for p in study.parameters for u, f in p.units.items()
+        ],
+        "parameter_visit": [{"paramcd": p.paramcd, "visit_code": v} for p in study.parameters for v in p.visits],
+    }
+    counts = {}
+    for name, rows in tables.items():
+        import polars as pl  # local: keeps module import light for read-only tools
+
+        frame = pl.DataFrame(rows, infer_schema_length=None)
+        con.register("_ref_rows", frame.to_arrow())
+        con.execute(f"create or replace table ref.{name} as select * from _ref_rows")
+        con.unregister("_ref_rows")
+        apply_comments(con, "ref", name)
+        counts[name] = len(rows)
+    gene = study.gene_expression
+    con.execute(
+        "create or replace table ref.gene_expression as select ? as matrix, ? as unit, ? as plausible_lo, ? as plausible_hi",
+        [gene["matrix"], gene["unit"], float(gene["plausible"][0]), float(gene["plausible"][1])],
+    )
+    return counts

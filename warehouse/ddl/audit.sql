@@ -1,0 +1,40 @@
+-- Audit trail of every delivery seen in the landing zone. Append-only.
+create schema if not exists audit;
+
+create table if not exists audit.delivery (
+    delivery_id     integer primary key,   -- sequence in order of arrival; newest wins on corrections
+    family          varchar not null,      -- delivery family (schemas/deliveries.yaml)
+    file_name       varchar not null,      -- path relative to the landing zone
+    file_sha256     varchar not null,      -- SHA-256 of the file's bytes
+    file_bytes      bigint not null,
+    rows_delivered  bigint,                -- rows in the file; null if the file could not be read
+    status          varchar not null,      -- accepted | rejected | duplicate
+    rule            varchar,               -- for rejected and duplicate files: the contract rule
+    reason          varchar,               -- readable reason, naming the file and the column
+    warnings        varchar,               -- accepted with remarks (extra columns, renamed headers)
+    duplicate_of    integer,               -- for duplicate files: the delivery with the same bytes
+    received_at     timestamp not null
+);
+
+-- One row per delivered row that failed a Great Expectations expectation.
+create table if not exists audit.row_failure (
+    delivery_id     integer not null,
+    row_number      bigint not null,
+    rule            varchar not null,
+    column_name     varchar,
+    reason          varchar not null
+);
+
+-- One row per delivery x expectation: the Great Expectations suite outcome.
+create table if not exists audit.validation (
+    delivery_id      integer not null,
+    suite            varchar not null,
+    rule             varchar not null,
+    expectation_type varchar not null,
+    column_name      varchar,
+    success          boolean not null,
+    element_count    bigint,
+    unexpected_count bigint,
+    examples         json,
+    validated_at     timestamp not null
+);

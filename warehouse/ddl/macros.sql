@@ -1,0 +1,17 @@
+-- Table macro used by the quarantine model: the rows a staging model held back, with the
+create schema if not exists quarantine;
+
+-- row exactly as delivered (contract columns and any extra columns, as JSON).
+create or replace macro quarantine.rejected_rows_of(family_name, staged, delivered) as table
+select
+    family_name                     as family,
+    staged.delivery_id,
+    staged.file_name,
+    staged.row_number,
+    staged.qc_rule                  as rule,
+    staged.qc_reason                as reason,
+    to_json(struct_pack(*columns(delivered.* exclude (delivery_id, file_name, file_sha256, row_number, loaded_at))))
+                                    as delivered_row
+from query_table(staged) as staged
+join query_table(delivered) as delivered using (delivery_id, row_number)
+where staged.qc_rule is not null

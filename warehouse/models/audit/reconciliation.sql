@@ -1,0 +1,56 @@
+-- One row per delivery: what arrived, what loaded, what was held back. For every readable
+-- delivery rows_delivered = rows_loaded + rows_quarantined; rows_superseded counts loaded
+-- rows that a later delivery has since corrected.
+with
+
+staged as (
+    select delivery_id, qc_rule, is_current from staging.stg_trial__subject
+    union all select delivery_id, qc_rule, is_current from staging.stg_trial__randomisation
+    union all select delivery_id, qc_rule, is_current from staging.stg_biobank__sample
+    union all select delivery_id, qc_rule, is_current from staging.stg_lab__treg
+    union all select delivery_id, qc_rule, is_current from staging.stg_lab__neurofilament
+    union all select delivery_id, qc_rule, is_current from staging.stg_lab__transcript_summary
+    union all select delivery_id, qc_rule, is_current from staging.stg_lab__transcript_gene
+),
+
+per_delivery as (
+    select
+        delivery_id,
+        count(*) filter (where qc_rule is null)                     as rows_loaded,
+        count(*) filter (where qc_rule is not null)                 as rows_quarantined,
+        count(*) filter (where qc_rule is null and not is_current)  as rows_superseded
+    from staged
+    group by delivery_id
+),
+
+final as (
+    select
+        delivery.delivery_id,
+        delivery.family,
+        delivery.file_name,
+        delivery.file_sha256,
+        delivery.received_at,
+        delivery.rows_delivered,
+        case when delivery.status = 'accepted' then coalesce(per_delivery.rows_loaded, 0) else 0 end
+            as rows_loaded,
+        case when delivery.status = 'accepted' then coalesce(per_delivery.rows_quarantined, 0)
+            else delivery.rows_delivered end
+            as rows_quarantined,
+        coalesce(per_delivery.rows_superseded, 0)                   as rows_superseded,
+        case
+            when delivery.status <> 'accepted' then delivery.status
+            when per_delivery.rows_quarantined > 0 then 'loaded_with_quarantine'
+            else 'loaded'
+        end                                                         as status,
+        delivery.rule,
+        delivery.reason,
+        delivery.warnings
+    from audit.delivery as delivery
+    left join per_delivery using (delivery_id)
+)
+
+select
+    *,
+    rows_delivered = rows_loaded + rows_quarantined as balanced
+from final
+order by delivery_id

@@ -1,0 +1,102 @@
+-- Neurofilament results, parsed and harmonised to the standard unit of their parameter.
+-- One row per delivered row; qc_rule is null for rows that load, and is_current marks the
+-- newest valid result per sample and analyte (a later delivery corrects an earlier one).
+with
+
+source as (
+    select * from raw.neurofilament
+),
+
+parsed as (
+    select
+        *,
+        nullif(regexp_extract(result, '^\s*([<>])', 1), '')                      as result_qualifier,
+        try_cast(regexp_extract(result, '([0-9]+(\.[0-9]+)?)', 1) as double)     as result_number
+    from source
+),
+
+checked as (
+    select
+        parsed.*,
+        failures.gx_rules,
+        failures.gx_reasons,
+        count(distinct (parsed.result, parsed.unit, parsed.lloq, parsed.uloq, parsed.dilution,
+            parsed.plate_id, parsed.run_date, parsed.cv_pct))
+            over (partition by parsed.delivery_id, parsed.sample_id, parsed.analyte)  as versions_in_delivery,
+        min(parsed.row_number) over (
+            partition by parsed.delivery_id, parsed.sample_id, parsed.analyte, parsed.result, parsed.unit,
+                parsed.lloq, parsed.uloq, parsed.dilution, parsed.plate_id, parsed.run_date, parsed.cv_pct
+        )                                                                            as first_copy_row,
+        sample.sample_id is not null                                                 as sample_known,
+        sample.qc_rule                                                               as sample_rule,
+        sample.qc_reason                                                             as sample_reason,
+        sample.matrix,
+        parameter.paramcd,
+        parameter.unit                                                               as standard_unit,
+        parameter.plausible_lo,
+        parameter.plausible_hi,
+        unit.factor
+    from parsed
+    left join staging.stg_row_failures as failures using (delivery_id, row_number)
+    left join staging.stg_biobank__sample as sample
+        on sample.sample_id = parsed.sample_id and sample.is_latest
+    left join ref.parameter as parameter
+        on parameter.family = 'neurofilament'
+        and parameter.source_analyte = parsed.analyte
+        and parameter.matrix = sample.matrix
+    left join ref.parameter_unit as unit
+        on unit.paramcd = parameter.paramcd and unit.unit_reported = trim(parsed.unit)
+),
+
+harmonised as (
+    select
+        *,
+        result_number * factor      as value_std,
+        lloq * factor               as lloq_std,
+        uloq * factor               as uloq_std
+    from checked
+),
+
+ruled as (
+    select
+        *,
+        case
+            when gx_rules is not null                                   then gx_rules
+            when versions_in_delivery > 1                               then 'conflicting_values'
+            when row_number > first_copy_row                            then 'duplicate_row'
+            when not sample_known                                       then 'sample_unknown'
+            when sample_rule is not null                                then sample_rule
+            when paramcd is null                                        then 'analyte_matrix_mismatch'
+            when factor is null                                         then 'unit_not_convertible'
+            when result_qualifier is null
+                and value_std not between plausible_lo and plausible_hi then 'implausible_value'
+        end as qc_rule,
+        case
+            when gx_rules is not null then gx_reasons
+            when versions_in_delivery > 1 then
+                'sample ' || sample_id || ' has ' || versions_in_delivery || ' different ' || analyte
+                || ' results in this delivery'
+            when row_number > first_copy_row then
+                'exact copy of row ' || first_copy_row || ' of this delivery'
+            when not sample_known then
+                'sample ' || sample_id || ' is not in the biobank manifest'
+            when sample_rule is not null then
+                'sample ' || sample_id || ': ' || sample_reason
+            when paramcd is null then
+                analyte || ' is not measured in ' || coalesce(matrix, 'an unknown matrix')
+            when factor is null then
+                'unit ' || unit || ' cannot be converted to ' || standard_unit
+            when result_qualifier is null and value_std not between plausible_lo and plausible_hi then
+                result || ' ' || unit || ' = ' || round(value_std, 3) || ' ' || standard_unit
+                || ' is outside the plausible range ' || plausible_lo || ' to ' || plausible_hi
+        end as qc_reason
+    from harmonised
+)
+
+select
+    ruled.*,
+    qc_rule is null
+        and row_number() over (
+            partition by sample_id, analyte, qc_rule is null order by delivery_id desc, row_number desc
+        ) = 1 as is_current
+from ruled

@@ -1,0 +1,63 @@
+-- RNA-seq per-sample summaries (QC metrics and signature scores), checked against the
+-- manifest. One row per delivered row; is_current marks the newest valid row per sample.
+with
+
+source as (
+    select * from raw.transcript_summary
+),
+
+checked as (
+    select
+        source.*,
+        failures.gx_rules,
+        failures.gx_reasons,
+        count(distinct (total_reads_m, pct_mapped, rin, treg_signature, run_id))
+            over (partition by source.delivery_id, source.sample_id)                 as versions_in_delivery,
+        min(source.row_number) over (
+            partition by source.delivery_id, source.sample_id, total_reads_m, pct_mapped, rin,
+                treg_signature, run_id
+        )                                                                            as first_copy_row,
+        sample.sample_id is not null                                                 as sample_known,
+        sample.qc_rule                                                               as sample_rule,
+        sample.qc_reason                                                             as sample_reason,
+        sample.matrix
+    from source
+    left join staging.stg_row_failures as failures using (delivery_id, row_number)
+    left join staging.stg_biobank__sample as sample
+        on sample.sample_id = source.sample_id and sample.is_latest
+),
+
+ruled as (
+    select
+        *,
+        case
+            when gx_rules is not null           then gx_rules
+            when versions_in_delivery > 1       then 'conflicting_values'
+            when row_number > first_copy_row    then 'duplicate_row'
+            when not sample_known               then 'sample_unknown'
+            when sample_rule is not null        then sample_rule
+            when matrix <> 'PAXGENE_RNA'        then 'matrix_mismatch'
+        end as qc_rule,
+        case
+            when gx_rules is not null then gx_reasons
+            when versions_in_delivery > 1 then
+                'sample ' || sample_id || ' has ' || versions_in_delivery || ' different summaries in this delivery'
+            when row_number > first_copy_row then
+                'exact copy of row ' || first_copy_row || ' of this delivery'
+            when not sample_known then
+                'sample ' || sample_id || ' is not in the biobank manifest'
+            when sample_rule is not null then
+                'sample ' || sample_id || ': ' || sample_reason
+            when matrix <> 'PAXGENE_RNA' then
+                'sample ' || sample_id || ' is ' || matrix || ', RNA-seq needs PAXGENE_RNA'
+        end as qc_reason
+    from checked
+)
+
+select
+    ruled.*,
+    qc_rule is null
+        and row_number() over (
+            partition by sample_id, qc_rule is null order by delivery_id desc, row_number desc
+        ) = 1 as is_current
+from ruled

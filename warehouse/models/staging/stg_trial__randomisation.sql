@@ -1,0 +1,39 @@
+-- Randomisation list: subject to arm. The newest delivery wins per subject.
+with
+
+source as (
+    select * from raw.randomisation
+),
+
+checked as (
+    select
+        source.*,
+        failures.gx_rules,
+        failures.gx_reasons,
+        count(*) over (partition by source.delivery_id, source.usubjid) as copies_in_delivery
+    from source
+    left join staging.stg_row_failures as failures using (delivery_id, row_number)
+),
+
+ruled as (
+    select
+        *,
+        case
+            when gx_rules is not null then gx_rules
+            when copies_in_delivery > 1 then 'duplicate_key'
+        end as qc_rule,
+        case
+            when gx_rules is not null then gx_reasons
+            when copies_in_delivery > 1 then
+                'usubjid ' || usubjid || ' is randomised ' || copies_in_delivery || ' times in this list'
+        end as qc_reason
+    from checked
+)
+
+select
+    ruled.*,
+    qc_rule is null
+        and row_number() over (
+            partition by usubjid, qc_rule is null order by delivery_id desc, row_number desc
+        ) = 1 as is_current
+from ruled
