@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import date, timedelta
+from statistics import NormalDist
 
 import numpy as np
 
@@ -144,8 +145,7 @@ def build_cohort(study: Study, seed: int, scale: float) -> Cohort:
     )
     nfl_serum = M.NFL_SERUM_MEDIAN_LIMB * np.exp(
         M.NFL_SERUM_BULBAR_LOG * bulbar
-        + M.NFL_SERUM_PROG_LOG * (prog - M.BULBAR_PROGRESSION_SHIFT * bulbar)
-        + M.NFL_SERUM_PROG_LOG * M.BULBAR_PROGRESSION_SHIFT * bulbar
+        + M.NFL_SERUM_PROG_LOG * prog
         + rng.normal(0.0, M.NFL_SERUM_SUBJECT_SIGMA, n_entered)
     )
     nfl_csf = M.NFL_CSF_MEDIAN * np.exp(
@@ -281,8 +281,6 @@ def _assign_pnfh(study: Study, subjects: list[Subject], rng: np.random.Generator
     order = sorted(measured, key=lambda s: s.pnfh_latent)
     n = len(order)
     jitter = rng.normal(0.0, 0.03, n)
-    from statistics import NormalDist
-
     nd = NormalDist()
     for rank, s in enumerate(order):
         value = M.PNFH_MEDIAN * math.exp(M.PNFH_SIGMA * nd.inv_cdf((rank + 0.5) / n) + jitter[rank])

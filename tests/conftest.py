@@ -1,0 +1,50 @@
+"""Shared fixtures: build the real asset graph on a landing zone into a DuckDB file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipelines.build import BuildResult, build_warehouse
+
+
+class Built:
+    """A built warehouse and a read-only way to query it."""
+
+    def __init__(self, landing: Path, warehouse: Path, result: BuildResult):
+        self.landing = landing
+        self.warehouse = warehouse
+        self.result = result
+
+    def rows(self, query: str, params: list | None = None) -> list[tuple]:
+        con = duckdb.connect(str(self.warehouse), read_only=True)
+        try:
+            return con.execute(query, params or []).fetchall()
+        finally:
+            con.close()
+
+    def scalar(self, query: str, params: list | None = None):
+        return self.rows(query, params)[0][0]
+
+    def dicts(self, query: str, params: list | None = None) -> list[dict]:
+        con = duckdb.connect(str(self.warehouse), read_only=True)
+        try:
+            cursor = con.execute(query, params or [])
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+        finally:
+            con.close()
+
+
+def run_build(landing: Path, warehouse: Path) -> Built:
+    result = build_warehouse(landing, warehouse)
+    assert result.success, f"build failed: run {result.run_id}"
+    return Built(landing, warehouse, result)
+
+
+@pytest.fixture
+def build() -> Callable[[Path, Path], Built]:
+    return run_build
