@@ -9,6 +9,8 @@ export MIROCALS_WAREHOUSE ?= $(CURDIR)/warehouse/build/mirocals.duckdb
 SEED ?= 20170615
 SCALE ?= 1
 GENES ?= 20000
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 3000
 
 .PHONY: install install-test demo data build ui test bench clean
 
@@ -43,7 +45,7 @@ demo: data
 ui: install
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
+	$(BIN)/dagster dev -m pipelines.definitions -h $(UI_HOST) -p $(UI_PORT)
 
 test: install-test
 	$(BIN)/pytest

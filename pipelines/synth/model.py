@@ -80,7 +80,7 @@ TREG_BATCHES = 6
 
 # --- Neurofilaments --------------------------------------------------------------------------
 NFL_SERUM_MEDIAN_LIMB = 60.0
-NFL_SERUM_BULBAR_LOG = 0.25  # plus the faster progression of bulbar onset: median ~85
+NFL_SERUM_BULBAR_LOG = 0.15  # plus the faster progression of bulbar onset: median ~80
 NFL_SERUM_PROG_LOG = 0.40
 NFL_SERUM_SUBJECT_SIGMA = 0.38
 NFL_SERUM_VISIT_SIGMA = 0.10

@@ -69,7 +69,8 @@ def _draw_day(visit: Visit, subject: Subject, rng: np.random.Generator) -> int:
 def _visit_samples(
     study: Study, subject: Subject, visit: Visit, when: date, rng: np.random.Generator, with_lp: bool
 ) -> list[Sample]:
-    span = M.PREDOSE_SPAN_MIN if visit.study_day == 1 else M.CLINIC_SPAN_MIN
+    # pre-dose baseline draws and visits with a lumbar puncture happen in the morning
+    span = M.PREDOSE_SPAN_MIN if visit.study_day == 1 or with_lp else M.CLINIC_SPAN_MIN
     blood_time = datetime.combine(when, _clinic_time(rng, span))
     lp_delay = timedelta(minutes=5 * int(rng.integers(M.LP_DELAY_MIN[0] // 5, M.LP_DELAY_MIN[1] // 5 + 1)))
     out = []
