@@ -11,7 +11,8 @@ import dagster as dg
 from dagster._core.utils import make_new_run_id
 
 from pipelines.definitions import BUILD_JOB, build_definitions
-from pipelines.warehouse import read_connection
+from pipelines.locking import BuildLock
+from pipelines.warehouse import lock_file, read_connection
 
 ProgressCallback = Callable[[str], None]
 
@@ -37,7 +38,12 @@ def build_warehouse(
     on_step: ProgressCallback | None = None,
     log_level: str = "WARNING",
 ) -> BuildResult:
-    """Run the build job; ``on_step`` is called with each asset key as it materialises."""
+    """Run the build job; ``on_step`` is called with each asset key as it materialises.
+
+    Raises :class:`pipelines.locking.BuildLocked` at once if another build is running.
+    """
+    with BuildLock(lock_file(warehouse.resolve())):
+        pass  # fail fast with a clear message; the run itself holds the lock from here on
     defs = build_definitions(str(landing), str(warehouse))
     job = defs.resolve_job_def(BUILD_JOB)
     instance = instance or dg.DagsterInstance.ephemeral()

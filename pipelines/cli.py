@@ -52,6 +52,7 @@ def demo_data(
 def build(landing: LandingOption = None, warehouse: WarehouseOption = None) -> None:
     """Take in new deliveries and build every warehouse table (the same asset graph as the UI)."""
     from pipelines.build import build_warehouse, step_count, summarise
+    from pipelines.locking import BuildLocked
 
     settings = get_settings(landing, warehouse)
     if not settings.landing.is_dir():
@@ -63,10 +64,18 @@ def build(landing: LandingOption = None, warehouse: WarehouseOption = None) -> N
         TextColumn("{task.description}"), console=console,
     ) as progress:
         task = progress.add_task("", total=total)
-        result = build_warehouse(
-            settings.landing, settings.warehouse,
-            on_step=lambda key: progress.update(task, advance=1, description=key),
-        )
+        try:
+            result = build_warehouse(
+                settings.landing, settings.warehouse,
+                on_step=lambda key: progress.update(task, advance=1, description=key),
+            )
+        except BuildLocked as locked:
+            progress.stop()
+            err.print(f"[red]{locked}[/red]")
+            raise typer.Exit(3) from None
+    if not settings.warehouse.exists():
+        err.print(f"[red]Build failed before the warehouse was published[/red] (run {result.run_id}); see the log above.")
+        raise typer.Exit(1)
     table = Table(title=f"Warehouse {settings.warehouse}")
     for column in ("family", "deliveries", "rows delivered", "rows loaded", "rows quarantined", "files refused", "balanced"):
         table.add_column(column, justify="left" if column == "family" else "right")

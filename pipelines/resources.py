@@ -8,8 +8,10 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+from pydantic import PrivateAttr
 
-from pipelines.warehouse import write_connection
+from pipelines.locking import BuildLock
+from pipelines.warehouse import lock_file, publish, work_file, write_connection
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -23,15 +25,36 @@ class LandingZone(dg.ConfigurableResource):
 
 
 class Warehouse(dg.ConfigurableResource):
-    """The DuckDB warehouse file written by the pipeline."""
+    """The DuckDB warehouse. ``database`` is the published file analysts open; a run writes
+    its work copy under the build lock and the publish asset swaps it in atomically."""
 
     database: str
+    _lock: BuildLock | None = PrivateAttr(default=None)
 
     @property
     def file(self) -> Path:
         return Path(self.database).resolve()
 
+    @property
+    def work_file(self) -> Path:
+        return work_file(self.file)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Held for the whole run: a second build (UI or command line) stops with a clear message.
+        self._lock = BuildLock(lock_file(self.file))
+        self._lock.acquire()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with write_connection(self.file) as con:
+        """Open the work copy for writing."""
+        with write_connection(self.work_file) as con:
             yield con
+
+    def publish(self) -> None:
+        """Swap the work copy in as the published warehouse."""
+        publish(self.work_file, self.file)

@@ -1,12 +1,19 @@
-"""DuckDB access: connections, SQL models from ``warehouse/models`` and documentation comments.
+"""DuckDB access: connections, publishing, SQL models from ``warehouse/models`` and comments.
 
-The warehouse file is written with DuckDB storage compatibility v1.2.0 so that analysts'
-DuckDB 1.x clients (the ``duckdb`` shell from ``duckdb-cli``, R's duckdb) can open it.
+Builds never write the published warehouse file that analysts open. They write a work copy
+(``<folder>/.work/<name>``) and publish it at the end by copying it next to the published
+file and renaming it over it, which is atomic: a reader sees the old or the new warehouse,
+never a half-built one, and a build killed at any moment leaves the published file intact.
+
+Files are written with DuckDB storage compatibility v1.2.0 so that analysts' DuckDB 1.x
+clients (the ``duckdb`` shell from ``duckdb-cli``, R's duckdb) can open them.
 Readers always connect read-only.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -14,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 import yaml
 
 from pipelines.study import SCHEMAS_DIR, WAREHOUSE_SQL_DIR, load_contracts, load_study
@@ -29,6 +37,32 @@ PROVENANCE_COLUMNS: dict[str, str] = {
     "loaded_at": "TIMESTAMP",
     "extra_columns": "JSON",
 }
+
+
+def work_file(published: Path) -> Path:
+    """The work copy a build writes for ``published``."""
+    return published.parent / ".work" / published.name
+
+
+def lock_file(published: Path) -> Path:
+    """The lock that keeps builds of ``published`` one at a time."""
+    return published.parent / ".work" / f"{published.name}.lock"
+
+
+def publish(work: Path, published: Path) -> None:
+    """Atomically replace ``published`` with a copy of ``work`` (checkpointed first)."""
+    with write_connection(work) as con:
+        con.execute("checkpoint")
+    temporary = published.parent / f".{published.name}.publishing-{os.getpid()}"
+    shutil.copyfile(work, temporary)
+    with temporary.open("rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, published)
+    directory = os.open(published.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 @contextmanager
@@ -160,8 +194,6 @@ def load_reference_tables(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     }
     counts = {}
     for name, rows in tables.items():
-        import polars as pl  # local: keeps module import light for read-only tools
-
         frame = pl.DataFrame(rows, infer_schema_length=None)
         con.register("_ref_rows", frame.to_arrow())
         con.execute(f"create or replace table ref.{name} as select * from _ref_rows")

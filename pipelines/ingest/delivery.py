@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -179,8 +180,6 @@ def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> Chec
     finally:
         con.close()
     # Row numbers are 1-based positions in the delivered file; arrow keeps file order.
-    import numpy as np
-
     cast_table = cast_table.append_column("row_number", pa.array(np.arange(1, cast_table.num_rows + 1, dtype=np.int64)))
     return CheckedDelivery(family=contract.family, file_name=file_name, table=cast_table, warnings=warnings)
 
@@ -236,24 +235,45 @@ def ingest_file(con: duckdb.DuckDBPyConnection, landing: Path, path: Path, contr
         _record_delivery(con, **base, rows_delivered=rows, status="rejected", rule=rejection.rule, reason=reason)
         return DeliveryOutcome(delivery_id, contract.family, file_name, "rejected", rows, 0, reason, None)
 
+    # Raw rows, validation results and the audit record land together or not at all.
+    con.begin()
+    try:
+        _load_checked(con, checked, contract, base)
+        validation = _validate(con, checked, contract, delivery_id, now)
+        _record_delivery(
+            con, **base, rows_delivered=checked.table.num_rows, status="accepted",
+            warnings="; ".join(checked.warnings) or None,
+        )
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    failing = len({f.row_number for f in validation.row_failures})
+    return DeliveryOutcome(delivery_id, contract.family, file_name, "accepted", checked.table.num_rows, failing, None, validation)
+
+
+def _load_checked(con: duckdb.DuckDBPyConnection, checked: CheckedDelivery, contract: FamilyContract, base: dict) -> None:
     con.register("checked", checked.table)
     columns = ", ".join(contract.column_names)
     con.execute(
         f"insert into raw.{contract.family} select {columns}, ? as delivery_id, ? as file_name, ? as file_sha256, "
         "row_number, ? as loaded_at, extra_columns from checked",
-        [delivery_id, file_name, sha, now],
+        [base["delivery_id"], base["file_name"], base["file_sha256"], base["received_at"]],
     )
+    con.unregister("checked")
+
+
+def _validate(con: duckdb.DuckDBPyConnection, checked: CheckedDelivery, contract: FamilyContract,
+              delivery_id: int, at: datetime) -> SuiteResult:
+    """Run the family's suite on the delivery (index = row number) and store the results."""
+    columns = ", ".join(contract.column_names)
+    con.register("checked", checked.table)
     frame = con.execute(f"select row_number, {columns} from checked").df().set_index("row_number")
     con.unregister("checked")
     frame.index.name = None
     validation = run_suite(contract.suite, frame)
-    _store_validation(con, delivery_id, validation, now)
-    _record_delivery(
-        con, **base, rows_delivered=checked.table.num_rows, status="accepted",
-        warnings="; ".join(checked.warnings) or None,
-    )
-    failing = len({f.row_number for f in validation.row_failures})
-    return DeliveryOutcome(delivery_id, contract.family, file_name, "accepted", checked.table.num_rows, failing, None, validation)
+    _store_validation(con, delivery_id, validation, at)
+    return validation
 
 
 def _store_validation(con: duckdb.DuckDBPyConnection, delivery_id: int, result: SuiteResult, at: datetime) -> None:

@@ -29,7 +29,7 @@ from pipelines.synth.rng import fault_count, substream
 UNKNOWN_BASE = 2
 DUPLICATE_BASE = 3
 UNIT_BASE = 4
-BELOW_LLOQ_BASE = 2
+BELOW_LLOQ_BASE = 3
 CORRECTION_BASE = 4
 CORRECTED_BATCH = 2
 

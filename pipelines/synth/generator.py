@@ -7,12 +7,13 @@ from pathlib import Path
 
 from pipelines.study import load_contracts, load_study
 from pipelines.synth.faults import collect_row_faults, inject_lab_faults, unknown_sample_counts
+from pipelines.synth.model import TREG_SIGNATURE_GENES
 from pipelines.synth.labs import neurofilament_files, treg_files, visit_latents
 from pipelines.synth.report import REPORT_RELPATH, GeneratedFile, GenerationReport, InjectedFault
 from pipelines.synth.samples import assign_sample_ids, inject_manifest_faults, manifest_columns, plan_samples
 from pipelines.synth.subjects import Cohort, build_cohort
 from pipelines.synth.transcripts import write_transcripts
-from pipelines.synth.writer import relpath, write_columns, write_rows
+from pipelines.synth.writer import write_columns, write_rows
 
 SUBJECTS_FAMILY = "subjects"
 MANIFEST_FAMILY = "sample_manifest"
@@ -28,8 +29,9 @@ def _validate(seed: int, scale: float, genes: int) -> None:
         raise ValueError("seed must be a non-negative integer")
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
         raise ValueError("scale must be a positive number")
-    if not isinstance(genes, int) or isinstance(genes, bool) or genes < 1:
-        raise ValueError("genes must be a positive integer")
+    n_signature = len(TREG_SIGNATURE_GENES)
+    if not isinstance(genes, int) or isinstance(genes, bool) or genes < n_signature:
+        raise ValueError(f"genes must be an integer >= {n_signature} (the Treg signature genes)")
 
 
 def generate_landing_zone(
@@ -106,5 +108,3 @@ def generate_landing_zone(
     target.write_text(report.to_json(), encoding="utf-8")
     return report
 
-
-__all__ = ["generate_landing_zone", "relpath"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ def largest_remainder(total: int, weights: np.ndarray) -> np.ndarray:
     return base
 
 
-def weighted_choice(rng: np.random.Generator, options: tuple, n: int | None = None):
+def weighted_choice(rng: np.random.Generator, options: tuple, n: int | None = None) -> Any:
     """Draw from ((value, probability), ...) pairs."""
     values = [o[0] for o in options]
     p = np.array([o[1] for o in options], dtype=float)

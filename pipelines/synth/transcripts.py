@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.study import FamilyContract, Study
+from pipelines.study import Contracts, FamilyContract, Study
 from pipelines.synth import model as M
 from pipelines.synth.report import GeneratedFile
 from pipelines.synth.rng import substream
@@ -89,7 +89,7 @@ def rna_batches(study: Study, samples: list[Sample]) -> list[tuple[str, list[Sam
 def write_transcripts(
     out: Path,
     study: Study,
-    contracts,
+    contracts: Contracts,
     samples: list[Sample],
     latents: dict,
     seed: int,

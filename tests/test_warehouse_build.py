@@ -1,0 +1,134 @@
+"""The real asset graph on a generated MIROCALS landing zone at trial size (few genes):
+linkage to arm and visit, reconciliation, and what became of every injected fault."""
+
+import json
+
+import pytest
+
+from pipelines.synth import generate_landing_zone
+from pipelines.warehouse import table_docs
+from tests.conftest import run_build
+
+BIOMARKER_TABLES = ("core.treg", "core.neurofilament", "core.transcript_summary", "core.transcript_gene")
+GENES = 12
+
+
+@pytest.fixture(scope="module")
+def trial(tmp_path_factory):
+    landing = tmp_path_factory.mktemp("landing")
+    report = generate_landing_zone(landing, seed=7, scale=1.0, genes=GENES)
+    built = run_build(landing, tmp_path_factory.mktemp("warehouse") / "mirocals.duckdb")
+    return report, built
+
+
+def test_subjects_randomised_and_arms(trial):
+    report, built = trial
+    assert built.scalar("select count(*) from core.subject") == report.n_entered == 304
+    assert built.scalar("select count(*) from core.subject where randomised") == report.n_randomised == 220
+    arms = dict(built.rows("select armcd, count(*) from core.subject where randomised group by armcd"))
+    assert arms == {"IL2": 110, "PBO": 110}
+    assert built.scalar("select count(*) from core.subject where not randomised and armcd is not null") == 0
+
+
+@pytest.mark.parametrize("table", BIOMARKER_TABLES)
+def test_every_biomarker_row_is_linked_to_subject_arm_and_visit(trial, table):
+    _, built = trial
+    total = built.scalar(f"select count(*) from {table}")
+    assert total > 0
+    assert built.scalar(
+        f"select count(*) from {table} where usubjid is null or visit_code is null or study_day is null or armcd is null"
+    ) == 0
+    joined = built.scalar(
+        f"select count(*) from {table} t join core.subject s using (usubjid) join core.visit v using (visit_code)"
+    )
+    assert joined == total
+    # the arm on the fact row is the subject's arm
+    assert built.scalar(f"select count(*) from {table} t join core.subject s using (usubjid) where t.armcd <> s.armcd") == 0
+
+
+def test_gene_table_has_every_gene_of_every_valid_rna_sample(trial):
+    _, built = trial
+    samples = built.scalar("select count(*) from core.sample where matrix = 'PAXGENE_RNA'"
+                           " and sample_id in (select sample_id from core.transcript_summary)")
+    assert built.scalar("select count(*) from core.transcript_gene") == samples * GENES
+
+
+def test_every_delivery_balances(trial):
+    _, built = trial
+    rows = built.dicts("select * from audit.reconciliation")
+    assert rows and all(r["balanced"] for r in rows)
+    for r in rows:
+        assert r["rows_delivered"] == r["rows_loaded"] + r["rows_quarantined"]
+    raw_total = sum(built.scalar(f"select count(*) from raw.{family}") for family in
+                    ("subjects", "sample_manifest", "randomisation", "treg", "neurofilament",
+                     "transcript_gene", "transcript_summary"))
+    assert raw_total == sum(r["rows_delivered"] for r in rows)
+    quarantined = built.scalar("select count(*) from quarantine.rejected_rows")
+    assert quarantined == sum(r["rows_quarantined"] for r in rows)
+
+
+EXPECTED_RULE = {
+    "duplicate_row": "duplicate_row",
+    "unknown_sample": "sample_unknown",
+    "out_of_window": "collection_out_of_window",
+    "not_randomised": "subject_not_randomised",
+}
+
+
+def test_every_injected_fault_is_harmonised_quarantined_or_rejected(trial):
+    report, built = trial
+    kinds = {fault.kind for fault in report.faults}
+    assert {"duplicate_row", "unit_spelling", "below_lloq", "unknown_sample", "out_of_window",
+            "not_randomised", "correction"} <= kinds
+    held = built.dicts("select family, file_name, row_number, rule, reason, delivered_row from quarantine.rejected_rows")
+    for fault in report.faults:
+        if fault.kind in ("duplicate_row", "unknown_sample"):
+            match = [h for h in held if h["file_name"] == fault.file and h["row_number"] == fault.row_number]
+            assert [h["rule"] for h in match] == [EXPECTED_RULE[fault.kind]], fault
+            assert fault.sample_id in match[0]["reason"] or fault.kind == "duplicate_row"
+        elif fault.kind in ("out_of_window", "not_randomised"):
+            # the manifest row and every lab result on that sample are held back, with the reason
+            match = [h for h in held if json.loads(h["delivered_row"]).get("sample_id") == fault.sample_id]
+            assert {h["family"] for h in match} >= {"sample_manifest"}, fault
+            assert {h["rule"] for h in match} == {EXPECTED_RULE[fault.kind]}, fault
+        elif fault.kind == "unit_spelling":
+            paramcd = fault.detail.split()[0]
+            row = built.dicts("select aval, reported_result, reported_unit from core.neurofilament "
+                              "where sample_id = ? and paramcd = ?", [fault.sample_id, paramcd])
+            assert len(row) == 1 and row[0]["reported_unit"] in ("ng/L", "ng/mL"), fault
+            factor = 1000.0 if row[0]["reported_unit"] == "ng/mL" else 1.0
+            assert row[0]["aval"] == pytest.approx(float(row[0]["reported_result"]) * factor)
+        elif fault.kind == "below_lloq":
+            row = built.dicts("select aval, blq_flag from core.neurofilament n join raw.neurofilament r "
+                              "using (delivery_id, row_number) where r.file_name = ? and r.row_number = ?",
+                              [fault.file, fault.row_number])
+            superseded = built.scalar("select count(*) from staging.stg_lab__neurofilament where file_name = ? "
+                                      "and row_number = ? and not is_current", [fault.file, fault.row_number])
+            assert superseded == 1 or row == [{"aval": None, "blq_flag": True}], fault
+        elif fault.kind == "correction":
+            current = built.dicts("select file_name, reported_result from core.neurofilament n "
+                                  "where sample_id = ? and file_name = ?", [fault.sample_id, fault.file])
+            assert len(current) == 1, fault
+
+
+def test_corrections_supersede_earlier_values(trial):
+    report, built = trial
+    corrected_batches = {f.detail.split()[1] for f in report.faults if f.kind == "correction"}
+    corrections = sum(1 for f in report.faults if f.kind == "correction")
+    superseded = built.scalar("select sum(rows_superseded) from audit.reconciliation where file_name in "
+                              f"({', '.join('?' for _ in corrected_batches)})", list(corrected_batches))
+    assert superseded == corrections
+
+
+def test_published_tables_and_columns_carry_comments(trial):
+    _, built = trial
+    for key, doc in table_docs().items():
+        schema, table = key.split(".")
+        columns = built.rows("select column_name, comment from duckdb_columns() where schema_name = ? and table_name = ?",
+                             [schema, table])
+        assert columns, f"{key} is documented but not built"
+        undocumented = [name for name, comment in columns if not comment]
+        assert undocumented == [], f"{key}: columns without a description: {undocumented}"
+        assert built.scalar("select comment from duckdb_tables() where schema_name = ? and table_name = ? "
+                            "union all select comment from duckdb_views() where schema_name = ? and view_name = ?",
+                            [schema, table, schema, table])
