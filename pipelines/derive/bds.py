@@ -119,13 +119,11 @@ def derive_vars_avisit(df: pl.DataFrame, visits: Sequence[Mapping[str, Any] | ob
     }
     exprs = []
     for name, (field, dtype) in targets.items():
-        expr: Any = pl
+        expr = pl.lit(None, dtype=dtype)
         for v in visits:
             inside = pl.col("ADY").is_between(int(field_of(v, "window_lo")), int(field_of(v, "window_hi")))
-            expr = expr.when(inside).then(pl.lit(field_of(v, field), dtype=dtype))
-        exprs.append(
-            (expr.otherwise(pl.lit(None, dtype=dtype)) if visits else pl.lit(None, dtype=dtype)).alias(name)
-        )
+            expr = pl.when(inside).then(pl.lit(field_of(v, field), dtype=dtype)).otherwise(expr)
+        exprs.append(expr.alias(name))
     return df.with_columns(exprs)
 
 

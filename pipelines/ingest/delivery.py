@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.ingest.expectations import SuiteResult, run_suite
+from pipelines.ingest.expectations import SuiteResult, validate_table
 from pipelines.study import FamilyContract, load_contracts
 
 
@@ -266,12 +266,7 @@ def _load_checked(con: duckdb.DuckDBPyConnection, checked: CheckedDelivery, cont
 def _validate(con: duckdb.DuckDBPyConnection, checked: CheckedDelivery, contract: FamilyContract,
               delivery_id: int, at: datetime) -> SuiteResult:
     """Run the family's suite on the delivery (index = row number) and store the results."""
-    columns = ", ".join(contract.column_names)
-    con.register("checked", checked.table)
-    frame = con.execute(f"select row_number, {columns} from checked").df().set_index("row_number")
-    con.unregister("checked")
-    frame.index.name = None
-    validation = run_suite(contract.suite, frame)
+    validation = validate_table(contract.suite, checked.table, list(contract.column_names))
     _store_validation(con, delivery_id, validation, at)
     return validation
 

@@ -14,11 +14,16 @@ from functools import cache
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from pipelines.study import EXPECTATIONS_DIR, load_study
 
 # Number of example failing values kept per expectation in the validation summary.
 EXAMPLES_PER_EXPECTATION = 5
+# Large deliveries are validated in slices of this many rows to bound memory (GX works on
+# pandas). Suites with expectations across rows (uniqueness) are always run whole.
+ROWS_PER_SLICE = 500_000
+CROSS_ROW_EXPECTATIONS = {"expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"}
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,43 @@ def _printable(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value
+
+
+def validate_table(suite: str, table: pa.Table, columns: list[str]) -> SuiteResult:
+    """Validate ``columns`` of an Arrow table whose ``row_number`` column is the file row number."""
+    cross_row = any(e["type"] in CROSS_ROW_EXPECTATIONS for e in load_suite_json(suite)["expectations"])
+    step = table.num_rows if cross_row else ROWS_PER_SLICE
+    results = []
+    for start in range(0, max(table.num_rows, 1), max(step, 1)):
+        part = table.slice(start, step).select(["row_number", *columns]).to_pandas()
+        results.append(run_suite(suite, part.set_index("row_number").rename_axis(None)))
+    return _merge(suite, results)
+
+
+def _merge(suite: str, results: list[SuiteResult]) -> SuiteResult:
+    if len(results) == 1:
+        return results[0]
+    merged: list[ExpectationOutcome] = []
+    for position, first in enumerate(results[0].outcomes):
+        same = [r.outcomes[position] for r in results]
+        merged.append(
+            ExpectationOutcome(
+                rule=first.rule,
+                expectation_type=first.expectation_type,
+                column=first.column,
+                success=all(o.success for o in same),
+                element_count=sum(o.element_count for o in same),
+                unexpected_count=sum(o.unexpected_count for o in same),
+                description=first.description,
+                examples=[e for o in same for e in o.examples][:EXAMPLES_PER_EXPECTATION],
+            )
+        )
+    return SuiteResult(
+        suite=suite,
+        success=all(r.success for r in results),
+        outcomes=merged,
+        row_failures=[f for r in results for f in r.row_failures],
+    )
 
 
 def run_suite(suite: str, frame: pd.DataFrame) -> SuiteResult:
