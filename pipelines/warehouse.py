@@ -191,6 +191,11 @@ def load_reference_tables(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             {"paramcd": p.paramcd, "unit_reported": u, "factor": f} for p in study.parameters for u, f in p.units.items()
         ],
         "parameter_visit": [{"paramcd": p.paramcd, "visit_code": v} for p in study.parameters for v in p.visits],
+        "result_censoring": [
+            {"qualifier": qualifier, "pattern": pattern}
+            for qualifier, key in (("<", "below"), (">", "above"))
+            for pattern in study.raw["censored_results"][key]
+        ],
     }
     counts = {}
     for name, rows in tables.items():

@@ -46,6 +46,9 @@ MODELS: tuple[Model, ...] = (
         "stg_lab__neurofilament", "stg_lab__transcript_summary", "stg_lab__transcript_gene"))),
     Model("quarantine", "rejected_files", RAW),
     Model("audit", "reconciliation", ("quarantine.rejected_rows", "quarantine.rejected_files")),
+    Model("audit", "correction", tuple(f"staging.{m}" for m in (
+        "stg_trial__subject", "stg_biobank__sample", "stg_lab__treg", "stg_lab__neurofilament",
+        "stg_lab__transcript_summary", "stg_lab__transcript_gene"))),
 )
 
 BIOMARKER_TABLES = ("core.treg", "core.neurofilament", "core.transcript_summary", "core.transcript_gene")

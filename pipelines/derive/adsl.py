@@ -49,7 +49,7 @@ def derive_var_responder(
     threshold: float,
     flag_name: str = "TRRESPFL",
 ) -> pl.DataFrame:
-    """Add flag_name: 'Y' if the ANL01FL record of paramcd at visit_code has R2BASE >= threshold, 'N' below, else null."""
+    """Add flag_name: 'Y' if R2BASE of the ANL01FL paramcd record at visit_code >= threshold, 'N' if below."""
     assert_columns(adsl, ["USUBJID"], "derive_var_responder (adsl)")
     assert_columns(adbm, ["USUBJID", "PARAMCD", "AVISIT", "ANL01FL", "R2BASE"], "derive_var_responder (adbm)")
     assert_new_columns(adsl, [flag_name], "derive_var_responder")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -63,7 +64,9 @@ def suite_parameters() -> dict[str, Any]:
         "onsets": list(study.strata["levels"]["onset"]),
         "age_lo": study.raw["study"]["age_range"][0],
         "age_hi": study.raw["study"]["age_range"][1],
-        "usubjid_regex": rf"^{study.studyid}-[A-Z]{{2}}[0-9]{{2}}-[0-9]{{4}}$",
+        # identifiers: stray whitespace and case are harmonised; anything non-ASCII is not
+        "usubjid_regex": rf"(?i)^\s*{study.studyid}-[A-Z]{{2}}[0-9]{{2}}-[0-9]{{4}}\s*$",
+        "sample_id_regex": r"^\s*[A-Za-z0-9_.-]+\s*$",
         "visit_codes": [v.visit_code for v in study.visits],
         "matrices": list(study.raw["matrices"]),
         "armcds": list(study.armcds),
@@ -71,8 +74,12 @@ def suite_parameters() -> dict[str, Any]:
             f"{c}-{o}" for c in study.strata["levels"]["country"] for o in study.strata["levels"]["onset"]
         ],
         "nf_analytes": sorted({p.source["analyte"] for p in study.parameters_of("neurofilament")}),
-        "nf_units": sorted({u for p in study.parameters_of("neurofilament") for u in p.units}),
-        "result_regex": r"^\s*[<>]?\s*[0-9]+(\.[0-9]+)?\s*$",
+        "nf_unit_regex": "(?i)^\\s*(" + "|".join(
+            re.escape(u) for u in sorted({u for p in study.parameters_of("neurofilament") for u in p.units})
+        ) + ")\\s*$",
+        "result_regex": "(?i)^\\s*([0-9]+(\\.[0-9]+)?|" + "|".join(
+            study.raw["censored_results"]["below"] + study.raw["censored_results"]["above"]
+        ) + ")\\s*$",
         "gene_id_regex": r"^ENSG[0-9]{11}$",
         "expression_lo": study.gene_expression["plausible"][0],
         "expression_hi": study.gene_expression["plausible"][1],

@@ -23,9 +23,12 @@ CASES = [
     # other visit and other parameter of the same subject are separate groups
     ("S1", "NFLS", "M3", 85, 80, 3.0, 1, 3, "Y"),
     ("S1", "CD4CNT", "M1", 29, 27, 700.0, 1, 4, "Y"),
-    # equal distance either side of the target: the later day wins
-    ("S2", "NFLS", "M1", 29, 27, 1.0, 1, 5, None),
+    # equal distance either side of the target: the later day wins (before delivery and row)
+    ("S2", "NFLS", "M1", 29, 27, 1.0, 2, 5, None),
     ("S2", "NFLS", "M1", 29, 31, 2.0, 1, 6, "Y"),
+    # closeness wins before the later day and the later delivery
+    ("S6", "NFLS", "M1", 29, 28, 1.0, 2, 1, "Y"),
+    ("S6", "NFLS", "M1", 29, 34, 2.0, 3, 1, None),
     # same day: the later delivery wins, then the later row
     ("S3", "NFLS", "M1", 29, 29, 1.0, 1, 9, None),
     ("S3", "NFLS", "M1", 29, 29, 2.0, 2, 1, "Y"),

@@ -21,7 +21,7 @@ ABLFL_CASES = [
     # USUBJID, PARAMCD, ADY, AVAL, SRCDLVID, SRCROW, expected ABLFL
     # last valid value on or before day 1 wins over earlier ones; post-day-1 values never do
     ("S1", "NFLS", -90, 10.0, 1, 1, None),
-    ("S1", "NFLS", -3, 12.0, 1, 2, None),
+    ("S1", "NFLS", -3, 12.0, 9, 2, None),  # the later day wins before the later delivery
     ("S1", "NFLS", 1, 14.0, 1, 3, "Y"),
     ("S1", "NFLS", 29, 15.0, 1, 4, None),
     # the same subject's other parameter is flagged on its own
@@ -55,7 +55,7 @@ def test_ablfl_baseline_day_comes_from_the_argument():
     data = frame(IN_SCHEMA, [c[:-1] for c in ABLFL_CASES if c[0] == "S1" and c[1] == "NFLS"])
     expected = frame(OUT_SCHEMA, [
         ("S1", "NFLS", -90, 10.0, 1, 1, None),
-        ("S1", "NFLS", -3, 12.0, 1, 2, "Y"),
+        ("S1", "NFLS", -3, 12.0, 9, 2, "Y"),
         ("S1", "NFLS", 1, 14.0, 1, 3, None),
         ("S1", "NFLS", 29, 15.0, 1, 4, None),
     ])  # fmt: skip

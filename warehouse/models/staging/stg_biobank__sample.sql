@@ -3,7 +3,8 @@
 with
 
 source as (
-    select * from raw.sample_manifest
+    select * replace (upper(trim(sample_id)) as sample_id, upper(trim(usubjid)) as usubjid)
+    from raw.sample_manifest
 ),
 
 subject as (

@@ -4,14 +4,19 @@
 with
 
 source as (
-    select * from raw.neurofilament
+    select * replace (upper(trim(sample_id)) as sample_id) from raw.neurofilament
 ),
 
 parsed as (
     select
         *,
-        nullif(regexp_extract(result, '^\s*([<>])', 1), '')                      as result_qualifier,
-        try_cast(regexp_extract(result, '([0-9]+(\.[0-9]+)?)', 1) as double)     as result_number
+        -- '<' below the LLOQ, '>' above the ULOQ, in any spelling declared in the study definition
+        (
+            select any_value(censoring.qualifier)
+            from ref.result_censoring as censoring
+            where regexp_full_match(trim(source.result), censoring.pattern, 'i')
+        )                                                                       as result_qualifier,
+        try_cast(regexp_extract(result, '([0-9]+(\.[0-9]+)?)', 1) as double)    as result_number
     from source
 ),
 
@@ -45,7 +50,7 @@ checked as (
         and parameter.source_analyte = parsed.analyte
         and parameter.matrix = sample.matrix
     left join ref.parameter_unit as unit
-        on unit.paramcd = parameter.paramcd and unit.unit_reported = trim(parsed.unit)
+        on unit.paramcd = parameter.paramcd and lower(unit.unit_reported) = lower(trim(parsed.unit))
 ),
 
 harmonised as (

@@ -3,7 +3,7 @@
 with
 
 source as (
-    select * from raw.transcript_gene
+    select * replace (upper(trim(sample_id)) as sample_id) from raw.transcript_gene
 ),
 
 checked as (

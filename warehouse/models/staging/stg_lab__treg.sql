@@ -4,7 +4,7 @@
 with
 
 source as (
-    select * from raw.treg
+    select * replace (upper(trim(sample_id)) as sample_id) from raw.treg
 ),
 
 checked as (

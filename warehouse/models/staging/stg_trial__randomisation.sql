@@ -2,7 +2,7 @@
 with
 
 source as (
-    select * from raw.randomisation
+    select * replace (upper(trim(usubjid)) as usubjid) from raw.randomisation
 ),
 
 checked as (

@@ -3,7 +3,7 @@
 with
 
 source as (
-    select * from raw.subjects
+    select * replace (upper(trim(usubjid)) as usubjid) from raw.subjects
 ),
 
 checked as (

@@ -1,0 +1,57 @@
+-- Every loaded value that a later delivery replaced: the value before and after, the delivery
+-- that replaced it and when. Nothing is corrected without a row here.
+with
+
+versions as (
+    select 'subjects' as family, usubjid as record_key, delivery_id, file_name, row_number,
+        to_json(struct_pack(siteid, sex, age, onset, diagnosis_date, consent_date, randomisation_date,
+            death_date, withdrawal_date, withdrawal_reason)) as delivered_values
+    from staging.stg_trial__subject where qc_rule is null
+    union all
+    select 'sample_manifest', sample_id, delivery_id, file_name, row_number,
+        to_json(struct_pack(usubjid, visit_code, matrix, collection_datetime))
+    from staging.stg_biobank__sample where qc_rule is null
+    union all
+    select 'treg', sample_id, delivery_id, file_name, row_number,
+        to_json(struct_pack(cd4_count, treg_count, treg_pct_cd4, panel_version, acquisition_date))
+    from staging.stg_lab__treg where qc_rule is null
+    union all
+    select 'neurofilament', sample_id || ' ' || analyte, delivery_id, file_name, row_number,
+        to_json(struct_pack(result, unit, lloq, uloq, dilution, plate_id, run_date, cv_pct))
+    from staging.stg_lab__neurofilament where qc_rule is null
+    union all
+    select 'transcript_summary', sample_id, delivery_id, file_name, row_number,
+        to_json(struct_pack(total_reads_m, pct_mapped, rin, treg_signature, run_id))
+    from staging.stg_lab__transcript_summary where qc_rule is null
+    union all
+    select 'transcript_gene', sample_id || ' ' || gene_id, delivery_id, file_name, row_number,
+        to_json(struct_pack(gene_symbol, expression))
+    from staging.stg_lab__transcript_gene where qc_rule is null
+),
+
+sequenced as (
+    select
+        *,
+        lead(delivery_id) over by_key      as next_delivery_id,
+        lead(file_name) over by_key        as next_file_name,
+        lead(row_number) over by_key       as next_row_number,
+        lead(delivered_values) over by_key as next_values
+    from versions
+    window by_key as (partition by family, record_key order by delivery_id, row_number)
+)
+
+select
+    sequenced.family,
+    sequenced.record_key,
+    sequenced.delivery_id                   as superseded_delivery_id,
+    sequenced.file_name                     as superseded_file_name,
+    sequenced.row_number                    as superseded_row_number,
+    sequenced.delivered_values              as superseded_values,
+    sequenced.next_delivery_id              as replaced_by_delivery_id,
+    sequenced.next_file_name                as replaced_by_file_name,
+    sequenced.next_row_number               as replaced_by_row_number,
+    sequenced.next_values                   as replacing_values,
+    delivery.received_at                    as replaced_at,
+    sequenced.delivered_values <> sequenced.next_values as value_changed
+from sequenced
+join audit.delivery as delivery on delivery.delivery_id = sequenced.next_delivery_id
