@@ -127,6 +127,46 @@ def sql(
         console.print(table)
 
 
+@app.command()
+def check(
+    file: Annotated[Path, typer.Argument(help="Parquet file to check before delivery.", exists=True, dir_okay=False)],
+    family: Annotated[Optional[str], typer.Option(help="Delivery family (default: from the folder or the columns).")] = None,
+    warehouse: WarehouseOption = None,
+    rows: Annotated[int, typer.Option(help="How many held-back rows to list.")] = 20,
+) -> None:
+    """Give the verdicts a build would give one file, without loading anything.
+
+    Exits 1 when the file would be refused, 0 otherwise (held-back rows are listed).
+    """
+    from pipelines.ingest.check import UnknownFamily, check_file
+
+    settings = get_settings(warehouse=warehouse)
+    try:
+        verdict = check_file(file, family, settings.warehouse)
+    except UnknownFamily as unknown:
+        err.print(f"[red]{unknown}[/red]")
+        raise typer.Exit(2) from None
+    if not verdict.ok:
+        console.print(f"[red]REFUSED[/red] ({verdict.family}) {verdict.reason}")
+        raise typer.Exit(1)
+    held = verdict.rows_held
+    console.print(
+        f"[green]ACCEPTED[/green] ({verdict.family}) {verdict.file}: {verdict.rows} rows, "
+        f"{verdict.rows - len(held)} would load, {len(held)} would be held back."
+    )
+    if not verdict.reference_checks and verdict.family in ("sample_manifest", "treg", "neurofilament", "transcript_gene", "transcript_summary"):
+        console.print(f"[yellow]No warehouse at {settings.warehouse}: checks against subjects and samples were skipped.[/yellow]")
+    if held:
+        table = Table()
+        for column in ("row", "rule", "reason"):
+            table.add_column(column)
+        for row in held[:rows]:
+            table.add_row(str(row.row_number), row.rule, row.reason)
+        console.print(table)
+        if len(held) > rows:
+            console.print(f"... and {len(held) - rows} more (--rows N to list them).")
+
+
 @app.command("next-steps")
 def next_steps(warehouse: WarehouseOption = None) -> None:
     """Print where the warehouse is and what to do with it."""

@@ -1,0 +1,124 @@
+"""Verdicts for one file before it is delivered, without loading anything.
+
+The file goes through the same code as a build: contract check, Great Expectations suite and
+the family's staging model, in a throw-away in-memory database. When a published warehouse is
+there, its subjects and samples are copied in so that reference checks (unknown sample, visit
+window, never randomised...) give the verdict the real build would give.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+from pipelines.assets.models import MODELS
+from pipelines.ingest.delivery import ingest_file
+from pipelines.study import load_contracts
+from pipelines.warehouse import create_raw_tables, load_reference_tables, run_ddl, run_model
+
+# Reference tables copied from the published warehouse, by family being checked.
+REFERENCE_COPIES = {
+    "sample_manifest": ("core.subject",),
+    "treg": ("staging.stg_biobank__sample",),
+    "neurofilament": ("staging.stg_biobank__sample",),
+    "transcript_gene": ("staging.stg_biobank__sample",),
+    "transcript_summary": ("staging.stg_biobank__sample",),
+}
+
+
+class UnknownFamily(ValueError):
+    """The file's family could not be told from its folder or its columns."""
+
+
+@dataclass(frozen=True)
+class RowVerdict:
+    row_number: int
+    rule: str
+    reason: str
+
+
+@dataclass
+class FileVerdict:
+    file: str
+    family: str
+    status: str  # accepted | rejected
+    rows: int | None
+    reason: str | None = None
+    rows_held: list[RowVerdict] = field(default_factory=list)
+    reference_checks: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "accepted"
+
+
+def infer_family(path: Path) -> str:
+    """The family whose folder the file sits in, else the one whose required columns it has."""
+    contracts = load_contracts()
+    posix = path.resolve().as_posix()
+    for contract in contracts.families.values():
+        if f"/{contract.folder}/" in posix:
+            return contract.family
+    try:
+        names = {n.strip().lower() for n in pq.read_schema(path).names}
+    except Exception:
+        names = set()
+    matches = [c.family for c in contracts.families.values() if set(c.required_columns) <= names]
+    if len(matches) == 1:
+        return matches[0]
+    raise UnknownFamily(
+        f"{path}: cannot tell which delivery family this file belongs to; give --family "
+        f"({', '.join(contracts.families)})."
+    )
+
+
+def _staging_model(family: str) -> str:
+    return next(m.name for m in MODELS if m.layer == "staging" and not m.view and f"raw.{family}" in m.deps)
+
+
+def check_file(path: Path, family: str | None = None, warehouse: Path | None = None) -> FileVerdict:
+    """Check ``path`` as a delivery of ``family`` (inferred when not given)."""
+    family = family or infer_family(path)
+    contract = load_contracts()[family]
+    con = duckdb.connect()
+    try:
+        run_ddl(con, "audit")
+        run_ddl(con, "macros")
+        create_raw_tables(con)
+        load_reference_tables(con)
+        copies = REFERENCE_COPIES.get(family, ())
+        reference = bool(copies) and warehouse is not None and warehouse.exists()
+        if reference:
+            con.execute(f"attach '{warehouse}' as published (read_only)")
+            for table in copies:
+                schema = table.split(".")[0]
+                con.execute(f"create schema if not exists {schema}")
+                con.execute(f"create table {table} as select * from published.{table}")
+            con.execute("detach published")
+        outcome = ingest_file(con, path.parent, path, contract)
+        verdict = FileVerdict(
+            file=str(path), family=family, status=outcome.status, rows=outcome.rows_delivered,
+            reason=outcome.reason, reference_checks=reference,
+        )
+        if outcome.status != "accepted":
+            return verdict
+        run_model(con, "staging", "stg_row_failures", view=True)
+        if not reference and copies:
+            # Without a warehouse only the file's own rules apply: contract and expectations.
+            held = con.execute(
+                "select row_number, gx_rules, gx_reasons from staging.stg_row_failures order by row_number"
+            ).fetchall()
+        else:
+            model = _staging_model(family)
+            run_model(con, "staging", model)
+            held = con.execute(
+                f"select row_number, qc_rule, qc_reason from staging.{model} where qc_rule is not null "
+                "order by row_number"
+            ).fetchall()
+        verdict.rows_held = [RowVerdict(int(n), rule, reason) for n, rule, reason in held]
+        return verdict
+    finally:
+        con.close()
