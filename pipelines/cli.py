@@ -167,6 +167,44 @@ def check(
             console.print(f"... and {len(held) - rows} more (--rows N to list them).")
 
 
+@app.command()
+def export(
+    table: Annotated[str, typer.Argument(help="Published table (adsl, adbm, adgene, core.treg, ...) or gene-matrix.")],
+    format: Annotated[str, typer.Option("--format", help="parquet, csv or xpt (SAS transport v5, 8-character names).")] = "parquet",
+    out: Annotated[Path, typer.Option("--out", help="File to write.")] = Path("export.parquet"),
+    param: Annotated[Optional[list[str]], typer.Option("--param", help="Keep these PARAMCDs (repeatable).")] = None,
+    visit: Annotated[Optional[list[str]], typer.Option("--visit", help="Keep these analysis visits (repeatable).")] = None,
+    warehouse: WarehouseOption = None,
+) -> None:
+    """Export a published table, or the genes x samples matrix (gene-matrix) for omics tools."""
+    from pipelines.api import UnknownTable
+    from pipelines.export import export_gene_matrix, export_table
+
+    settings = get_settings(warehouse=warehouse)
+    try:
+        if table == "gene-matrix":
+            genes, samples = export_gene_matrix(settings.warehouse, out, format)
+            console.print(f"Wrote {genes:,} genes x {samples:,} samples to {out} (sample annotation beside it).")
+            return
+        rows = export_table(settings.warehouse, table, format, out, params=param, visits=visit)
+    except (UnknownTable, ValueError) as error:
+        err.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"Wrote {rows:,} rows of {table} to {out} ({format}).")
+
+
+@app.command()
+def dictionary(
+    out: Annotated[Path, typer.Option("--out", help="Markdown file to write.")] = Path("docs/data_dictionary.md"),
+) -> None:
+    """Write the data dictionary (tables, columns, units, parameters, derivation rules) from schemas/."""
+    from pipelines.dictionary import render_markdown
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_markdown(), encoding="utf-8")
+    console.print(f"Wrote {out}")
+
+
 @app.command("next-steps")
 def next_steps(warehouse: WarehouseOption = None) -> None:
     """Print where the warehouse is and what to do with it."""

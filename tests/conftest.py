@@ -48,3 +48,17 @@ def run_build(landing: Path, warehouse: Path) -> Built:
 @pytest.fixture
 def build() -> Callable[[Path, Path], Built]:
     return run_build
+
+
+TRIAL_GENES = 12
+
+
+@pytest.fixture(scope="session")
+def trial(tmp_path_factory):
+    """A generated landing zone at the real trial's size (few genes), built once per session."""
+    from pipelines.synth import generate_landing_zone
+
+    landing = tmp_path_factory.mktemp("trial_landing")
+    report = generate_landing_zone(landing, seed=7, scale=1.0, genes=TRIAL_GENES)
+    built = run_build(landing, tmp_path_factory.mktemp("trial_warehouse") / "mirocals.duckdb")
+    return report, built

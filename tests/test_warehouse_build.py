@@ -5,20 +5,10 @@ import json
 
 import pytest
 
-from pipelines.synth import generate_landing_zone
 from pipelines.warehouse import table_docs
-from tests.conftest import run_build
+from tests.conftest import TRIAL_GENES as GENES
 
 BIOMARKER_TABLES = ("core.treg", "core.neurofilament", "core.transcript_summary", "core.transcript_gene")
-GENES = 12
-
-
-@pytest.fixture(scope="module")
-def trial(tmp_path_factory):
-    landing = tmp_path_factory.mktemp("landing")
-    report = generate_landing_zone(landing, seed=7, scale=1.0, genes=GENES)
-    built = run_build(landing, tmp_path_factory.mktemp("warehouse") / "mirocals.duckdb")
-    return report, built
 
 
 def test_subjects_randomised_and_arms(trial):

@@ -1,0 +1,98 @@
+"""Pull tidy tables from the warehouse into Polars (or pandas), read-only.
+
+    from pipelines.api import load
+    adbm = load("adbm", params=["TREGPCT"], visits=["BASELINE", "M3"], arm="IL2")
+    df = load("core.neurofilament", params=["NFLS"], pandas=True)
+
+Filters are pushed into DuckDB as SQL parameters; table and column names come from the
+declared table contracts (``schemas/tables.yaml``) only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from pipelines.settings import get_settings
+from pipelines.study import load_study
+from pipelines.warehouse import read_connection, table_docs
+
+# The column each filter applies to, in analysis (ADaM) tables and in core tables.
+FILTER_COLUMNS = {
+    "params": ("PARAMCD", "paramcd"),
+    "visits": ("AVISIT", "visit_code"),
+    "arm": ("TRTP", "armcd"),
+}
+
+
+class UnknownTable(ValueError):
+    """The table is not one of the published tables."""
+
+
+def resolve_table(table: str) -> str:
+    """``adbm`` -> ``analysis.adbm``; a qualified name must be a declared table."""
+    declared = table_docs()
+    if table in declared:
+        return table
+    matches = [key for key in declared if key.split(".")[1] == table]
+    if len(matches) == 1:
+        return matches[0]
+    raise UnknownTable(f"Unknown table {table!r}; published tables: {', '.join(sorted(declared))}")
+
+
+def _arm_values(arm: str | Sequence[str], column: str) -> list[str]:
+    """Accept arm codes or arm labels, whichever the column holds."""
+    arms = load_study().arms
+    wanted = [arm] if isinstance(arm, str) else list(arm)
+    if column == "TRTP":
+        by_code = {a["armcd"]: a["arm"] for a in arms}
+        return [by_code.get(a, a) for a in wanted]
+    by_label = {a["arm"]: a["armcd"] for a in arms}
+    return [by_label.get(a, a) for a in wanted]
+
+
+def build_query(
+    table: str,
+    params: Sequence[str] | None = None,
+    visits: Sequence[str] | None = None,
+    arm: str | Sequence[str] | None = None,
+    columns: Sequence[str] | None = None,
+) -> tuple[str, list]:
+    """The SELECT and its parameters for a filtered pull of a declared table."""
+    key = resolve_table(table)
+    declared = table_docs()[key].get("columns", {})
+    if columns:
+        unknown = [c for c in columns if c not in declared]
+        if unknown:
+            raise ValueError(f"{key} has no column(s) {', '.join(unknown)}")
+    selected = ", ".join(columns) if columns else "*"
+    where, values = [], []
+    for name, wanted in (("params", params), ("visits", visits), ("arm", arm)):
+        if wanted is None:
+            continue
+        column = next((c for c in FILTER_COLUMNS[name] if c in declared), None)
+        if column is None:
+            raise ValueError(f"{key} cannot be filtered by {name}")
+        items = _arm_values(wanted, column) if name == "arm" else list(wanted)
+        where.append(f"{column} in ({', '.join('?' for _ in items)})")
+        values.extend(items)
+    sql = f"select {selected} from {key}" + (f" where {' and '.join(where)}" if where else "")
+    return sql, values
+
+
+def load(
+    table: str,
+    params: Sequence[str] | None = None,
+    visits: Sequence[str] | None = None,
+    arm: str | Sequence[str] | None = None,
+    columns: Sequence[str] | None = None,
+    warehouse: str | Path | None = None,
+    pandas: bool = False,
+):
+    """A published table as a Polars DataFrame (or pandas with ``pandas=True``), filtered in DuckDB."""
+    sql, values = build_query(table, params, visits, arm, columns)
+    with read_connection(get_settings(warehouse=warehouse).warehouse) as con:
+        frame: pl.DataFrame = con.sql(sql, params=values).pl()
+    return frame.to_pandas() if pandas else frame

@@ -1,0 +1,69 @@
+"""Analysis tables in CDISC ADaM style, derived by the pure functions in ``pipelines.derive``."""
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+from pipelines.derive import create_adbm, create_adsl
+from pipelines.resources import Warehouse
+from pipelines.study import load_study
+from pipelines.warehouse import apply_comments, table_docs
+
+
+def write_frame(con: duckdb.DuckDBPyConnection, layer: str, name: str, frame: pl.DataFrame) -> None:
+    """Replace ``layer.name`` with ``frame`` and write its documentation comments."""
+    con.execute(f"create schema if not exists {layer}")
+    con.register("_frame", frame.to_arrow())
+    con.execute(f"create or replace table {layer}.{name} as select * from _frame")
+    con.unregister("_frame")
+    apply_comments(con, layer, name)
+
+
+def _counts(frame: pl.DataFrame) -> dict:
+    return {"rows": dg.MetadataValue.int(frame.height), "subjects": dg.MetadataValue.int(frame["USUBJID"].n_unique())}
+
+
+@dg.asset(
+    key=["analysis", "adbm"],
+    group_name="analysis",
+    kinds={"duckdb", "polars"},
+    deps=[["staging", "int_biomarker__values"], ["core", "subject"]],
+    description=table_docs()["analysis.adbm"]["description"],
+)
+def adbm(warehouse: Warehouse) -> dg.MaterializeResult:
+    study = load_study()
+    rules = study.analysis
+    with warehouse.connect() as con:
+        core = con.sql("select * from staging.int_biomarker__values").pl()
+        subject = con.sql("select * from core.subject").pl()
+        frame = create_adbm(
+            core, subject, study.visits, study.arms,
+            rules["blq_imputation"]["rule"], rules["blq_imputation"]["factor"], study.studyid,
+        )
+        write_frame(con, "analysis", "adbm", frame)
+    return dg.MaterializeResult(metadata=_counts(frame))
+
+
+@dg.asset(
+    key=["analysis", "adsl"],
+    group_name="analysis",
+    kinds={"duckdb", "polars"},
+    deps=[["analysis", "adbm"], ["core", "subject"]],
+    description=table_docs()["analysis.adsl"]["description"],
+)
+def adsl(warehouse: Warehouse) -> dg.MaterializeResult:
+    study = load_study()
+    rules = study.analysis
+    with warehouse.connect() as con:
+        subject = con.sql("select * from core.subject").pl()
+        analysis = con.sql("select * from analysis.adbm").pl()
+        frame = create_adsl(
+            subject, analysis, study.studyid,
+            rules["adsl_baselines"]["pnfh_paramcd"], rules["adsl_baselines"]["nfl_paramcd"],
+            rules["pnfh_cutpoint_pgml"], rules["treg_responder"], study.arms,
+        )
+        write_frame(con, "analysis", "adsl", frame)
+    return dg.MaterializeResult(metadata=_counts(frame))
+
+
+analysis_assets = [adbm, adsl]

@@ -1,0 +1,87 @@
+"""Exports of published tables: Parquet (for R's arrow and duckdb), CSV, SAS transport (XPT)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pipelines.api import build_query, resolve_table
+from pipelines.warehouse import read_connection, table_docs
+
+FORMATS = ("parquet", "csv", "xpt")
+XPT_NAME_LENGTH = 8
+XPT_LABEL_LENGTH = 40
+
+
+def xpt_names(columns: list[str]) -> dict[str, str]:
+    """Unique upper-case SAS names of at most 8 characters for ``columns``."""
+    names: dict[str, str] = {}
+    used: set[str] = set()
+    for column in columns:
+        base = re.sub(r"[^A-Za-z0-9_]", "_", column).upper()[:XPT_NAME_LENGTH]
+        name, n = base, 1
+        while name in used:
+            suffix = str(n)
+            name = base[: XPT_NAME_LENGTH - len(suffix)] + suffix
+            n += 1
+        used.add(name)
+        names[column] = name
+    return names
+
+
+def export_table(warehouse: Path, table: str, fmt: str, out: Path, **filters) -> int:
+    """Write a published table (optionally filtered) to ``out``; returns the row count."""
+    if fmt not in FORMATS:
+        raise ValueError(f"Unknown format {fmt!r}: use {', '.join(FORMATS)}")
+    key = resolve_table(table)
+    sql, values = build_query(key, **filters)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with read_connection(warehouse) as con:
+        rows = con.execute(f"select count(*) from ({sql})", values).fetchone()[0]
+        if fmt in ("parquet", "csv"):
+            option = "format parquet, compression zstd" if fmt == "parquet" else "format csv, header true"
+            con.execute(f"copy ({sql}) to '{_sql_path(out)}' ({option})", values)
+        else:
+            _write_xpt(con.execute(sql, values).df(), key, out)
+    return rows
+
+
+def export_gene_matrix(warehouse: Path, out: Path, fmt: str = "parquet") -> tuple[int, int]:
+    """Genes x samples matrix of log2 CPM for omics tools, plus a sample annotation file."""
+    if fmt not in ("parquet", "csv"):
+        raise ValueError("The gene matrix is written as parquet or csv")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    annotation = out.with_name(f"{out.stem}_samples.{fmt}")
+    option = "format parquet, compression zstd" if fmt == "parquet" else "format csv, header true"
+    with read_connection(warehouse) as con:
+        con.execute(
+            f"copy (pivot (select GENEID, GENESYM, SAMPLEID, AVAL from analysis.adgene) on SAMPLEID "
+            f"using first(AVAL) order by GENEID) to '{_sql_path(out)}' ({option})"
+        )
+        con.execute(
+            "copy (select distinct SAMPLEID, USUBJID, TRTP, AVISIT, AVISITN, ADT, ADY from analysis.adgene "
+            f"order by USUBJID, AVISITN) to '{_sql_path(annotation)}' ({option})"
+        )
+        genes = con.execute("select count(distinct GENEID) from analysis.adgene").fetchone()[0]
+        samples = con.execute("select count(distinct SAMPLEID) from analysis.adgene").fetchone()[0]
+    return genes, samples
+
+
+def _sql_path(path: Path) -> str:
+    return str(path.resolve()).replace("'", "''")
+
+
+def _write_xpt(frame, key: str, out: Path) -> None:
+    import pyreadstat
+
+    names = xpt_names(list(frame.columns))
+    docs = table_docs()[key].get("columns", {})
+    labels = [str(docs.get(c, c))[:XPT_LABEL_LENGTH] for c in frame.columns]
+    frame = frame.rename(columns=names)
+    for column in frame.columns:
+        if str(frame[column].dtype) in ("boolean", "bool"):
+            frame[column] = frame[column].map({True: "Y", False: "N"})
+    pyreadstat.write_xport(
+        frame, str(out), file_label=key[:XPT_LABEL_LENGTH], column_labels=labels,
+        table_name=key.split(".")[1].upper()[:XPT_NAME_LENGTH], file_format_version=5,
+    )

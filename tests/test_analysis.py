@@ -1,0 +1,128 @@
+"""Analysis tables on a generated trial: the effects as generated, and traceability."""
+
+from pathlib import Path
+
+import polars as pl
+import pyreadstat
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.api import load
+from pipelines.cli import app
+from pipelines.dictionary import render_markdown
+from pipelines.study import PROJECT_ROOT, load_study
+
+
+def test_treg_ratio_to_baseline_rises_on_ld_il2_only(trial):
+    _, built = trial
+    ratios = dict(built.rows(
+        "select TRTP, avg(R2BASE) from analysis.adbm where PARAMCD = 'TREGPCT' and ANL01FL = 'Y' "
+        "and ADY > 1 group by TRTP"
+    ))
+    arms = {a["armcd"]: a["arm"] for a in load_study().arms}
+    assert ratios[arms["IL2"]] > 1.5
+    assert 0.9 < ratios[arms["PBO"]] < 1.1
+
+
+def test_pnfh_strata_split_as_generated(trial):
+    _, built = trial
+    split = dict(built.rows("select coalesce(PNFHSTR, 'MISSING'), count(*) from analysis.adsl where ITTFL = 'Y' group by all"))
+    total = sum(split.values())
+    assert total == 220
+    assert 0.62 < split["LOW"] / total < 0.78
+    assert 0.14 < split["HIGH"] / total < 0.28
+    assert 0.03 < split["MISSING"] / total < 0.15
+    # the stratum follows the cut-point held in the study definition
+    cut = load_study().analysis["pnfh_cutpoint_pgml"]
+    assert built.scalar("select count(*) from analysis.adsl where (PNFHSTR = 'LOW' and BPNFHC > ?) "
+                        "or (PNFHSTR = 'HIGH' and BPNFHC <= ?)", [cut, cut]) == 0
+
+
+def test_every_analysis_row_traces_to_exactly_one_core_row(trial):
+    _, built = trial
+    adbm_rows = built.scalar("select count(*) from analysis.adbm")
+    traced = built.scalar(
+        """
+        select count(*) from analysis.adbm a
+        join (
+            select 'core.treg' as t, delivery_id, row_number, paramcd, file_name from core.treg
+            union all select 'core.neurofilament', delivery_id, row_number, paramcd, file_name from core.neurofilament
+            union all select 'core.transcript_summary', delivery_id, row_number, paramcd, file_name from core.transcript_summary
+        ) c on c.t = a.SRCTBL and c.delivery_id = a.SRCDLVID and c.row_number = a.SRCROW and c.paramcd = a.PARAMCD
+            and c.file_name = a.SRCFILE
+        join audit.delivery d on d.delivery_id = a.SRCDLVID and d.file_name = a.SRCFILE
+        """
+    )
+    assert adbm_rows > 0 and traced == adbm_rows
+    assert built.scalar("select count(*) from (select SRCTBL, SRCDLVID, SRCROW, PARAMCD from analysis.adbm "
+                        "group by all having count(*) > 1)") == 0
+    core_total = built.scalar("select (select count(*) from core.treg) + (select count(*) from core.neurofilament) "
+                              "+ (select count(*) from core.transcript_summary)")
+    assert adbm_rows == core_total
+    gene_rows = built.scalar("select count(*) from analysis.adgene")
+    assert gene_rows == built.scalar("select count(*) from core.transcript_gene")
+    assert built.scalar("select count(*) from analysis.adgene a join core.transcript_gene g "
+                        "on g.delivery_id = a.SRCDLVID and g.row_number = a.SRCROW and g.aval = a.AVAL") == gene_rows
+
+
+def test_baseline_and_change_are_consistent(trial):
+    _, built = trial
+    assert built.scalar("select count(*) from (select USUBJID, PARAMCD from analysis.adbm where ABLFL = 'Y' "
+                        "group by all having count(*) > 1)") == 0
+    assert built.scalar("select count(*) from analysis.adbm where ABLFL = 'Y' and ADY > 1") == 0
+    assert built.scalar("select count(*) from analysis.adbm where CHG is not null and abs(CHG - (AVAL - BASE)) > 1e-9") == 0
+    assert built.scalar("select count(*) from analysis.adbm where BLQFL = 'Y' and IMPUTRL is null and AVAL is not null") == 0
+
+
+def test_load_pushes_filters_into_duckdb(trial):
+    _, built = trial
+    frame = load("adbm", params=["TREGPCT"], visits=["M3"], arm="IL2", warehouse=built.warehouse)
+    assert isinstance(frame, pl.DataFrame) and frame.height > 0
+    arm = next(a["arm"] for a in load_study().arms if a["armcd"] == "IL2")
+    assert set(frame["PARAMCD"]) == {"TREGPCT"} and set(frame["AVISIT"]) == {"M3"} and set(frame["TRTP"]) == {arm}
+    assert frame.height == built.scalar("select count(*) from analysis.adbm where PARAMCD = 'TREGPCT' "
+                                        "and AVISIT = 'M3' and TRTP = ?", [arm])
+    pandas_frame = load("core.neurofilament", params=["NFLS"], warehouse=built.warehouse, pandas=True)
+    assert len(pandas_frame) == built.scalar("select count(*) from core.neurofilament where paramcd = 'NFLS'")
+    with pytest.raises(ValueError, match="Unknown table"):
+        load("adxx", warehouse=built.warehouse)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "xpt"])
+def test_export_writes_every_row(trial, tmp_path, fmt):
+    _, built = trial
+    out = tmp_path / f"adbm.{fmt}"
+    result = CliRunner().invoke(app, ["export", "adbm", "--format", fmt, "--out", str(out),
+                                      "--warehouse", str(built.warehouse), "--param", "NFLS"])
+    assert result.exit_code == 0, result.output
+    expected = built.scalar("select count(*) from analysis.adbm where PARAMCD = 'NFLS'")
+    if fmt == "parquet":
+        frame = pl.read_parquet(out)
+    elif fmt == "csv":
+        frame = pl.read_csv(out, infer_schema_length=0)
+    else:
+        data, meta = pyreadstat.read_xport(str(out))
+        frame = pl.from_pandas(data)
+        assert all(len(name) <= 8 for name in frame.columns)
+        assert "Analysis value" in " ".join(meta.column_labels)
+    assert frame.height == expected
+
+
+def test_gene_matrix_export(trial, tmp_path):
+    _, built = trial
+    out = tmp_path / "genes.parquet"
+    result = CliRunner().invoke(app, ["export", "gene-matrix", "--out", str(out), "--warehouse", str(built.warehouse)])
+    assert result.exit_code == 0, result.output
+    matrix = pl.read_parquet(out)
+    samples = pl.read_parquet(tmp_path / "genes_samples.parquet")
+    assert matrix.height == built.scalar("select count(distinct GENEID) from analysis.adgene")
+    assert matrix.width == 2 + samples.height
+    sample = samples["SAMPLEID"][0]
+    gene = matrix["GENEID"][0]
+    assert matrix.filter(pl.col("GENEID") == gene)[sample][0] == pytest.approx(
+        built.scalar("select AVAL from analysis.adgene where GENEID = ? and SAMPLEID = ?", [gene, sample]))
+
+
+def test_data_dictionary_in_the_repository_is_current():
+    committed = (PROJECT_ROOT / "docs" / "data_dictionary.md").read_text(encoding="utf-8")
+    assert committed == render_markdown(), "run `mirocals dictionary` and commit docs/data_dictionary.md"
