@@ -93,6 +93,6 @@ def load(
 ):
     """A published table as a Polars DataFrame (or pandas with ``pandas=True``), filtered in DuckDB."""
     sql, values = build_query(table, params, visits, arm, columns)
-    with read_connection(get_settings(warehouse=warehouse).warehouse) as con:
+    with read_connection(get_settings(warehouse=warehouse).warehouse, sandboxed=True) as con:
         frame: pl.DataFrame = con.sql(sql, params=values).pl()
     return frame.to_pandas() if pandas else frame

@@ -23,6 +23,7 @@ class BuildResult:
     run_id: str
     steps: int
     failed_checks: list[str]
+    errors: list[str]
 
 
 def step_count(landing: Path, warehouse: Path) -> int:
@@ -37,6 +38,7 @@ def build_warehouse(
     instance: dg.DagsterInstance | None = None,
     on_step: ProgressCallback | None = None,
     log_level: str = "WARNING",
+    randomisation_file: Path | None = None,
 ) -> BuildResult:
     """Run the build job; ``on_step`` is called with each asset key as it materialises.
 
@@ -44,7 +46,7 @@ def build_warehouse(
     """
     with BuildLock(lock_file(warehouse.resolve())):
         pass  # fail fast with a clear message; the run itself holds the lock from here on
-    defs = build_definitions(str(landing), str(warehouse))
+    defs = build_definitions(str(landing), str(warehouse), str(randomisation_file) if randomisation_file else None)
     job = defs.resolve_job_def(BUILD_JOB)
     instance = instance or dg.DagsterInstance.ephemeral()
     run_id = make_new_run_id()
@@ -78,7 +80,18 @@ def build_warehouse(
         if not evaluation.passed
     ]
     steps = len([e for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION])
-    return BuildResult(success=result.success, run_id=run_id, steps=steps, failed_checks=failed_checks)
+    errors = [
+        f"{event.step_key}: {_root_cause(event.step_failure_data.error)}"
+        for event in result.all_events
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.step_failure_data.error
+    ]
+    return BuildResult(success=result.success, run_id=run_id, steps=steps, failed_checks=failed_checks, errors=errors)
+
+
+def _root_cause(error) -> str:
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()
 
 
 def _report_new(instance: dg.DagsterInstance, run_id: str, seen: int, on_step: ProgressCallback) -> int:

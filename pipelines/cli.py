@@ -50,7 +50,31 @@ def demo_data(
 
 @app.command()
 def build(landing: LandingOption = None, warehouse: WarehouseOption = None) -> None:
-    """Take in new deliveries and build every warehouse table (the same asset graph as the UI)."""
+    """Take in new deliveries and build the blinded warehouse (the same asset graph as the UI)."""
+    settings = get_settings(landing, warehouse)
+    _run_build(settings.landing, settings.warehouse)
+
+
+@app.command()
+def unblind(
+    randomisation: Annotated[Path, typer.Option("--randomisation", help="The real randomisation list (Parquet).", exists=True, dir_okay=False)],
+    landing: LandingOption = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Unblinded warehouse file (default: $MIROCALS_UNBLINDED_WAREHOUSE or warehouse/build/unblinded/).")] = None,
+) -> None:
+    """Build the UNBLINDED warehouse from the real randomisation list, into its own owner-only file.
+
+    The list is checked first (every randomised subject exactly once, declared arms, strata as in
+    the subjects file); the unblinding is recorded in audit.unblinding.
+    """
+    settings = get_settings(landing, unblinded_warehouse=out)
+    if settings.unblinded_warehouse == settings.warehouse:
+        err.print("[red]The unblinded warehouse must not be the blinded warehouse file.[/red]")
+        raise typer.Exit(2)
+    _run_build(settings.landing, settings.unblinded_warehouse, randomisation.resolve())
+    console.print(f"[bold]UNBLINDED[/bold] warehouse (owner-only): {settings.unblinded_warehouse}")
+
+
+def _run_build(landing: Path, warehouse: Path, randomisation_file: Path | None = None) -> None:
     from pipelines.build import build_warehouse, step_count, summarise
     from pipelines.locking import BuildLocked
 
@@ -68,13 +92,16 @@ def build(landing: LandingOption = None, warehouse: WarehouseOption = None) -> N
             result = build_warehouse(
                 settings.landing, settings.warehouse,
                 on_step=lambda key: progress.update(task, advance=1, description=key),
+                randomisation_file=randomisation_file,
             )
         except BuildLocked as locked:
             progress.stop()
             err.print(f"[red]{locked}[/red]")
             raise typer.Exit(3) from None
     if not settings.warehouse.exists():
-        err.print(f"[red]Build failed before the warehouse was published[/red] (run {result.run_id}); see the log above.")
+        for error in result.errors:
+            err.print(f"[red]{error}[/red]")
+        err.print(f"[red]Build failed before the warehouse was published[/red] (run {result.run_id}).")
         raise typer.Exit(1)
     table = Table(title=f"Warehouse {settings.warehouse}")
     for column in ("family", "deliveries", "rows delivered", "rows loaded", "rows quarantined", "files refused", "balanced"):
@@ -85,7 +112,9 @@ def build(landing: LandingOption = None, warehouse: WarehouseOption = None) -> N
     for check in result.failed_checks:
         console.print(f"[yellow]check failed:[/yellow] {check}")
     if not result.success:
-        err.print(f"[red]Build failed[/red] (run {result.run_id}); see the log above.")
+        for error in result.errors:
+            err.print(f"[red]{error}[/red]")
+        err.print(f"[red]Build failed[/red] (run {result.run_id}); the published warehouse was not changed.")
         raise typer.Exit(1)
 
 
@@ -102,11 +131,14 @@ def sql(
         err.print(f"Unknown --format {format!r}: use table, csv or json.")
         raise typer.Exit(2)
     settings = get_settings(warehouse=warehouse)
-    with read_connection(settings.warehouse) as con:
+    if not settings.warehouse.exists():
+        err.print(f"[red]No warehouse at {settings.warehouse}[/red]: run `mirocals build` (or `make demo`) first.")
+        raise typer.Exit(2)
+    with read_connection(settings.warehouse, sandboxed=True) as con:
         try:
             cursor = con.execute(query)
         except Exception as error:
-            err.print(f"[red]Query failed:[/red] {error}")
+            err.print(f"[red]Refused or failed:[/red] {error}")
             raise typer.Exit(1) from None
         if cursor.description is None:
             return

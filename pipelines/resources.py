@@ -10,6 +10,7 @@ import dagster as dg
 import duckdb
 from pydantic import PrivateAttr
 
+from pipelines.blinding import BlindingMode
 from pipelines.locking import BuildLock
 from pipelines.warehouse import lock_file, publish, work_file, write_connection
 
@@ -24,11 +25,22 @@ class LandingZone(dg.ConfigurableResource):
         return Path(self.path).resolve()
 
 
+class Blinding(dg.ConfigurableResource):
+    """Blinded (the default) unless an unblinded build names the real randomisation list."""
+
+    randomisation_file: str | None = None
+
+    @property
+    def mode(self) -> BlindingMode:
+        return BlindingMode(self.randomisation_file)
+
+
 class Warehouse(dg.ConfigurableResource):
     """The DuckDB warehouse. ``database`` is the published file analysts open; a run writes
     its work copy under the build lock and the publish asset swaps it in atomically."""
 
     database: str
+    owner_only: bool = False
     _lock: BuildLock | None = PrivateAttr(default=None)
 
     @property
@@ -52,9 +64,13 @@ class Warehouse(dg.ConfigurableResource):
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """Open the work copy for writing."""
+        if self.owner_only:
+            self.work_file.parent.mkdir(parents=True, exist_ok=True)
+            self.work_file.parent.chmod(0o700)
+            self.file.parent.chmod(0o700)
         with write_connection(self.work_file) as con:
             yield con
 
     def publish(self) -> None:
         """Swap the work copy in as the published warehouse."""
-        publish(self.work_file, self.file)
+        publish(self.work_file, self.file, owner_only=self.owner_only)

@@ -13,17 +13,28 @@ WAREHOUSE_ENV = "MIROCALS_WAREHOUSE"
 
 DEFAULT_LANDING = PROJECT_ROOT / "landing"
 DEFAULT_WAREHOUSE = PROJECT_ROOT / "warehouse" / "build" / "mirocals.duckdb"
+# Unblinded builds never share a file or folder with blinded ones.
+UNBLINDED_WAREHOUSE_ENV = "MIROCALS_UNBLINDED_WAREHOUSE"
+DEFAULT_UNBLINDED_WAREHOUSE = PROJECT_ROOT / "warehouse" / "build" / "unblinded" / "mirocals_unblinded.duckdb"
 
 
 @dataclass(frozen=True)
 class Settings:
     landing: Path
     warehouse: Path
+    unblinded_warehouse: Path
 
 
-def get_settings(landing: str | Path | None = None, warehouse: str | Path | None = None) -> Settings:
+def get_settings(
+    landing: str | Path | None = None,
+    warehouse: str | Path | None = None,
+    unblinded_warehouse: str | Path | None = None,
+) -> Settings:
     """Resolve paths: explicit argument, then environment variable, then the project default."""
     return Settings(
         landing=Path(landing or os.environ.get(LANDING_ENV) or DEFAULT_LANDING).resolve(),
         warehouse=Path(warehouse or os.environ.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE).resolve(),
+        unblinded_warehouse=Path(
+            unblinded_warehouse or os.environ.get(UNBLINDED_WAREHOUSE_ENV) or DEFAULT_UNBLINDED_WAREHOUSE
+        ).resolve(),
     )

@@ -49,11 +49,18 @@ def lock_file(published: Path) -> Path:
     return published.parent / ".work" / f"{published.name}.lock"
 
 
-def publish(work: Path, published: Path) -> None:
-    """Atomically replace ``published`` with a copy of ``work`` (checkpointed first)."""
+def publish(work: Path, published: Path, owner_only: bool = False) -> None:
+    """Atomically replace ``published`` with a copy of ``work`` (checkpointed first).
+
+    ``owner_only`` creates the published file readable by its owner only (unblinded builds).
+    """
     with write_connection(work) as con:
         con.execute("checkpoint")
     temporary = published.parent / f".{published.name}.publishing-{os.getpid()}"
+    if owner_only:
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        os.chmod(temporary, 0o600)
+        work.chmod(0o600)
     shutil.copyfile(work, temporary)
     with temporary.open("rb+") as handle:
         os.fsync(handle.fileno())
@@ -77,11 +84,16 @@ def write_connection(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 @contextmanager
-def read_connection(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the warehouse read-only; fails clearly if it has not been built."""
+def read_connection(path: Path, sandboxed: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse read-only; fails clearly if it has not been built.
+
+    ``sandboxed`` also forbids touching any other file (attach, copy, read_parquet) and locks the
+    configuration, for SQL typed by a user.
+    """
     if not path.exists():
         raise FileNotFoundError(f"No warehouse at {path}: run `mirocals build` (or `make demo`) first.")
-    con = duckdb.connect(str(path), read_only=True)
+    config = {"enable_external_access": False, "lock_configuration": True} if sandboxed else {}
+    con = duckdb.connect(str(path), read_only=True, config=config)
     try:
         yield con
     finally:
@@ -100,6 +112,11 @@ def run_model(con: duckdb.DuckDBPyConnection, layer: str, name: str, *, view: bo
     con.execute(f"create or replace {kind} {layer}.{name} as\n{model_sql(layer, name)}")
     apply_comments(con, layer, name)
     return con.execute(f"select count(*) from {layer}.{name}").fetchone()[0]
+
+
+def query_sql(name: str) -> str:
+    """A query from ``warehouse/queries/<name>.sql``."""
+    return (WAREHOUSE_SQL_DIR.parent / "queries" / f"{name}.sql").read_text(encoding="utf-8")
 
 
 def run_ddl(con: duckdb.DuckDBPyConnection, name: str) -> None:
@@ -149,13 +166,16 @@ def create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f"comment on column raw.{family.family}.{c.name} is {_quote(c.description)}")
 
 
-def load_reference_tables(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Write the study definition into ``ref.*`` tables; returns row counts."""
+def load_reference_tables(con: duckdb.DuckDBPyConnection, arms: tuple[dict[str, str], ...] | None = None) -> dict[str, int]:
+    """Write the study definition into ``ref.*`` tables; returns row counts.
+
+    ``arms`` are the arms this build carries (masked codes in a blinded build).
+    """
     study = load_study()
     con.execute("create schema if not exists ref")
     tables: dict[str, list[dict[str, Any]]] = {
         "site": [{"siteid": s.siteid, "site_name": s.name, "country": s.country} for s in study.sites],
-        "arm": [{"armcd": a["armcd"], "arm": a["arm"], "description": a["description"]} for a in study.arms],
+        "arm": [{"armcd": a["armcd"], "arm": a["arm"], "description": a["description"]} for a in (arms or study.arms)],
         "visit": [
             {
                 "visit_code": v.visit_code,

@@ -39,8 +39,8 @@ class Built:
             con.close()
 
 
-def run_build(landing: Path, warehouse: Path) -> Built:
-    result = build_warehouse(landing, warehouse)
+def run_build(landing: Path, warehouse: Path, randomisation_file: Path | None = None) -> Built:
+    result = build_warehouse(landing, warehouse, randomisation_file=randomisation_file)
     assert result.success, f"build failed: run {result.run_id}"
     return Built(landing, warehouse, result)
 
@@ -61,4 +61,13 @@ def trial(tmp_path_factory):
     landing = tmp_path_factory.mktemp("trial_landing")
     report = generate_landing_zone(landing, seed=7, scale=1.0, genes=TRIAL_GENES)
     built = run_build(landing, tmp_path_factory.mktemp("trial_warehouse") / "mirocals.duckdb")
+    return report, built
+
+
+@pytest.fixture(scope="session")
+def unblinded_trial(trial, tmp_path_factory):
+    """The same landing zone built unblinded with its real randomisation list."""
+    report, blinded = trial
+    randomisation = blinded.landing / "restricted" / "randomisation_list.parquet"
+    built = run_build(blinded.landing, tmp_path_factory.mktemp("unblinded") / "mirocals_unblinded.duckdb", randomisation)
     return report, built

@@ -13,8 +13,8 @@ from pipelines.dictionary import render_markdown
 from pipelines.study import PROJECT_ROOT, load_study
 
 
-def test_treg_ratio_to_baseline_rises_on_ld_il2_only(trial):
-    _, built = trial
+def test_treg_ratio_to_baseline_rises_on_ld_il2_only(unblinded_trial):
+    _, built = unblinded_trial
     ratios = dict(built.rows(
         "select TRTP, avg(R2BASE) from analysis.adbm where PARAMCD = 'TREGPCT' and ANL01FL = 'Y' "
         "and ADY > 1 group by TRTP"
@@ -62,7 +62,7 @@ def test_every_analysis_row_traces_to_exactly_one_core_row(trial):
     gene_rows = built.scalar("select count(*) from analysis.adgene")
     assert gene_rows == built.scalar("select count(*) from core.transcript_gene")
     assert built.scalar("select count(*) from analysis.adgene a join core.transcript_gene g "
-                        "on g.delivery_id = a.SRCDLVID and g.row_number = a.SRCROW and g.aval = a.AVAL") == gene_rows
+                        "on g.delivery_id = a.SRCDLVID and g.row_number = a.SRCROW and g.aval is not distinct from a.AVAL") == gene_rows
 
 
 def test_baseline_and_change_are_consistent(trial):
@@ -74,8 +74,8 @@ def test_baseline_and_change_are_consistent(trial):
     assert built.scalar("select count(*) from analysis.adbm where BLQFL = 'Y' and IMPUTRL is null and AVAL is not null") == 0
 
 
-def test_load_pushes_filters_into_duckdb(trial):
-    _, built = trial
+def test_load_pushes_filters_into_duckdb(unblinded_trial):
+    _, built = unblinded_trial
     frame = load("adbm", params=["TREGPCT"], visits=["M3"], arm="IL2", warehouse=built.warehouse)
     assert isinstance(frame, pl.DataFrame) and frame.height > 0
     arm = next(a["arm"] for a in load_study().arms if a["armcd"] == "IL2")

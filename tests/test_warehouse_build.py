@@ -11,13 +11,16 @@ from tests.conftest import TRIAL_GENES as GENES
 BIOMARKER_TABLES = ("core.treg", "core.neurofilament", "core.transcript_summary", "core.transcript_gene")
 
 
-def test_subjects_randomised_and_arms(trial):
+def test_subjects_randomised_and_arms(trial, unblinded_trial):
     report, built = trial
     assert built.scalar("select count(*) from core.subject") == report.n_entered == 304
     assert built.scalar("select count(*) from core.subject where randomised") == report.n_randomised == 220
-    arms = dict(built.rows("select armcd, count(*) from core.subject where randomised group by armcd"))
-    assert arms == {"IL2": 110, "PBO": 110}
+    masked = dict(built.rows("select armcd, count(*) from core.subject where randomised group by armcd"))
+    assert set(masked) == {"A", "B"} and sum(masked.values()) == 220
     assert built.scalar("select count(*) from core.subject where not randomised and armcd is not null") == 0
+    _, unblinded = unblinded_trial
+    arms = dict(unblinded.rows("select armcd, count(*) from core.subject where randomised group by armcd"))
+    assert arms == {"IL2": 110, "PBO": 110}
 
 
 @pytest.mark.parametrize("table", BIOMARKER_TABLES)

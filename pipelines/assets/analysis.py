@@ -5,7 +5,7 @@ import duckdb
 import polars as pl
 
 from pipelines.derive import create_adbm, create_adsl
-from pipelines.resources import Warehouse
+from pipelines.resources import Blinding, Warehouse
 from pipelines.study import load_study
 from pipelines.warehouse import apply_comments, table_docs
 
@@ -30,14 +30,14 @@ def _counts(frame: pl.DataFrame) -> dict:
     deps=[["staging", "int_biomarker__values"], ["core", "subject"]],
     description=table_docs()["analysis.adbm"]["description"],
 )
-def adbm(warehouse: Warehouse) -> dg.MaterializeResult:
+def adbm(warehouse: Warehouse, blinding: Blinding) -> dg.MaterializeResult:
     study = load_study()
     rules = study.analysis
     with warehouse.connect() as con:
         core = con.sql("select * from staging.int_biomarker__values").pl()
         subject = con.sql("select * from core.subject").pl()
         frame = create_adbm(
-            core, subject, study.visits, study.arms,
+            core, subject, study.visits, blinding.mode.arms(),
             rules["blq_imputation"]["rule"], rules["blq_imputation"]["factor"], study.studyid,
         )
         write_frame(con, "analysis", "adbm", frame)
@@ -51,7 +51,7 @@ def adbm(warehouse: Warehouse) -> dg.MaterializeResult:
     deps=[["analysis", "adbm"], ["core", "subject"]],
     description=table_docs()["analysis.adsl"]["description"],
 )
-def adsl(warehouse: Warehouse) -> dg.MaterializeResult:
+def adsl(warehouse: Warehouse, blinding: Blinding) -> dg.MaterializeResult:
     study = load_study()
     rules = study.analysis
     with warehouse.connect() as con:
@@ -60,7 +60,7 @@ def adsl(warehouse: Warehouse) -> dg.MaterializeResult:
         frame = create_adsl(
             subject, analysis, study.studyid,
             rules["adsl_baselines"]["pnfh_paramcd"], rules["adsl_baselines"]["nfl_paramcd"],
-            rules["pnfh_cutpoint_pgml"], rules["treg_responder"], study.arms,
+            rules["pnfh_cutpoint_pgml"], rules["treg_responder"], blinding.mode.arms(),
         )
         write_frame(con, "analysis", "adsl", frame)
     return dg.MaterializeResult(metadata=_counts(frame))

@@ -1,11 +1,19 @@
 """One raw asset per delivery family: take in new files, check contract and expectations."""
 
 
-import dagster as dg
+from pathlib import Path
 
+import dagster as dg
+import duckdb
+import pyarrow.parquet as pq
+
+from pipelines.blinding import BlindingMode, make_dummy_randomisation, validate_randomisation_list
 from pipelines.ingest.delivery import DeliveryOutcome, discover_files, ingest_file
-from pipelines.resources import LandingZone, Warehouse
+from pipelines.resources import Blinding, LandingZone, Warehouse
 from pipelines.study import FamilyContract, load_contracts
+from pipelines.warehouse import query_sql
+
+RANDOMISATION = "randomisation"
 
 CONTRACT_CHECK = "delivery_contract"
 EXPECTATIONS_CHECK = "great_expectations_suite"
@@ -50,6 +58,30 @@ def _expectations_check(outcomes: list[DeliveryOutcome]) -> dg.AssetCheckResult:
     )
 
 
+def _files_to_take_in(
+    con: duckdb.DuckDBPyConnection, contract: FamilyContract, landing: LandingZone, warehouse: Warehouse,
+    mode: BlindingMode,
+) -> list[tuple[Path, Path]]:
+    """(root, file) pairs to ingest. The randomisation never comes from the landing zone: a
+    blinded build makes a dummy list, an unblinded build takes the list it was given, checked."""
+    if contract.family != RANDOMISATION:
+        return [(landing.root, path) for path in discover_files(landing.root, contract)]
+    subjects = con.execute(query_sql("current_subjects")).fetchall()
+    if mode.blinded:
+        dummy = make_dummy_randomisation([(u, stratum, day) for u, randomised, stratum, day in subjects if randomised])
+        path = warehouse.work_file.parent / "dummy" / "dummy_randomisation.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(dummy, path)
+        return [(warehouse.work_file.parent, path)]
+    path = Path(mode.randomisation_file).resolve()
+    listed = pq.read_table(path, columns=["usubjid", "armcd", "stratum"]).to_pylist()
+    validate_randomisation_list(
+        [(str(r["usubjid"]).strip().upper(), r["armcd"], r["stratum"]) for r in listed],
+        [(u, randomised, stratum) for u, randomised, stratum, _ in subjects],
+    )
+    return [(path.parent, path)]
+
+
 def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
     """The raw asset of one delivery family."""
 
@@ -57,7 +89,7 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
         key=["raw", contract.family],
         group_name="raw",
         kinds={"parquet", "duckdb"},
-        deps=[["ref", "study_definition"]],
+        deps=[["ref", "study_definition"]] + ([["raw", "subjects"]] if contract.family == RANDOMISATION else []),
         description=(
             f"{contract.description}\n\nNew files in `{contract.folder}/` are checked against their contract "
             f"(schemas/deliveries.yaml) and the `{contract.suite}` Great Expectations suite, then loaded as "
@@ -70,11 +102,14 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
                               description=f"Great Expectations suite expectations/{contract.suite}.json on every new delivery."),
         ],
     )
-    def _raw(context: dg.AssetExecutionContext, landing: LandingZone, warehouse: Warehouse) -> dg.MaterializeResult:
+    def _raw(
+        context: dg.AssetExecutionContext, landing: LandingZone, warehouse: Warehouse, blinding: Blinding
+    ) -> dg.MaterializeResult:
         outcomes: list[DeliveryOutcome] = []
+        mode = blinding.mode
         with warehouse.connect() as con:
-            for path in discover_files(landing.root, contract):
-                outcome = ingest_file(con, landing.root, path, contract)
+            for root, path in _files_to_take_in(con, contract, landing, warehouse, mode):
+                outcome = ingest_file(con, root, path, contract, mode)
                 if outcome is None:
                     continue
                 outcomes.append(outcome)

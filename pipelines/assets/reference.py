@@ -1,21 +1,35 @@
 """The study definition as warehouse reference tables."""
 
 
+import getpass
+from datetime import UTC, datetime
+from pathlib import Path
+
 import dagster as dg
 
-from pipelines.resources import Warehouse
+from pipelines.ingest.delivery import file_sha256
+from pipelines.resources import Blinding, Warehouse
 from pipelines.warehouse import create_raw_tables, load_reference_tables, run_ddl
 
 
 @dg.asset(key=["ref", "study_definition"], group_name="reference", kinds={"duckdb", "yaml"})
-def study_definition(warehouse: Warehouse) -> dg.MaterializeResult:
+def study_definition(warehouse: Warehouse, blinding: Blinding) -> dg.MaterializeResult:
     """Sites, arms, visits and parameters from schemas/study.yaml, written to the ref schema.
 
-    Also makes sure the raw, audit and quarantine structures exist.
+    Also makes sure the raw, audit and quarantine structures exist. A blinded build's ref.arm
+    holds the masked arms; an unblinded build records the unblinding in audit.unblinding.
     """
+    mode = blinding.mode
     with warehouse.connect() as con:
         run_ddl(con, "audit")
         run_ddl(con, "macros")
         create_raw_tables(con)
-        counts = load_reference_tables(con)
+        counts = load_reference_tables(con, mode.arms())
+        if not mode.blinded:
+            run_ddl(con, "unblinding")
+            listed = Path(mode.randomisation_file).resolve()
+            con.execute(
+                "insert into audit.unblinding values (?, ?, ?, ?)",
+                [datetime.now(UTC).replace(tzinfo=None), getpass.getuser(), str(listed), file_sha256(listed)],
+            )
     return dg.MaterializeResult(metadata={f"ref.{name}": dg.MetadataValue.int(n) for name, n in counts.items()})

@@ -21,7 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.ingest.expectations import SuiteResult, validate_table
+from pipelines.blinding import BlindingMode, withhold_revealing_failures, withhold_revealing_values
+from pipelines.ingest.expectations import SuiteResult, suite_parameters, validate_table
 from pipelines.study import FamilyContract, load_contracts
 
 
@@ -194,8 +195,18 @@ def _record_delivery(con: duckdb.DuckDBPyConnection, **values) -> None:
     con.execute(f"insert into audit.delivery ({columns}) values ({placeholders})", list(values.values()))
 
 
-def ingest_file(con: duckdb.DuckDBPyConnection, landing: Path, path: Path, contract: FamilyContract) -> DeliveryOutcome | None:
-    """Load one file into the warehouse; ``None`` if this exact file was already processed."""
+def ingest_file(
+    con: duckdb.DuckDBPyConnection,
+    landing: Path,
+    path: Path,
+    contract: FamilyContract,
+    blinding: BlindingMode | None = None,
+) -> DeliveryOutcome | None:
+    """Load one file into the warehouse; ``None`` if this exact file was already processed.
+
+    In a blinded build the values of treatment-revealing measures are checked, then withheld:
+    they are never stored, nor shown in failure reasons or examples.
+    """
     file_name = path.relative_to(landing).as_posix()
     sha = file_sha256(path)
     seen = con.execute(
@@ -236,10 +247,16 @@ def ingest_file(con: duckdb.DuckDBPyConnection, landing: Path, path: Path, contr
         return DeliveryOutcome(delivery_id, contract.family, file_name, "rejected", rows, 0, reason, None)
 
     # Raw rows, validation results and the audit record land together or not at all.
+    validation = validate_table(
+        contract.suite, checked.table, list(contract.column_names), suite_parameters(blinding)
+    )
+    if blinding is not None and blinding.blinded:
+        checked.table = withhold_revealing_values(checked.table, contract.family)
+        validation = withhold_revealing_failures(validation, contract.family)
     con.begin()
     try:
         _load_checked(con, checked, contract, base)
-        validation = _validate(con, checked, contract, delivery_id, now)
+        _store_validation(con, delivery_id, validation, now)
         _record_delivery(
             con, **base, rows_delivered=checked.table.num_rows, status="accepted",
             warnings="; ".join(checked.warnings) or None,
@@ -261,14 +278,6 @@ def _load_checked(con: duckdb.DuckDBPyConnection, checked: CheckedDelivery, cont
         [base["delivery_id"], base["file_name"], base["file_sha256"], base["received_at"]],
     )
     con.unregister("checked")
-
-
-def _validate(con: duckdb.DuckDBPyConnection, checked: CheckedDelivery, contract: FamilyContract,
-              delivery_id: int, at: datetime) -> SuiteResult:
-    """Run the family's suite on the delivery (index = row number) and store the results."""
-    validation = validate_table(contract.suite, checked.table, list(contract.column_names))
-    _store_validation(con, delivery_id, validation, at)
-    return validation
 
 
 def _store_validation(con: duckdb.DuckDBPyConnection, delivery_id: int, result: SuiteResult, at: datetime) -> None:

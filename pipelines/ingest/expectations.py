@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from pipelines.blinding import BlindingMode
 from pipelines.study import EXPECTATIONS_DIR, load_study
 
 # Number of example failing values kept per expectation in the validation summary.
@@ -55,9 +56,13 @@ class SuiteResult:
     row_failures: list[RowFailure]
 
 
-def suite_parameters() -> dict[str, Any]:
-    """Values the suites refer to with ``$PARAMETER``, taken from the study definition."""
+def suite_parameters(blinding: BlindingMode | None = None) -> dict[str, Any]:
+    """Values the suites refer to with ``$PARAMETER``, taken from the study definition.
+
+    A blinded build's randomisation carries the masked arm codes.
+    """
     study = load_study()
+    arms = blinding.arms() if blinding is not None else study.arms
     params: dict[str, Any] = {
         "siteids": [s.siteid for s in study.sites],
         "sexes": ["M", "F"],
@@ -69,7 +74,7 @@ def suite_parameters() -> dict[str, Any]:
         "sample_id_regex": r"^\s*[A-Za-z0-9_.-]+\s*$",
         "visit_codes": [v.visit_code for v in study.visits],
         "matrices": list(study.raw["matrices"]),
-        "armcds": list(study.armcds),
+        "armcds": [a["armcd"] for a in arms],
         "strata": [
             f"{c}-{o}" for c in study.strata["levels"]["country"] for o in study.strata["levels"]["onset"]
         ],
@@ -147,14 +152,14 @@ def _printable(value: Any) -> Any:
     return value
 
 
-def validate_table(suite: str, table: pa.Table, columns: list[str]) -> SuiteResult:
+def validate_table(suite: str, table: pa.Table, columns: list[str], parameters: dict[str, Any] | None = None) -> SuiteResult:
     """Validate ``columns`` of an Arrow table whose ``row_number`` column is the file row number."""
     cross_row = any(e["type"] in CROSS_ROW_EXPECTATIONS for e in load_suite_json(suite)["expectations"])
     step = table.num_rows if cross_row else ROWS_PER_SLICE
     results = []
     for start in range(0, max(table.num_rows, 1), max(step, 1)):
         part = table.slice(start, step).select(["row_number", *columns]).to_pandas()
-        results.append(run_suite(suite, part.set_index("row_number").rename_axis(None)))
+        results.append(run_suite(suite, part.set_index("row_number").rename_axis(None), parameters))
     return _merge(suite, results)
 
 
@@ -184,11 +189,11 @@ def _merge(suite: str, results: list[SuiteResult]) -> SuiteResult:
     )
 
 
-def run_suite(suite: str, frame: pd.DataFrame) -> SuiteResult:
+def run_suite(suite: str, frame: pd.DataFrame, parameters: dict[str, Any] | None = None) -> SuiteResult:
     """Validate ``frame`` (index = 1-based row number in the delivered file) with a suite."""
     result = _validation_definition(suite).run(
         batch_parameters={"dataframe": frame},
-        expectation_parameters=suite_parameters(),
+        expectation_parameters=parameters or suite_parameters(),
         result_format={"result_format": "COMPLETE"},
     )
     outcomes: list[ExpectationOutcome] = []

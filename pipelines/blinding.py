@@ -1,0 +1,163 @@
+"""Blinding: masked arms from a dummy randomisation, withheld treatment-revealing values, and the
+checks a real randomisation list must pass before an unblinded build.
+
+A blinded build (the default) never reads the real randomisation list. It randomises the
+subjects again with the project's own seed, in permuted blocks within the same strata, to masked
+arm codes, so analyses can be dry-run with arms that carry no information. Values of
+treatment-revealing measures (schemas/study.yaml) are withheld at load, before anything is stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.study import load_contracts, load_study
+
+WITHHELD = "withheld (blinded build)"
+
+
+@dataclass(frozen=True)
+class BlindingMode:
+    """Whether a build is blinded; an unblinded build names the real randomisation list."""
+
+    randomisation_file: str | None = None
+
+    @property
+    def blinded(self) -> bool:
+        return self.randomisation_file is None
+
+    def arms(self) -> tuple[dict[str, str], ...]:
+        """The arms this build's tables carry: masked codes when blinded."""
+        study = load_study()
+        return tuple(study.raw["blinding"]["masked_arms"]) if self.blinded else study.arms
+
+
+def revealing_columns(family: str) -> tuple[str, ...]:
+    """Delivered columns of ``family`` whose values reveal the arm."""
+    return tuple(
+        p.source["column"]
+        for p in load_study().parameters
+        if p.family == family and p.treatment_revealing and "column" in p.source
+    )
+
+
+def revealing_genes() -> tuple[str, ...]:
+    return tuple(load_study().raw["blinding"]["treatment_revealing_genes"])
+
+
+def withhold_revealing_values(table: pa.Table, family: str) -> pa.Table:
+    """Null the treatment-revealing values of a delivery (column values, or whole genes)."""
+    for column in revealing_columns(family):
+        if column in table.column_names:
+            index = table.column_names.index(column)
+            table = table.set_column(index, column, pa.nulls(table.num_rows, table.schema.field(column).type))
+    if family == "transcript_gene" and "gene_symbol" in table.column_names:
+        revealing = pc.is_in(pc.utf8_upper(pc.utf8_trim_whitespace(table["gene_symbol"])),
+                             value_set=pa.array(revealing_genes()))
+        index = table.column_names.index("expression")
+        table = table.set_column(
+            index, "expression", pc.if_else(pc.fill_null(revealing, False), pa.scalar(None, pa.float64()), table["expression"])
+        )
+    return table
+
+
+def mentions_revealing(column: str | None, family: str) -> bool:
+    """Whether a check on ``column`` (``a,b`` for pairs) would show a treatment-revealing value."""
+    if column is None:
+        return False
+    revealing = set(revealing_columns(family))
+    if family == "transcript_gene":
+        revealing.add("expression")
+    return any(c in revealing for c in column.split(","))
+
+
+def withhold_revealing_failures(result, family: str):
+    """A suite result whose failure reasons and examples hide treatment-revealing values."""
+    from dataclasses import replace
+
+    failures = [
+        replace(f, reason=f"{f.reason.split(' (delivered:')[0]} (delivered: {WITHHELD})")
+        if mentions_revealing(f.column, family) else f
+        for f in result.row_failures
+    ]
+    outcomes = [
+        replace(o, examples=[WITHHELD] * len(o.examples)) if mentions_revealing(o.column, family) else o
+        for o in result.outcomes
+    ]
+    return replace(result, row_failures=failures, outcomes=outcomes)
+
+
+def make_dummy_randomisation(subjects: list[tuple[str, str, object]]) -> pa.Table:
+    """A masked list for the randomised ``(usubjid, stratum, randomisation_date)``: permuted
+    blocks within strata, by the project's seed, independent of the real allocation."""
+    study = load_study()
+    blinding = study.raw["blinding"]
+    codes = [a["armcd"] for a in blinding["masked_arms"]]
+    block_size = int(study.strata["block_size"])
+    rng = np.random.default_rng(int(blinding["dummy_seed"]))
+    ordered = sorted(subjects, key=lambda s: (str(s[2]), s[0]))
+    rows = {"usubjid": [], "randomisation_number": [], "stratum": [], "block_id": [], "armcd": []}
+    counters: dict[str, list] = {}
+    for number, (usubjid, stratum, _) in enumerate(ordered, start=1):
+        queue, blocks = counters.setdefault(stratum, [[], 0])
+        if not queue:
+            block = np.repeat(codes, block_size // len(codes))
+            queue.extend(rng.permutation(block).tolist())
+            counters[stratum][1] = blocks = blocks + 1
+        rows["usubjid"].append(usubjid)
+        rows["randomisation_number"].append(number)
+        rows["stratum"].append(stratum)
+        rows["block_id"].append(f"DUMMY-{stratum}-{blocks:03d}")
+        rows["armcd"].append(queue.pop(0))
+    contract = load_contracts()["randomisation"]
+    types = {"VARCHAR": pa.string(), "INTEGER": pa.int32()}
+    return pa.table({c.name: pa.array(rows[c.name], types[c.type]) for c in contract.columns})
+
+
+class RandomisationListRefused(ValueError):
+    """The real randomisation list does not match the trial."""
+
+
+def validate_randomisation_list(listed: list[tuple[str, str, str]], subjects: list[tuple[str, bool, str]]) -> None:
+    """Refuse a list unless every randomised subject appears exactly once, with a declared arm and
+    the stratum of the subjects file, and nobody else appears.
+
+    ``listed``: (usubjid, armcd, stratum); ``subjects``: (usubjid, randomised, stratum).
+    """
+    study = load_study()
+    problems: list[str] = []
+    counts: dict[str, int] = {}
+    for usubjid, _, _ in listed:
+        counts[usubjid] = counts.get(usubjid, 0) + 1
+    twice = sorted(u for u, n in counts.items() if n > 1)
+    if twice:
+        problems.append(f"listed more than once: {', '.join(twice[:10])}")
+    known = {u: (randomised, stratum) for u, randomised, stratum in subjects}
+    randomised = {u for u, (r, _) in known.items() if r}
+    missing = sorted(randomised - counts.keys())
+    if missing:
+        problems.append(f"{len(missing)} randomised subject(s) missing from the list: {', '.join(missing[:10])}")
+    unknown = sorted(u for u in counts if u not in known)
+    if unknown:
+        problems.append(f"not in the subjects file: {', '.join(unknown[:10])}")
+    not_randomised = sorted(u for u in counts if u in known and not known[u][0])
+    if not_randomised:
+        problems.append(f"never randomised according to the subjects file: {', '.join(not_randomised[:10])}")
+    bad_arms = sorted({a for _, a, _ in listed if a not in study.armcds})
+    if bad_arms:
+        problems.append(f"arm code(s) {', '.join(map(str, bad_arms))} not in the study definition ({', '.join(study.armcds)})")
+    wrong_stratum = sorted(u for u, _, s in listed if u in known and known[u][0] and s != known[u][1])
+    if wrong_stratum:
+        problems.append(f"stratum differs from the subjects file for: {', '.join(wrong_stratum[:10])}")
+    arm_counts = {a: sum(1 for _, x, _ in listed if x == a) for a in study.armcds}
+    if not bad_arms and len(set(arm_counts.values())) > 1 and not problems:
+        # 1:1 allocation: a clear imbalance means the wrong list or a damaged one
+        low, high = min(arm_counts.values()), max(arm_counts.values())
+        if high - low > int(study.strata["block_size"]) * len(study.strata["levels"]["country"]) * len(study.strata["levels"]["onset"]):
+            problems.append(f"arms are not 1:1 within permuted blocks: {arm_counts}")
+    if problems:
+        raise RandomisationListRefused("The randomisation list is refused: " + "; ".join(problems) + ".")
