@@ -35,6 +35,15 @@ def render_markdown() -> str:
     lines += ["", "## Analysis rules", ""]
     for name, rule in study.analysis.items():
         lines.append(f"- **{name}**: {_cell(rule)}")
+    blinding = study.raw["blinding"]
+    lines += [
+        "", "## Blinding", "",
+        "Blinded builds (the default) carry masked arms from a dummy randomisation: "
+        + ", ".join(f"`{a['armcd']}` ({_cell(a['arm'])})" for a in blinding["masked_arms"])
+        + ". Values withheld from blinded builds: parameters "
+        + ", ".join(p.paramcd for p in study.parameters if p.treatment_revealing)
+        + "; genes " + ", ".join(blinding["treatment_revealing_genes"]) + ".",
+    ]
     lines += ["", "## Tables", ""]
     for key, doc in table_docs().items():
         lines += [f"### `{key}`", "", _cell(doc["description"]), "", "| column | description |", "| --- | --- |"]

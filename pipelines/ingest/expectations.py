@@ -79,10 +79,10 @@ def suite_parameters(blinding: BlindingMode | None = None) -> dict[str, Any]:
             f"{c}-{o}" for c in study.strata["levels"]["country"] for o in study.strata["levels"]["onset"]
         ],
         "nf_analytes": sorted({p.source["analyte"] for p in study.parameters_of("neurofilament")}),
-        "nf_unit_regex": "(?i)^\\s*(" + "|".join(
+        "nf_unit_regex": "(?i)^\\s*(?:" + "|".join(
             re.escape(u) for u in sorted({u for p in study.parameters_of("neurofilament") for u in p.units})
         ) + ")\\s*$",
-        "result_regex": "(?i)^\\s*([0-9]+(\\.[0-9]+)?|" + "|".join(
+        "result_regex": "(?i)^\\s*(?:[0-9]+(?:\\.[0-9]+)?|" + "|".join(
             study.raw["censored_results"]["below"] + study.raw["censored_results"]["above"]
         ) + ")\\s*$",
         "gene_id_regex": r"^ENSG[0-9]{11}$",
