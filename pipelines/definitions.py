@@ -9,6 +9,7 @@ import dagster as dg
 from pipelines.assets.deliveries import raw_assets
 from pipelines.assets.models import model_assets
 from pipelines.assets.analysis import analysis_assets
+from pipelines.assets.automation import build_delivery_sensor, build_nightly_schedule
 from pipelines.assets.publish import build_publish_asset
 from pipelines.assets.reference import study_definition
 from pipelines.resources import Blinding, LandingZone, Warehouse
@@ -33,9 +34,15 @@ def build_definitions(
         if Path(warehouse).resolve() == defaults.warehouse:
             raise ValueError(f"An unblinded build cannot write the blinded warehouse {defaults.warehouse}")
     settings = get_settings(landing, warehouse)
+    assets = [*ASSETS, build_publish_asset(ASSETS)]
+    job = dg.define_asset_job(
+        BUILD_JOB, selection=dg.AssetSelection.all(), description="Take in new deliveries and rebuild every table."
+    )
     return dg.Definitions(
-        assets=[*ASSETS, build_publish_asset(ASSETS)],
-        jobs=[dg.define_asset_job(BUILD_JOB, selection=dg.AssetSelection.all(), description="Take in new deliveries and rebuild every table.")],
+        assets=assets,
+        jobs=[job],
+        sensors=[build_delivery_sensor(job, settings.landing, settings.warehouse, assets, settings.sensor_interval_seconds)],
+        schedules=[build_nightly_schedule(job)],
         resources={
             "landing": LandingZone(path=str(settings.landing)),
             "warehouse": Warehouse(database=str(settings.warehouse), owner_only=unblinded),

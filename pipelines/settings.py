@@ -10,6 +10,8 @@ from pipelines.study import PROJECT_ROOT
 
 LANDING_ENV = "MIROCALS_LANDING"
 WAREHOUSE_ENV = "MIROCALS_WAREHOUSE"
+SENSOR_INTERVAL_ENV = "MIROCALS_SENSOR_INTERVAL_SECONDS"
+DEFAULT_SENSOR_INTERVAL_SECONDS = 15
 
 DEFAULT_LANDING = PROJECT_ROOT / "landing"
 DEFAULT_WAREHOUSE = PROJECT_ROOT / "warehouse" / "build" / "mirocals.duckdb"
@@ -23,6 +25,7 @@ class Settings:
     landing: Path
     warehouse: Path
     unblinded_warehouse: Path
+    sensor_interval_seconds: int
 
 
 def get_settings(
@@ -37,4 +40,5 @@ def get_settings(
         unblinded_warehouse=Path(
             unblinded_warehouse or os.environ.get(UNBLINDED_WAREHOUSE_ENV) or DEFAULT_UNBLINDED_WAREHOUSE
         ).resolve(),
+        sensor_interval_seconds=int(os.environ.get(SENSOR_INTERVAL_ENV) or DEFAULT_SENSOR_INTERVAL_SECONDS),
     )

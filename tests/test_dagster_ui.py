@@ -1,8 +1,10 @@
-"""`make ui` starts the Dagster webserver and daemon; every asset and check is listed, and a
-build launched through the UI's GraphQL API is queued, run by the daemon and succeeds."""
+"""`make ui` starts the Dagster webserver and daemon: every asset and check is listed, a build
+launched through the UI's GraphQL API is queued, run by the daemon and succeeds, and the
+landing-zone sensor takes in a new delivery by itself, exactly once."""
 
 import os
 import signal
+from contextlib import contextmanager
 import socket
 import subprocess
 import time
@@ -13,10 +15,13 @@ import requests
 from dagster import DagsterRunStatus
 from dagster_graphql import DagsterGraphQLClient
 
+from pipelines.assets.automation import SETTLE_SECONDS
 from pipelines.definitions import BUILD_JOB, defs
+from pipelines.ingest.delivery import file_sha256
 from tests.landing import treg, write_delivery, write_reference
 
 PROJECT = Path(__file__).resolve().parent.parent
+SENSOR_INTERVAL_SECONDS = 3
 
 ASSETS_QUERY = """
 {
@@ -34,19 +39,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def ui(tmp_path):
-    landing = tmp_path / "landing"
-    write_reference(landing)
-    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002"), treg("S003", pct=11.0), treg("S005")])
-    warehouse = tmp_path / "warehouse" / "mirocals.duckdb"
+@contextmanager
+def running_ui(tmp_path: Path, landing: Path, warehouse: Path):
+    """`make ui` on a free port with its own DAGSTER_HOME; yields the port."""
     port = _free_port()
     log = (tmp_path / "ui.log").open("w")
     process = subprocess.Popen(
         ["make", "--no-print-directory", "ui", f"UI_PORT={port}", f"DAGSTER_HOME={tmp_path / 'dagster_home'}",
          f"MIROCALS_LANDING={landing}", f"MIROCALS_WAREHOUSE={warehouse}"],
         cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")},
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+             "MIROCALS_SENSOR_INTERVAL_SECONDS": str(SENSOR_INTERVAL_SECONDS)},
     )
     try:
         deadline = time.monotonic() + 120
@@ -59,7 +62,7 @@ def ui(tmp_path):
             assert process.poll() is None, (tmp_path / "ui.log").read_text()
             assert time.monotonic() < deadline, "the Dagster UI did not start in 120 s"
             time.sleep(1)
-        yield port, warehouse
+        yield port
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -75,22 +78,41 @@ def _graphql(port: int, query: str) -> dict:
     return response.json()["data"]
 
 
-@pytest.mark.slow
-def test_ui_lists_every_asset_and_check_and_runs_a_build(ui):
-    port, warehouse = ui
-    nodes = _graphql(port, ASSETS_QUERY)["assetNodes"]
-    listed_assets = {"/".join(n["assetKey"]["path"]) for n in nodes}
-    expected_assets = {spec.key.to_user_string() for spec in defs.resolve_all_asset_specs()}
-    assert listed_assets == expected_assets
+SENSOR_RUNS = """
+{
+  runsOrError(filter: {tags: [{key: "dagster/sensor_name", value: "landing_zone_sensor"}]}) {
+    ... on Runs { results { runId status tags { key value } } }
+  }
+}
+"""
 
-    listed_checks = {
-        ("/".join(n["assetKey"]["path"]), c["name"]) for n in nodes for c in n["assetChecksOrError"].get("checks", [])
-    }
-    expected_checks = {
-        (key.asset_key.to_user_string(), key.name) for key in defs.resolve_asset_graph().asset_check_keys
-    }
-    assert expected_checks and listed_checks == expected_checks
 
+def _sensor_runs(port: int) -> list[dict]:
+    runs = _graphql(port, SENSOR_RUNS)["runsOrError"]["results"]
+    return [{"status": r["status"], **{t["key"]: t["value"] for t in r["tags"]}} for r in runs]
+
+
+def _wait_for_sensor_runs(port: int, count: int, timeout: float = 240) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = _sensor_runs(port)
+        if len(runs) >= count and all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs):
+            return runs
+        assert time.monotonic() < deadline, f"sensor runs after {timeout} s: {runs}"
+        time.sleep(3)
+
+
+def _deliveries(warehouse: Path) -> list[tuple]:
+    import duckdb
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return con.execute("select file_name, file_sha256, status from audit.delivery order by delivery_id").fetchall()
+    finally:
+        con.close()
+
+
+def _run_build_from_the_ui(port: int) -> None:
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     run_id = client.submit_job_execution(BUILD_JOB)
     deadline = time.monotonic() + 240
@@ -101,11 +123,56 @@ def test_ui_lists_every_asset_and_check_and_runs_a_build(ui):
         status = client.get_run_status(run_id)
     assert status == DagsterRunStatus.SUCCESS
 
-    import duckdb
 
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        assert con.execute("select count(*) from core.treg").fetchone()[0] == 9
-        assert con.execute("select bool_and(balanced) from audit.reconciliation").fetchone()[0] is True
-    finally:
-        con.close()
+@pytest.mark.slow
+def test_ui_lists_assets_and_checks_sensor_ingests_once_and_a_ui_build_succeeds(tmp_path):
+    landing = tmp_path / "landing"
+    write_reference(landing)
+    warehouse = tmp_path / "warehouse" / "mirocals.duckdb"
+    with running_ui(tmp_path, landing, warehouse) as port:
+        # every asset and every check is listed
+        nodes = _graphql(port, ASSETS_QUERY)["assetNodes"]
+        assert {"/".join(n["assetKey"]["path"]) for n in nodes} == {
+            spec.key.to_user_string() for spec in defs.resolve_all_asset_specs()
+        }
+        listed_checks = {
+            ("/".join(n["assetKey"]["path"]), c["name"]) for n in nodes for c in n["assetChecksOrError"].get("checks", [])
+        }
+        expected_checks = {(k.asset_key.to_user_string(), k.name) for k in defs.resolve_asset_graph().asset_check_keys}
+        assert expected_checks and listed_checks == expected_checks
+
+        # the reference files already waiting are picked up without a click
+        first = _wait_for_sensor_runs(port, 2)
+        assert {r["mirocals/family"] for r in first} == {"subjects", "sample_manifest"}
+        assert all(r["status"] == "SUCCESS" for r in first)
+
+        # a new delivery is taken in by the sensor, once, keyed by its SHA-256
+        new = write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002"), treg("S003", pct=11.0), treg("S005")])
+        sha = file_sha256(new)
+        runs = _wait_for_sensor_runs(port, 3)
+        mine = [r for r in runs if r.get("mirocals/sha256") == sha]
+        assert len(mine) == 1 and mine[0]["status"] == "SUCCESS" and mine[0]["dagster/run_key"] == sha
+        assert [d for d in _deliveries(warehouse) if d[0] == "labs/treg/treg_batch01.parquet"] == [
+            ("labs/treg/treg_batch01.parquet", sha, "accepted")
+        ]
+
+        # the same bytes under another name have the same run key: the sensor starts no second run
+        (landing / "labs" / "treg" / "treg_batch01_resent.parquet").write_bytes(new.read_bytes())
+        started = time.monotonic()
+
+        # a build started from the UI is queued, run by the daemon, succeeds and publishes
+        _run_build_from_the_ui(port)
+        import duckdb
+
+        con = duckdb.connect(str(warehouse), read_only=True)
+        try:
+            # blinded build: CD4 counts load, treatment-revealing Treg values are withheld
+            assert con.execute("select paramcd, count(*) from core.treg group by all").fetchall() == [("CD4CNT", 3)]
+            assert con.execute("select bool_and(balanced) from audit.reconciliation").fetchone()[0] is True
+        finally:
+            con.close()
+
+        time.sleep(max(0.0, SETTLE_SECONDS + 3 * SENSOR_INTERVAL_SECONDS - (time.monotonic() - started)))
+        runs = _sensor_runs(port)
+        assert len([r for r in runs if r.get("mirocals/sha256") == sha]) == 1
+        assert len(runs) == 3

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.blinding import BlindingMode, withhold_revealing_failures, withhold_revealing_values
-from pipelines.ingest.expectations import SuiteResult, suite_parameters, validate_table
+from pipelines.ingest.expectations import RowFailure, SuiteResult, suite_parameters, validate_table
 from pipelines.study import FamilyContract, load_contracts
 
 
@@ -251,8 +251,10 @@ def ingest_file(
         contract.suite, checked.table, list(contract.column_names), suite_parameters(blinding)
     )
     if blinding is not None and blinding.blinded:
+        delivered = checked.table
         checked.table = withhold_revealing_values(checked.table, contract.family)
         validation = withhold_revealing_failures(validation, contract.family)
+        validation = _with_conflicts_hidden_by_blinding(validation, delivered, checked.table, contract)
     con.begin()
     try:
         _load_checked(con, checked, contract, base)
@@ -267,6 +269,54 @@ def ingest_file(
         raise
     failing = len({f.row_number for f in validation.row_failures})
     return DeliveryOutcome(delivery_id, contract.family, file_name, "accepted", checked.table.num_rows, failing, None, validation)
+
+
+def _with_conflicts_hidden_by_blinding(
+    result: SuiteResult, delivered: pa.Table, withheld: pa.Table, contract: FamilyContract
+) -> SuiteResult:
+    """Add ``conflicting_values`` failures for keys whose rows differ only in withheld values.
+
+    Staging compares the stored values; once treatment-revealing values are withheld, two
+    different results for one key look alike (or like exact copies) and one of them would load.
+    """
+    if contract.kind != "lab" or "sample_id" not in contract.key:
+        return result
+    other_keys = [k for k in contract.key if k != "sample_id"]
+    values = [c for c in contract.column_names if c not in contract.key]
+    partition = ", ".join(["upper(trim(d.sample_id))", *(f"d.{k}" for k in other_keys)])
+    con = duckdb.connect()
+    try:
+        con.register("delivered", delivered)
+        con.register("withheld", withheld)
+        rows = con.execute(
+            f"""
+            select row_number, sample_id, {', '.join(['versions', *other_keys])} from (
+                select
+                    d.row_number, upper(trim(d.sample_id)) as sample_id, {', '.join(f'd.{k}' for k in other_keys) or 'null as _'},
+                    count(distinct row({', '.join(f'd.{c}' for c in values)})) over (partition by {partition}) as versions,
+                    count(distinct row({', '.join(f'w.{c}' for c in values)})) over (partition by {partition}) as stored
+                from delivered as d join withheld as w using (row_number)
+            )
+            where versions > 1 and stored = 1
+            order by row_number
+            """
+        ).fetchall()
+    finally:
+        con.close()
+    if not rows:
+        return result
+    failures = [
+        RowFailure(
+            row_number=int(row_number),
+            rule="conflicting_values",
+            column=None,
+            reason=f"sample {sample_id} has {versions} different results"
+            + (f" for {' '.join(str(v) for v in rest)}" if rest else "")
+            + " in this delivery",
+        )
+        for row_number, sample_id, versions, *rest in rows
+    ]
+    return replace(result, row_failures=[*result.row_failures, *failures])
 
 
 def _load_checked(con: duckdb.DuckDBPyConnection, checked: CheckedDelivery, contract: FamilyContract, base: dict) -> None:
