@@ -24,6 +24,8 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install -e '.[test]'
+	# Headless Chromium renders the HTML report in its test (Debian's package).
+	command -v chromium >/dev/null || { apt-get update && apt-get install -y --no-install-recommends chromium; }
 	touch $@
 
 install: $(VENV)/.installed
@@ -49,6 +51,10 @@ ui: install
 
 test: install-test
 	$(BIN)/pytest
+
+# `make bench SCALE=N` (default 5 here, unlike `make data`); writes bench/results.json. See bench/README.md.
+bench: install
+	$(BIN)/python bench/run.py --scale $(if $(filter command line environment,$(origin SCALE)),$(SCALE),5) --genes $(GENES) --seed $(SEED)
 
 clean:
 	rm -rf $(VENV) $(DAGSTER_HOME) warehouse/build landing

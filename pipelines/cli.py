@@ -237,6 +237,19 @@ def dictionary(
     console.print(f"Wrote {out}")
 
 
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write index.html into.")] = Path("report"),
+    warehouse: WarehouseOption = None,
+) -> None:
+    """Write a static HTML report: deliveries and quality over time, biomarker plots by visit and arm."""
+    from pipelines.report import write_report
+
+    settings = get_settings(warehouse=warehouse)
+    index = write_report(settings.warehouse, out)
+    console.print(f"Wrote {index}")
+
+
 @app.command("next-steps")
 def next_steps(warehouse: WarehouseOption = None) -> None:
     """Print where the warehouse is and what to do with it."""

@@ -1,0 +1,76 @@
+"""The static HTML report: deliveries and quality over time, biomarker plots by visit and arm."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jinja2
+import polars as pl
+
+from pipelines.plots import deliveries_over_time, mean_by_visit
+from pipelines.study import load_study
+from pipelines.warehouse import read_connection
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _svg(data: bytes | None) -> str:
+    if data is None:
+        return ""
+    text = data.decode("utf-8")
+    return text[text.index("<svg"):]
+
+
+def write_report(warehouse: Path, out: Path) -> Path:
+    """Write ``out/index.html`` for the warehouse; returns its path."""
+    study = load_study()
+    with read_connection(warehouse) as con:
+        reconciliation = con.sql("select * from audit.reconciliation").pl()
+        families = con.execute(
+            """
+            select family, count(*) as deliveries, coalesce(sum(rows_delivered), 0) as delivered,
+                   sum(rows_loaded) as loaded, coalesce(sum(rows_quarantined), 0) as quarantined,
+                   count(*) filter (where status in ('rejected', 'duplicate')) as refused,
+                   bool_and(coalesce(balanced, true)) as balanced
+            from audit.reconciliation group by family order by family
+            """
+        ).fetchall()
+        rules = con.execute(
+            "select family, rule, count(*), any_value(reason) from quarantine.rejected_rows group by all order by 1, 3 desc"
+        ).fetchall()
+        adbm = con.sql("select * from analysis.adbm").pl()
+        adsl = con.sql("select USUBJID, ONSET from analysis.adsl").pl()
+        armcds = {r[0] for r in con.execute("select armcd from ref.arm").fetchall()}
+        unblinding = (
+            con.execute("select max(unblinded_at) from audit.unblinding").fetchone()[0]
+            if con.execute("select count(*) from duckdb_tables() where schema_name = 'audit' and table_name = 'unblinding'").fetchone()[0]
+            else None
+        )
+    blinded = not armcds & set(study.armcds)
+    withheld = [p.paramcd for p in study.parameters if p.treatment_revealing] if blinded else []
+    plotted = [p.paramcd for p in study.parameters if p.paramcd not in withheld]
+    biomarker_plots = [
+        {"paramcd": code, "svg": _svg(mean_by_visit(adbm, code))} for code in plotted
+    ]
+    onset = adbm.join(adsl, on="USUBJID", how="left")
+    html = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True).get_template(
+        "report.html.j2"
+    ).render(
+        warehouse=warehouse,
+        written=f"{datetime.now(UTC):%Y-%m-%d %H:%M}",
+        blinded=blinded,
+        masked_arms=", ".join(a["armcd"] for a in study.raw["blinding"]["masked_arms"]),
+        withheld=", ".join(withheld + list(study.raw["blinding"]["treatment_revealing_genes"])) if blinded else "",
+        unblinding=unblinding,
+        families=[dict(zip(("family", "deliveries", "delivered", "loaded", "quarantined", "refused", "balanced"), r)) for r in families],
+        rules=[{"family": f, "rule": r, "rows": n, "example": e} for f, r, n, e in rules],
+        deliveries_plot=_svg(deliveries_over_time(reconciliation)),
+        biomarker_plots=[p for p in biomarker_plots if p["svg"]],
+        withheld_params=withheld,
+        onset_plot=_svg(mean_by_visit(onset, study.analysis["adsl_baselines"]["nfl_paramcd"], by="ONSET")),
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    index = out / "index.html"
+    index.write_text(html, encoding="utf-8")
+    return index
