@@ -90,8 +90,12 @@ def test_dagster_metadata_of_a_blinded_build_reveals_nothing(trial, real_list, t
     arms = true_arms(real_list)
     for word in arm_words():
         assert word not in blob
-    # no subject identifier appears next to anything: metadata carries counts and rules only
-    assert not any(u in blob for u in list(arms)[:50])
+    # previews show subjects with masked arms only, and no treatment-revealing value
+    assert "Masked arm" in blob or "| A |" in blob
+    for paramcd in ("TREGPCT", "TREGCNT", "TRSIG"):
+        assert f"| {paramcd} |" not in blob
+    assert "TREGPCT is withheld in blinded builds" in blob
+    assert len(arms) == 220
 
 
 def test_unblinded_build_carries_the_real_arms_exactly(unblinded_trial, real_list):

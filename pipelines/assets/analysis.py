@@ -4,7 +4,9 @@ import dagster as dg
 import duckdb
 import polars as pl
 
+from pipelines.assets.metadata import frame_preview
 from pipelines.derive import create_adbm, create_adsl
+from pipelines.plots import as_markdown_image, mean_by_visit
 from pipelines.resources import Blinding, Warehouse
 from pipelines.study import load_study
 from pipelines.warehouse import apply_comments, table_docs
@@ -20,7 +22,28 @@ def write_frame(con: duckdb.DuckDBPyConnection, layer: str, name: str, frame: pl
 
 
 def _counts(frame: pl.DataFrame) -> dict:
-    return {"rows": dg.MetadataValue.int(frame.height), "subjects": dg.MetadataValue.int(frame["USUBJID"].n_unique())}
+    return {
+        "rows": dg.MetadataValue.int(frame.height),
+        "subjects": dg.MetadataValue.int(frame["USUBJID"].n_unique()),
+        "preview": frame_preview(frame),
+    }
+
+
+def _plots(adbm_frame: pl.DataFrame, subject: pl.DataFrame, blinded: bool) -> dict:
+    """%Treg by analysis visit and (masked) arm, and serum NfL by onset, as metadata images."""
+    study = load_study()
+    responder = study.analysis["treg_responder"]["paramcd"]
+    nfl = study.analysis["adsl_baselines"]["nfl_paramcd"]
+    metadata = {}
+    treg = mean_by_visit(adbm_frame, responder, fmt="png")
+    metadata[f"plot_{responder}_by_visit_and_arm"] = dg.MetadataValue.md(
+        as_markdown_image(treg, responder) if treg else f"{responder} is withheld in blinded builds"
+        if blinded else f"no {responder} values yet"
+    )
+    onset = adbm_frame.join(subject.select(pl.col("usubjid").alias("USUBJID"), pl.col("onset").alias("ONSET")), on="USUBJID")
+    nfl_plot = mean_by_visit(onset, nfl, by="ONSET", fmt="png")
+    metadata[f"plot_{nfl}_by_onset"] = dg.MetadataValue.md(as_markdown_image(nfl_plot, nfl) if nfl_plot else f"no {nfl} values yet")
+    return metadata
 
 
 @dg.asset(
@@ -41,7 +64,7 @@ def adbm(warehouse: Warehouse, blinding: Blinding) -> dg.MaterializeResult:
             rules["blq_imputation"]["rule"], rules["blq_imputation"]["factor"], study.studyid,
         )
         write_frame(con, "analysis", "adbm", frame)
-    return dg.MaterializeResult(metadata=_counts(frame))
+    return dg.MaterializeResult(metadata={**_counts(frame), **_plots(frame, subject, blinding.mode.blinded)})
 
 
 @dg.asset(

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from pipelines.assets.metadata import table_preview
 from pipelines.resources import Warehouse
 from pipelines.study import load_contracts
 from pipelines.warehouse import model_sql, run_model, table_docs
@@ -65,7 +66,7 @@ def _description(model: Model) -> str:
 
 
 def _metadata(con, model: Model, rows: int) -> dict:
-    metadata: dict = {"rows": dg.MetadataValue.int(rows)}
+    metadata: dict = {"rows": dg.MetadataValue.int(rows), "preview": table_preview(con, model.key)}
     if model.layer == "staging" and not model.view:
         held = con.execute(f"select count(*) from {model.key} where qc_rule is not null").fetchone()[0]
         metadata["rows_quarantined"] = dg.MetadataValue.int(held)
