@@ -12,7 +12,7 @@ GENES ?= 20000
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: install install-test demo data build ui test bench clean
+.PHONY: install install-test dagster-home demo data build ui test bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -36,21 +36,24 @@ data: install
 	rm -rf $(MIROCALS_LANDING)
 	$(BIN)/mirocals demo-data --out $(MIROCALS_LANDING) --seed $(SEED) --scale $(SCALE) --genes $(GENES)
 
-build: install
+dagster-home:
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+build: install dagster-home
 	$(BIN)/mirocals build --landing $(MIROCALS_LANDING) --warehouse $(MIROCALS_WAREHOUSE)
 
 demo: data
-	rm -f $(MIROCALS_WAREHOUSE)
+	rm -rf $(MIROCALS_WAREHOUSE) $(dir $(MIROCALS_WAREHOUSE)).work $(basename $(MIROCALS_WAREHOUSE))_data_docs
 	$(MAKE) --no-print-directory build
 	@$(BIN)/mirocals next-steps --warehouse $(MIROCALS_WAREHOUSE)
 
-ui: install
-	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+ui: install dagster-home
 	$(BIN)/dagster dev -m pipelines.definitions -h $(UI_HOST) -p $(UI_PORT)
 
+# Tests make their own Dagster instances; the project's UI history is left alone.
 test: install-test
-	$(BIN)/pytest
+	env -u DAGSTER_HOME $(BIN)/pytest
 
 # `make bench SCALE=N` (default 5 here, unlike `make data`); writes bench/results.json. See bench/README.md.
 bench: install

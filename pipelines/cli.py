@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -74,6 +75,15 @@ def unblind(
     console.print(f"[bold]UNBLINDED[/bold] warehouse (owner-only): {settings.unblinded_warehouse}")
 
 
+def _dagster_instance():
+    """The project's Dagster instance when DAGSTER_HOME is set (builds then show in the UI's
+    history); otherwise a throw-away one."""
+    import dagster as dg
+
+    home = os.environ.get("DAGSTER_HOME")
+    return dg.DagsterInstance.get() if home and Path(home).is_dir() else dg.DagsterInstance.ephemeral()
+
+
 def _run_build(landing: Path, warehouse: Path, randomisation_file: Path | None = None) -> None:
     from pipelines.build import build_warehouse, step_count, summarise
     from pipelines.locking import BuildLocked
@@ -91,6 +101,7 @@ def _run_build(landing: Path, warehouse: Path, randomisation_file: Path | None =
         try:
             result = build_warehouse(
                 settings.landing, settings.warehouse,
+                instance=_dagster_instance(),
                 on_step=lambda key: progress.update(task, advance=1, description=key),
                 randomisation_file=randomisation_file,
             )
