@@ -72,11 +72,24 @@ def publish(work: Path, published: Path, owner_only: bool = False) -> None:
         os.close(directory)
 
 
+# Builds keep DuckDB within this much memory and spill the rest to the work folder, so a
+# build's footprint does not grow with the number or size of deliveries.
+BUILD_MEMORY_LIMIT = "2GB"
+
+
 @contextmanager
 def write_connection(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the warehouse for writing (creating it and its folder if needed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), config={"storage_compatibility_version": STORAGE_COMPATIBILITY})
+    con = duckdb.connect(
+        str(path),
+        config={
+            "storage_compatibility_version": STORAGE_COMPATIBILITY,
+            "memory_limit": BUILD_MEMORY_LIMIT,
+            "temp_directory": str(path.parent / f".{path.name}.spill"),
+            "preserve_insertion_order": False,
+        },
+    )
     try:
         yield con
     finally:

@@ -1,5 +1,6 @@
 -- Every loaded value that a later delivery replaced: the value before and after, the delivery
--- that replaced it and when. Nothing is corrected without a row here.
+-- that replaced it and when. Nothing is corrected without a row here. Only keys delivered more
+-- than once (a valid row that is no longer current) are looked at.
 with
 
 versions as (
@@ -7,26 +8,34 @@ versions as (
         to_json(struct_pack(siteid, sex, age, onset, diagnosis_date, consent_date, randomisation_date,
             death_date, withdrawal_date, withdrawal_reason)) as delivered_values
     from staging.stg_trial__subject where qc_rule is null
+        and usubjid in (select usubjid from staging.stg_trial__subject where qc_rule is null and not is_current)
     union all
     select 'sample_manifest', sample_id, delivery_id, file_name, row_number,
         to_json(struct_pack(usubjid, visit_code, matrix, collection_datetime))
     from staging.stg_biobank__sample where qc_rule is null
+        and sample_id in (select sample_id from staging.stg_biobank__sample where qc_rule is null and not is_current)
     union all
     select 'treg', sample_id, delivery_id, file_name, row_number,
         to_json(struct_pack(cd4_count, treg_count, treg_pct_cd4, panel_version, acquisition_date))
     from staging.stg_lab__treg where qc_rule is null
+        and sample_id in (select sample_id from staging.stg_lab__treg where qc_rule is null and not is_current)
     union all
     select 'neurofilament', sample_id || ' ' || analyte, delivery_id, file_name, row_number,
         to_json(struct_pack(result, unit, lloq, uloq, dilution, plate_id, run_date, cv_pct))
     from staging.stg_lab__neurofilament where qc_rule is null
+        and (sample_id, analyte) in (select sample_id, analyte from staging.stg_lab__neurofilament
+            where qc_rule is null and not is_current)
     union all
     select 'transcript_summary', sample_id, delivery_id, file_name, row_number,
         to_json(struct_pack(total_reads_m, pct_mapped, rin, treg_signature, run_id))
     from staging.stg_lab__transcript_summary where qc_rule is null
+        and sample_id in (select sample_id from staging.stg_lab__transcript_summary where qc_rule is null and not is_current)
     union all
     select 'transcript_gene', sample_id || ' ' || gene_id, delivery_id, file_name, row_number,
         to_json(struct_pack(gene_symbol, expression))
     from staging.stg_lab__transcript_gene where qc_rule is null
+        and (sample_id, gene_id) in (select sample_id, gene_id from staging.stg_lab__transcript_gene
+            where qc_rule is null and not is_current)
 ),
 
 sequenced as (

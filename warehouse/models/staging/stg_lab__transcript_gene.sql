@@ -6,21 +6,32 @@ source as (
     select * replace (upper(trim(sample_id)) as sample_id) from raw.transcript_gene
 ),
 
+-- One pass over the (large) table: copies of a key within a delivery, and whether they differ.
+copies as (
+    select
+        *,
+        count(*) over same_key                                                      as copies,
+        min(expression) over same_key is distinct from max(expression) over same_key
+            or min(gene_symbol) over same_key is distinct from max(gene_symbol) over same_key
+            or count(expression) over same_key not in (0, count(*) over same_key)   as values_differ,
+        min(row_number) over same_key                                               as first_key_row
+    from source
+    window same_key as (partition by delivery_id, sample_id, gene_id)
+),
+
 checked as (
     select
-        source.*,
+        source.* exclude (copies, values_differ, first_key_row),
         failures.gx_rules,
         failures.gx_reasons,
-        count(distinct (gene_symbol, expression))
-            over (partition by source.delivery_id, source.sample_id, source.gene_id)  as versions_in_delivery,
-        min(source.row_number) over (
-            partition by source.delivery_id, source.sample_id, source.gene_id, gene_symbol, expression
-        )                                                                            as first_copy_row,
+        case when source.copies > 1 and source.values_differ then 2 else 1 end     as versions_in_delivery,
+        case when source.copies > 1 and not source.values_differ then source.first_key_row
+            else source.row_number end                                               as first_copy_row,
         sample.sample_id is not null                                                 as sample_known,
         sample.qc_rule                                                               as sample_rule,
         sample.qc_reason                                                             as sample_reason,
         sample.matrix
-    from source
+    from copies as source
     left join staging.stg_row_failures as failures using (delivery_id, row_number)
     left join staging.stg_biobank__sample as sample
         on sample.sample_id = source.sample_id and sample.is_latest
