@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
@@ -40,9 +41,12 @@ class Built:
 
 
 def run_build(landing: Path, warehouse: Path, randomisation_file: Path | None = None) -> Built:
-    result = build_warehouse(landing, warehouse, randomisation_file=randomisation_file)
-    assert result.success, f"build failed: run {result.run_id}"
-    return Built(landing, warehouse, result)
+    instance = dg.DagsterInstance.ephemeral()
+    result = build_warehouse(landing, warehouse, instance=instance, randomisation_file=randomisation_file)
+    assert result.success, f"build failed: run {result.run_id}: {result.errors}"
+    built = Built(landing, warehouse, result)
+    built.instance = instance
+    return built
 
 
 @pytest.fixture
