@@ -55,9 +55,10 @@ ui: install dagster-home
 test: install-test
 	env -u DAGSTER_HOME $(BIN)/pytest
 
-# `make bench SCALE=N` (default 5 here, unlike `make data`); writes bench/results.json. See bench/README.md.
+# `make bench SCALE=N [BENCH_ARGS="--keep --max-rss-mb 16000"]` (SCALE defaults to 5 here, unlike `make data`);
+# writes bench/results.json. See bench/README.md.
 bench: install
-	$(BIN)/python bench/run.py --scale $(if $(filter command line environment,$(origin SCALE)),$(SCALE),5) --genes $(GENES) --seed $(SEED)
+	$(BIN)/python bench/run.py --scale $(if $(filter command line environment,$(origin SCALE)),$(SCALE),5) --genes $(GENES) --seed $(SEED) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DAGSTER_HOME) warehouse/build landing

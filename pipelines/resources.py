@@ -12,7 +12,7 @@ from pydantic import PrivateAttr
 
 from pipelines.blinding import BlindingMode
 from pipelines.locking import BuildLock
-from pipelines.warehouse import lock_file, publish, work_file, write_connection
+from pipelines.warehouse import lock_file, open_for_writing, publish, work_file
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -42,6 +42,7 @@ class Warehouse(dg.ConfigurableResource):
     database: str
     owner_only: bool = False
     _lock: BuildLock | None = PrivateAttr(default=None)
+    _con: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
 
     @property
     def file(self) -> Path:
@@ -57,20 +58,29 @@ class Warehouse(dg.ConfigurableResource):
         self._lock.acquire()
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self._close()
         if self._lock is not None:
             self._lock.release()
             self._lock = None
 
+    def _close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the work copy for writing."""
-        if self.owner_only:
-            self.work_file.parent.mkdir(parents=True, exist_ok=True)
-            self.work_file.parent.chmod(0o700)
-            self.file.parent.chmod(0o700)
-        with write_connection(self.work_file) as con:
-            yield con
+        """The work copy, open for writing. One connection serves a whole run: closing DuckDB
+        after a large load costs seconds, and it would be paid by every asset."""
+        if self._con is None:
+            if self.owner_only:
+                self.work_file.parent.mkdir(parents=True, exist_ok=True)
+                self.work_file.parent.chmod(0o700)
+                self.file.parent.chmod(0o700)
+            self._con = open_for_writing(self.work_file)
+        yield self._con
 
     def publish(self) -> None:
         """Swap the work copy in as the published warehouse."""
+        self._close()
         publish(self.work_file, self.file, owner_only=self.owner_only)

@@ -77,11 +77,10 @@ def publish(work: Path, published: Path, owner_only: bool = False) -> None:
 BUILD_MEMORY_LIMIT = "2GB"
 
 
-@contextmanager
-def write_connection(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the warehouse for writing (creating it and its folder if needed)."""
+def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
+    """A write connection to a warehouse file (created with its folder if needed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(
+    return duckdb.connect(
         str(path),
         config={
             "storage_compatibility_version": STORAGE_COMPATIBILITY,
@@ -90,6 +89,12 @@ def write_connection(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
             "preserve_insertion_order": False,
         },
     )
+
+
+@contextmanager
+def write_connection(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse for writing, closed on exit."""
+    con = open_for_writing(path)
     try:
         yield con
     finally:

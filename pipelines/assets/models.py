@@ -43,7 +43,8 @@ MODELS: tuple[Model, ...] = (
     Model("core", "transcript_summary", ("staging.stg_lab__transcript_summary", "core.sample")),
     Model("core", "transcript_gene", ("staging.stg_lab__transcript_gene", "core.sample")),
     Model("staging", "int_biomarker__values", ("core.treg", "core.neurofilament", "core.transcript_summary"), view=True),
-    Model("analysis", "adgene", ("analysis.adbm", "core.transcript_gene")),
+    # a view: the gene table is the big one, and is not stored a fourth time
+    Model("analysis", "adgene", ("analysis.adbm", "core.transcript_gene"), view=True),
     Model("quarantine", "rejected_rows", tuple(f"staging.{m}" for m in (
         "stg_trial__subject", "stg_trial__randomisation", "stg_biobank__sample", "stg_lab__treg",
         "stg_lab__neurofilament", "stg_lab__transcript_summary", "stg_lab__transcript_gene"))),

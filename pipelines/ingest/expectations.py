@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -54,6 +56,8 @@ class SuiteResult:
     success: bool
     outcomes: list[ExpectationOutcome]
     row_failures: list[RowFailure]
+    # The Great Expectations validation results themselves (one per slice), for Data Docs.
+    gx_results: list[Any] = field(default_factory=list, repr=False)
 
 
 def suite_parameters(blinding: BlindingMode | None = None) -> dict[str, Any]:
@@ -71,7 +75,8 @@ def suite_parameters(blinding: BlindingMode | None = None) -> dict[str, Any]:
         "age_hi": study.raw["study"]["age_range"][1],
         # identifiers: stray whitespace and case are harmonised; anything non-ASCII is not
         "usubjid_regex": rf"(?i)^\s*{study.studyid}-[A-Z]{{2}}[0-9]{{2}}-[0-9]{{4}}\s*$",
-        "sample_id_regex": r"^\s*[A-Za-z0-9_.-]+\s*$",
+        # explicit whitespace class: pandas then matches with pyarrow, not Python's re (5x faster)
+        "sample_id_regex": r"^[ \t\n\r\f\v]*[A-Za-z0-9_.-]+[ \t\n\r\f\v]*$",
         "visit_codes": [v.visit_code for v in study.visits],
         "matrices": list(study.raw["matrices"]),
         "armcds": [a["armcd"] for a in arms],
@@ -183,6 +188,7 @@ def _merge(suite: str, results: list[SuiteResult]) -> SuiteResult:
         )
     return SuiteResult(
         suite=suite,
+        gx_results=[g for r in results for g in r.gx_results],
         success=all(r.success for r in results),
         outcomes=merged,
         row_failures=[f for r in results for f in r.row_failures],
@@ -233,4 +239,60 @@ def run_suite(suite: str, frame: pd.DataFrame, parameters: dict[str, Any] | None
                 examples=_printable(list(values[:EXAMPLES_PER_EXPECTATION])),
             )
         )
-    return SuiteResult(suite=suite, success=bool(result.success), outcomes=outcomes, row_failures=failures)
+    return SuiteResult(
+        suite=suite, success=bool(result.success), outcomes=outcomes, row_failures=failures, gx_results=[result]
+    )
+
+
+# Keys of a GX expectation result that carry delivered values.
+VALUE_KEYS = ("partial_unexpected_list", "unexpected_list", "partial_unexpected_counts", "partial_unexpected_index_list",
+              "unexpected_index_list", "unexpected_index_query", "observed_value")
+
+
+@cache
+def _docs_site(docs_dir: str) -> str:
+    _, context, _ = _gx()
+    name = f"site_{len(context.list_data_docs_sites())}"
+    context.add_data_docs_site(
+        site_name=name,
+        site_config={
+            "class_name": "SiteBuilder",
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir},
+        },
+    )
+    return name
+
+
+def write_data_docs(result: SuiteResult, docs_dir: Path, label: str, withhold: Callable[[str | None], bool]) -> list[Path]:
+    """Render the delivery's validation into the Great Expectations Data Docs site in ``docs_dir``.
+
+    Values of columns for which ``withhold(column)`` is true are replaced before rendering.
+    Returns the validation pages written.
+    """
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    site = _docs_site(str(docs_dir.resolve()))
+    _, context, _ = _gx()
+    keys = []
+    for part, gx_result in enumerate(result.gx_results, start=1):
+        for item in gx_result.results:
+            if withhold(_columns_of(item.expectation_config.kwargs)) and item.result:
+                for key in VALUE_KEYS:
+                    if key in item.result:
+                        item.result[key] = ["withheld (blinded build)"] if isinstance(item.result[key], list) else "withheld"
+        batch = label if len(result.gx_results) == 1 else f"{label}-part{part}"
+        key = ValidationResultIdentifier(
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=result.suite),
+            run_id=gx_result.meta["run_id"],
+            batch_identifier=batch,
+        )
+        context.validation_results_store.set(key, gx_result)
+        keys.append((key, batch))
+    context.build_data_docs(site_names=[site], resource_identifiers=[k for k, _ in keys])
+    return sorted(p for _, batch in keys for p in (docs_dir / "validations" / result.suite).rglob(f"{batch}.html"))
+

@@ -1,0 +1,46 @@
+"""The benchmark runs end to end at a tiny scale and reports every figure (bench/run.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+
+NUMBERS = (
+    "scale", "genes", "generation_s", "floor_s", "full_build_s", "incremental_s", "peak_rss_mb",
+    "incremental_peak_rss_mb", "ratio_full_to_floor", "incremental_to_full",
+)
+QUERIES = ("adbm_param_visit_by_arm", "adgene_gene_by_visit", "reconciliation")
+
+
+def test_bench_reports_every_figure(tmp_path):
+    python = VENV_PYTHON if VENV_PYTHON.exists() else Path(sys.executable)
+    results = tmp_path / "results.json"
+    out = tmp_path / "out"
+    completed = subprocess.run(
+        [str(python), str(ROOT / "bench" / "run.py"), "--scale", "0.05", "--genes", "50",
+         "--out", str(out), "--results", str(results)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+
+    data = json.loads(results.read_text(encoding="utf-8"))
+    for key in NUMBERS:
+        assert isinstance(data[key], (int, float)) and data[key] > 0, (key, data.get(key))
+    assert set(data["query_ms"]) == set(QUERIES)
+    assert all(isinstance(ms, (int, float)) and ms > 0 for ms in data["query_ms"].values()), data["query_ms"]
+    machine = data["machine"]
+    assert machine["platform"] and machine["cpu_count"] > 0 and machine["total_memory_mb"] > 0
+    assert data["date"]
+    assert {t.split(".")[0] for t in data["targets"]} == {
+        "ratio_full_to_floor", "incremental_to_full", "peak_rss_mb", "incremental_peak_rss_mb", "query_ms"
+    }
+    assert {d["family"] for d in data["incremental_deliveries"]} == {
+        "treg", "neurofilament", "transcript_gene", "transcript_summary"
+    }
+    # Generated data is removed unless --keep.
+    assert not any(out.iterdir())
