@@ -52,6 +52,11 @@ class Warehouse(dg.ConfigurableResource):
     def work_file(self) -> Path:
         return work_file(self.file)
 
+    @property
+    def data_docs(self) -> Path:
+        """The Great Expectations Data Docs site of this warehouse (beside the published file)."""
+        return self.file.parent / f"{self.file.stem}_data_docs"
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Held for the whole run: a second build (UI or command line) stops with a clear message.
         self._lock = BuildLock(lock_file(self.file))

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from pipelines.blinding import RandomisationListRefused, validate_randomisation_list
 from pipelines.cli import app
 from tests.blinding_scan import arm_words, association_findings, scan_warehouse, true_arms
 
@@ -103,29 +104,41 @@ def test_unblinded_build_carries_the_real_arms_exactly(unblinded_trial, real_lis
     assert stat.S_IMODE(built.warehouse.parent.stat().st_mode) == 0o700
 
 
-@pytest.mark.parametrize(
-    "damage, message",
-    [
-        (lambda t: t.slice(1), "randomised subject(s) missing from the list"),
-        (lambda t: pa.concat_tables([t, t.slice(0, 1)]), "listed more than once"),
-        (lambda t: t.set_column(t.column_names.index("armcd"), "armcd", pa.array(["XX"] + t["armcd"].to_pylist()[1:])),
-         "arm code(s) XX not in the study definition"),
-        (lambda t: t.set_column(t.column_names.index("stratum"), "stratum",
-                                pa.array(["GBR-BULBAR" if s != "GBR-BULBAR" else "FRA-LIMB" for s in t["stratum"].to_pylist()[:1]]
-                                         + t["stratum"].to_pylist()[1:])),
-         "stratum differs from the subjects file"),
-    ],
-    ids=["missing", "twice", "unknown-arm", "wrong-stratum"],
-)
-def test_a_malformed_list_is_refused_with_a_clear_message(trial, real_list, tmp_path, damage, message):
+def test_a_malformed_list_is_refused_by_the_unblind_command(trial, real_list, tmp_path):
     _, built = trial
     bad = tmp_path / "bad_list.parquet"
-    pq.write_table(damage(pq.read_table(real_list)), bad)
+    pq.write_table(pq.read_table(real_list).slice(1), bad)
     out = tmp_path / "unblinded" / "u.duckdb"
     result = CliRunner().invoke(app, ["unblind", "--randomisation", str(bad), "--landing", str(built.landing), "--out", str(out)])
     assert result.exit_code == 1
-    assert "The randomisation list is refused" in result.output and message in result.output
+    assert "The randomisation list is refused" in result.output
+    assert "randomised subject(s) missing from the list" in result.output
     assert not out.exists()
+
+
+def _subjects(built) -> list[tuple[str, bool, str]]:
+    return built.rows("select usubjid, randomised, stratum from core.subject")
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda rows: rows[1:], "randomised subject(s) missing from the list"),
+        (lambda rows: rows + rows[:1], "listed more than once"),
+        (lambda rows: [(rows[0][0], "XX", rows[0][2])] + rows[1:], "arm code(s) XX not in the study definition"),
+        (lambda rows: [(rows[0][0], rows[0][1], "GBR-BULBAR" if rows[0][2] != "GBR-BULBAR" else "FRA-LIMB")] + rows[1:],
+         "stratum differs from the subjects file"),
+        (lambda rows: rows + [("MIROCALS-FR99-0001", "IL2", "FRA-LIMB")], "not in the subjects file"),
+    ],
+    ids=["missing", "twice", "unknown-arm", "wrong-stratum", "stranger"],
+)
+def test_a_malformed_list_is_refused_with_a_clear_message(trial, real_list, damage, message):
+    _, built = trial
+    listed = [(r["usubjid"], r["armcd"], r["stratum"]) for r in pq.read_table(real_list).to_pylist()]
+    validate_randomisation_list(listed, _subjects(built))  # the real list passes
+    with pytest.raises(RandomisationListRefused, match="The randomisation list is refused") as refused:
+        validate_randomisation_list(damage(listed), _subjects(built))
+    assert message in str(refused.value)
 
 
 def test_unblind_refuses_to_write_the_blinded_file(trial, real_list, monkeypatch):

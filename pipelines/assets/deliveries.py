@@ -109,7 +109,7 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
         mode = blinding.mode
         with warehouse.connect() as con:
             for root, path in _files_to_take_in(con, contract, landing, warehouse, mode):
-                outcome = ingest_file(con, root, path, contract, mode)
+                outcome = ingest_file(con, root, path, contract, mode, warehouse.data_docs)
                 if outcome is None:
                     continue
                 outcomes.append(outcome)
@@ -128,6 +128,10 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
                 "rows_failing_expectations": sum(o.rows_failing_expectations for o in outcomes),
                 "files_refused": sum(o.status != "accepted" for o in outcomes),
                 "raw_rows_total": total,
+                "data_docs": dg.MetadataValue.url((warehouse.data_docs / "index.html").as_uri()),
+                "validation_pages": dg.MetadataValue.md(
+                    "\n".join(f"- [{o.file_name}]({page.as_uri()})" for o in outcomes for page in o.data_docs) or "none"
+                ),
             },
             check_results=[_contract_check(outcomes), _expectations_check(outcomes)],
         )

@@ -15,6 +15,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from pipelines.assets.models import MODELS
+from pipelines.blinding import BlindingMode
 from pipelines.ingest.delivery import ingest_file
 from pipelines.study import load_contracts
 from pipelines.warehouse import create_raw_tables, load_reference_tables, run_ddl, run_model
@@ -98,7 +99,9 @@ def check_file(path: Path, family: str | None = None, warehouse: Path | None = N
                 con.execute(f"create schema if not exists {schema}")
                 con.execute(f"create table {table} as select * from published.{table}")
             con.execute("detach published")
-        outcome = ingest_file(con, path.parent, path, contract)
+        # Verdicts as a blinded build gives them: treatment-revealing values are never shown.
+        blinding = BlindingMode(randomisation_file=str(path) if family == "randomisation" else None)
+        outcome = ingest_file(con, path.parent, path, contract, blinding)
         verdict = FileVerdict(
             file=str(path), family=family, status=outcome.status, rows=outcome.rows_delivered,
             reason=outcome.reason, reference_checks=reference,

@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.blinding import BlindingMode, withhold_revealing_failures, withhold_revealing_values
-from pipelines.ingest.expectations import RowFailure, SuiteResult, suite_parameters, validate_table
+from pipelines.blinding import BlindingMode, mentions_revealing, withhold_revealing_failures, withhold_revealing_values
+from pipelines.ingest.expectations import RowFailure, SuiteResult, suite_parameters, validate_table, write_data_docs
 from pipelines.study import FamilyContract, load_contracts
 
 
@@ -57,6 +57,7 @@ class DeliveryOutcome:
     rows_failing_expectations: int
     reason: str | None
     validation: SuiteResult | None
+    data_docs: list[Path] = field(default_factory=list)
 
 
 def file_sha256(path: Path) -> str:
@@ -201,6 +202,7 @@ def ingest_file(
     path: Path,
     contract: FamilyContract,
     blinding: BlindingMode | None = None,
+    docs_dir: Path | None = None,
 ) -> DeliveryOutcome | None:
     """Load one file into the warehouse; ``None`` if this exact file was already processed.
 
@@ -250,7 +252,15 @@ def ingest_file(
     validation = validate_table(
         contract.suite, checked.table, list(contract.column_names), suite_parameters(blinding)
     )
-    if blinding is not None and blinding.blinded:
+    blinded = blinding is not None and blinding.blinded
+    docs = (
+        write_data_docs(
+            validation, docs_dir, f"delivery-{delivery_id:05d}",
+            lambda column: blinded and mentions_revealing(column, contract.family),
+        )
+        if docs_dir is not None else []
+    )
+    if blinded:
         delivered = checked.table
         checked.table = withhold_revealing_values(checked.table, contract.family)
         validation = withhold_revealing_failures(validation, contract.family)
@@ -268,7 +278,9 @@ def ingest_file(
         con.rollback()
         raise
     failing = len({f.row_number for f in validation.row_failures})
-    return DeliveryOutcome(delivery_id, contract.family, file_name, "accepted", checked.table.num_rows, failing, None, validation)
+    return DeliveryOutcome(
+        delivery_id, contract.family, file_name, "accepted", checked.table.num_rows, failing, None, validation, docs
+    )
 
 
 def _with_conflicts_hidden_by_blinding(
@@ -284,10 +296,18 @@ def _with_conflicts_hidden_by_blinding(
     other_keys = [k for k in contract.key if k != "sample_id"]
     values = [c for c in contract.column_names if c not in contract.key]
     partition = ", ".join(["upper(trim(d.sample_id))", *(f"d.{k}" for k in other_keys)])
+    key_of = ", ".join(["upper(trim(sample_id))", *other_keys])
     con = duckdb.connect()
     try:
-        con.register("delivered", delivered)
-        con.register("withheld", withheld)
+        con.register("delivered_all", delivered)
+        con.register("withheld_all", withheld)
+        # Only keys delivered more than once can conflict: look at those rows alone.
+        con.execute(
+            f"create temp table repeated as select row_number from delivered_all "
+            f"qualify count(*) over (partition by {key_of}) > 1"
+        )
+        con.execute("create temp view delivered as select * from delivered_all semi join repeated using (row_number)")
+        con.execute("create temp view withheld as select * from withheld_all semi join repeated using (row_number)")
         rows = con.execute(
             f"""
             select row_number, sample_id, {', '.join(['versions', *other_keys])} from (

@@ -1,0 +1,822 @@
+"""Bad input, fed through the real build: every refused file and every held-back row is
+recorded with a readable reason, every delivery balances, and the valid rows around them load
+unchanged. Nothing delivered is lost, nothing invalid reaches ``core``, and no value of a file
+that carries personal data is stored or logged anywhere.
+
+Two hand-written landing zones are built once each (module-scoped): one with refused files in
+every family folder and bad rows of every kind, one with files carrying personal data.
+``mirocals check`` is held against the verdicts of the first build.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import sys
+import tempfile
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+import pipelines.cli as cli
+from pipelines.build import build_warehouse
+from pipelines.warehouse import work_file
+from tests.conftest import Built
+from tests.landing import IL2, PBO, RANDOMISED, RUNIN_ONLY, nf, sample, subject, treg, write_delivery
+
+DEAD = "MIROCALS-FR02-0001"       # died on study day 100
+WITHDRAWN = "MIROCALS-FR02-0002"  # withdrew on study day 60
+DEATH_DAY = 100
+WITHDRAWAL_DAY = 60
+CONSENT = RANDOMISED - dt.timedelta(days=130)  # tests.landing.subject's consent date
+CYRILLIC_ES = "\u0421"  # looks exactly like a Latin 'S'
+FUTURE = dt.datetime(2099, 1, 1, 9)
+
+
+def study_date(study_day: int) -> dt.date:
+    """Calendar date of a study day (day 1 = randomisation, no day 0)."""
+    return RANDOMISED + dt.timedelta(days=study_day - 1 if study_day > 0 else study_day)
+
+
+# ---------------------------------------------------------------------------------------------
+# Landing zone 1: refused files and bad rows
+# ---------------------------------------------------------------------------------------------
+
+# sample id -> (subject, visit, matrix, study day of collection)
+MANIFEST: dict[str, tuple[str, str, str, int]] = {
+    "SWB01": (IL2, "BASELINE", "WHOLE_BLOOD", 1),
+    "SWB02": (IL2, "M3", "WHOLE_BLOOD", 85),
+    "SWB03": (PBO, "BASELINE", "WHOLE_BLOOD", -3),
+    "SWB04": (PBO, "M3", "WHOLE_BLOOD", 90),
+    "SWB05": (IL2, "M1", "WHOLE_BLOOD", 29),
+    "SWB06": (IL2, "M2", "WHOLE_BLOOD", 57),
+    "SWB07": (IL2, "M6", "WHOLE_BLOOD", 169),
+    "SWB08": (IL2, "M9", "WHOLE_BLOOD", 253),
+    "SWB09": (IL2, "M12", "WHOLE_BLOOD", 337),
+    "SWB10": (PBO, "M1", "WHOLE_BLOOD", 29),
+    "SWB11": (PBO, "M2", "WHOLE_BLOOD", 57),
+    "SWB12": (PBO, "M6", "WHOLE_BLOOD", 169),
+    "SWB13": (PBO, "M9", "WHOLE_BLOOD", 253),
+    "SWB14": (IL2, "M15", "WHOLE_BLOOD", 421),
+    "SWB15": (PBO, "M12", "WHOLE_BLOOD", 337),
+    # samples whose collection cannot be used: held back with every result measured on them
+    "SRUNIN": (RUNIN_ONLY, "SCREEN", "WHOLE_BLOOD", -90),
+    "SDEAD": (DEAD, "M6", "WHOLE_BLOOD", 169),
+    "SWDRAW": (WITHDRAWN, "M3", "WHOLE_BLOOD", 85),
+    "SWINDOW": (IL2, "M3", "WHOLE_BLOOD", 120),
+    "SCONSENT": (IL2, "SCREEN", "WHOLE_BLOOD", -140),
+    "SFUTURE": (IL2, "M18", "WHOLE_BLOOD", 505),  # collection date replaced by FUTURE
+    "SSERUM": (PBO, "BASELINE", "SERUM", -3),     # serum sent to flow cytometry
+    # serum for neurofilament
+    "SNV01": (IL2, "BASELINE", "SERUM", 1),
+    "SNV02": (IL2, "M1", "SERUM", 29),
+    "SNU01": (IL2, "M2", "SERUM", 57),
+    "SNX01": (PBO, "M1", "SERUM", 29),
+    "SNX02": (PBO, "M2", "SERUM", 57),
+    "SNX03": (PBO, "M3", "SERUM", 85),
+    "SNX04": (PBO, "M6", "SERUM", 169),
+    "SNX05": (PBO, "M9", "SERUM", 253),
+    "SNX06": (PBO, "M12", "SERUM", 337),
+    "SNC01": (IL2, "M3", "SERUM", 85),
+    "SND01": (IL2, "M6", "SERUM", 169),
+    "SNK01": (IL2, "M9", "SERUM", 253),
+    "SNL01": (IL2, "M12", "SERUM", 337),
+    "SNL02": (IL2, "M15", "SERUM", 421),
+    # PAXgene RNA
+    "SRN01": (IL2, "BASELINE", "PAXGENE_RNA", 1),
+    "SRN02": (PBO, "BASELINE", "PAXGENE_RNA", -3),
+    "SRN03": (IL2, "M3", "PAXGENE_RNA", 85),
+    "SRN04": (PBO, "M3", "PAXGENE_RNA", 85),
+}
+# Sample-level faults: the manifest row is held back, and so is every result on the sample.
+SAMPLE_FAULTS = {
+    "SRUNIN": ("subject_not_randomised", f"subject {RUNIN_ONLY} entered the run-in but was never randomised"),
+    "SDEAD": ("collection_after_death", f"collection date {study_date(169)} is after death on {study_date(DEATH_DAY)}"),
+    "SWDRAW": ("collection_after_withdrawal",
+               f"collection date {study_date(85)} is after withdrawal on {study_date(WITHDRAWAL_DAY)}"),
+    "SWINDOW": ("collection_out_of_window",
+                f"collected on {study_date(120)} (study day 120), outside the M3 window (days 78 to 92)"),
+    "SCONSENT": ("collection_before_consent", f"collection date {study_date(-140)} precedes consent on {CONSENT}"),
+    "SFUTURE": ("collection_in_future", f"collection date {FUTURE.date()} is in the future"),
+}
+
+# Every declared spelling of a censored result (schemas/study.yaml censored_results), one sample
+# each. Serum NfL: LLOQ 3 pg/mL, ULOQ 1500 pg/mL. Kept and flagged, never quarantined.
+BELOW_LLOQ = ["<3.0", "< 3", " < 3 ", "<LLOQ", "< LOQ", "BLQ", "blq", "below LLOQ", "Below  LOQ", "<LLQ"]
+ABOVE_ULOQ = [">1500", "> 1500.0", ">ULOQ", "> LOQ", "ALQ", "AQL", "above ULOQ", "Above LOQ", ">ULQ"]
+CENSORED = {f"SNB{i:02d}": r for i, r in enumerate(BELOW_LLOQ, 1)} | {f"SNA{i:02d}": r for i, r in enumerate(ABOVE_ULOQ, 1)}
+for _sample_id in CENSORED:
+    MANIFEST[_sample_id] = (IL2 if _sample_id.startswith("SNB") else PBO, "BASELINE", "SERUM", 1)
+
+MANIFEST_FILE = "reference/sample_manifest/manifest_export_20190101.parquet"
+SUBJECTS_FILE = "reference/subjects/subjects_export_20190101.parquet"
+TREG_FILE = "labs/treg/treg_batch01.parquet"
+TREG_FILE_2 = "labs/treg/treg_batch02.parquet"
+TREG_EXTRA_FILE = "labs/treg/treg_batch03_extra.parquet"
+NF_FILE = "labs/neurofilament/nf_batch01.parquet"
+NF_FILE_2 = "labs/neurofilament/nf_batch02.parquet"
+TS_FILE = "labs/transcript_summary/ts_batch01.parquet"
+TG_FILE = "labs/transcript_gene/tg_batch01.parquet"
+EXTRA_COMMENT = "re-acquired on cytometer 2"
+
+
+class Row:
+    """One delivered row and what must become of it: loaded (``rule`` None) or held back with
+    ``rule``, found by GX on ``column``, with ``reason`` in the readable reason."""
+
+    def __init__(self, values: dict[str, Any], rule: str | None = None, column: str | None = None,
+                 reason: str | tuple[str, ...] | None = None):
+        self.values, self.rule, self.column = values, rule, column
+        self.reason = (reason,) if isinstance(reason, str) else reason
+
+
+def _treg(sample_id: str, cd4: float = 800.0, pct: float = 5.0, **overrides: Any) -> dict[str, Any]:
+    return treg(sample_id, cd4=cd4, pct=pct, **overrides)
+
+
+def _sample_fault(sample_id: str) -> Row:
+    rule, reason = SAMPLE_FAULTS[sample_id]
+    return Row(_treg(sample_id), rule, None, f"sample {sample_id}: {reason}")
+
+
+TREG_ROWS: list[Row] = [
+    Row(_treg("SWB01")),                                                                        # 1
+    Row(_treg("SWB01"), "duplicate_row", None, "exact copy of row 1 of this delivery"),          # 2
+    Row(_treg("SWB04", cd4=-650.0, treg_count=30.0), "cd4_count_in_range", "cd4_count", "(delivered: -650.0)"),
+    Row(_treg("SWB05", pct=0.0, treg_count=0.5), "treg_pct_cd4_in_range", "treg_pct_cd4",
+        "treg_pct_cd4 must lie in the plausible range"),                                       # 4 zero
+    Row(_treg("SWB06", cd4=math.nan, treg_count=40.0), "cd4_count_present", "cd4_count",
+        "cd4_count must be present (delivered: missing)"),                                      # 5 NaN
+    Row(_treg("SWB07", cd4=math.inf, treg_count=40.0), "cd4_count_in_range", "cd4_count", "(delivered: inf)"),
+    Row(_treg("SWB08", treg_count=-math.inf), "treg_count_in_range", "treg_count",
+        "treg_count must lie in the plausible range"),                                         # 7 -inf
+    Row(_treg("SWB09", cd4=99999.0, treg_count=40.0), "cd4_count_in_range", "cd4_count", "(delivered: 99999.0)"),
+    Row(_treg(" swb02 ", cd4=910.0, pct=6.0)),                                                  # 9 harmonised
+    Row(_treg(CYRILLIC_ES + "WB03"), "sample_id_format", "sample_id", f"(delivered: {CYRILLIC_ES}WB03)"),
+    Row(_treg("SWB99"), "sample_unknown", None, "sample SWB99 is not in the biobank manifest"),  # 11
+    _sample_fault("SRUNIN"),                                                                    # 12
+    _sample_fault("SDEAD"),                                                                     # 13
+    _sample_fault("SWDRAW"),                                                                    # 14
+    _sample_fault("SWINDOW"),                                                                   # 15
+    _sample_fault("SCONSENT"),                                                                  # 16
+    _sample_fault("SFUTURE"),                                                                   # 17
+    Row(_treg("SWB10", cd4=700.0), "conflicting_values", None, "sample SWB10 has 2 different results in this delivery"),
+    Row(_treg("SWB10", cd4=750.0), "conflicting_values", None, "sample SWB10 has 2 different results in this delivery"),
+    Row(_treg("SWB11", cd4=600.0)),                                                             # 20 corrected later
+    Row(_treg("SWB12", cd4=1234.5, pct=7.5)),                                                   # 21
+    Row(_treg("SSERUM"), "matrix_mismatch", None, "sample SSERUM is SERUM, flow cytometry needs WHOLE_BLOOD"),
+    # same sample, same CD4 count, different %Treg (a treatment-revealing value that a blinded
+    # build withholds): still two different results
+    Row(_treg("SWB15", cd4=900.0, pct=4.0), "conflicting_values", None, "sample SWB15 has 2 different results"),
+    Row(_treg("SWB15", cd4=900.0, pct=9.0), "conflicting_values", None, "sample SWB15 has 2 different results"),
+]
+TREG_2_ROWS = [Row(_treg("SWB11", cd4=640.0)), Row(_treg("SWB14", cd4=820.0, pct=4.0))]
+
+NF_ROWS: list[Row] = [
+    Row(nf("SNV01", "62.0")),                                                                    # 1
+    Row(nf("SNV02", "0.084", unit="NG/ML", lloq=0.003, uloq=1.5)),                                # 2
+    Row(nf("SNU01", "5.0", unit="mg/dL"), "unit_known", "unit", "(delivered: mg/dL)"),            # 3
+    Row(nf("SNX01", "-5"), "result_readable", "result", "(delivered: -5)"),                      # 4 negative
+    Row(nf("SNX02", "NaN"), "result_readable", "result", "(delivered: NaN)"),                    # 5
+    Row(nf("SNX03", "inf"), "result_readable", "result", "(delivered: inf)"),                    # 6
+    Row(nf("SNX04", "abc"), "result_readable", "result", "(delivered: abc)"),                    # 7
+    Row(nf("SNX05", "0"), "implausible_value", None, "is outside the plausible range 0.1 to 20000"),       # 8
+    Row(nf("SNX06", "999999"), "implausible_value", None, "999999 pg/mL = 999999.0 pg/mL is outside the plausible range"),
+    Row(nf("SNC01", "40.1"), "conflicting_values", None, "sample SNC01 has 2 different NfL results in this delivery"),
+    Row(nf("SNC01", "44.9"), "conflicting_values", None, "sample SNC01 has 2 different NfL results in this delivery"),
+    Row(nf("SND01", "51.2")),                                                                    # 12
+    Row(nf("SND01", "51.2"), "duplicate_row", None, "exact copy of row 12 of this delivery"),    # 13
+    Row(nf("SNK01", "40.0")),                                                                    # 14 corrected later
+    Row(nf("SNL01", "62.0", lloq=math.nan), "lloq_present", "lloq", "lloq must be present"),      # 15
+    Row(nf("SNL02", "62.0", uloq=math.nan), "uloq_present", "uloq", "uloq must be present"),      # 16
+    *[Row(nf(sample_id, result)) for sample_id, result in CENSORED.items()],                     # 15..
+]
+NF_2_ROWS = [Row(nf("SNK01", "41.5"))]
+
+
+def _summary(sample_id: str, **overrides: Any) -> dict[str, Any]:
+    row = {"sample_id": sample_id, "total_reads_m": 42.0, "pct_mapped": 93.5, "rin": 7.9, "treg_signature": 0.42,
+           "run_id": "SEQ01"}
+    return {**row, **overrides}
+
+
+TS_ROWS: list[Row] = [
+    Row(_summary("SRN01")),
+    Row(_summary("SRN02", rin=11.0), "rin_in_range", "rin", "(delivered: 11.0)"),
+    Row(_summary("SRN03", rin=math.nan), "rin_present", "rin", "rin must be present"),
+    Row(_summary("SRN04", total_reads_m=-3.0), "total_reads_m_in_range", "total_reads_m", "(delivered: -3.0)"),
+]
+
+
+def _gene(sample_id: str, gene_id: str, symbol: str, expression: float) -> dict[str, Any]:
+    return {"sample_id": sample_id, "gene_id": gene_id, "gene_symbol": symbol, "expression": expression}
+
+
+TG_ROWS: list[Row] = [
+    Row(_gene("SRN01", "ENSG00000198851", "CD3E", 7.25)),
+    Row(_gene("SRN01", "ENSG00000111640", "GAPDH", 11.5)),
+    Row(_gene("SRN01", "ENSG00000010610", "CD4", 99.0), "expression_in_range", "expression",
+        "expression must lie in the plausible range"),
+    Row(_gene("SRN01", "ENSG123", "CD8A", 3.1), "gene_id_format", "gene_id", "(delivered: ENSG123)"),
+    Row(_gene("SRN01", "ENSG00000153563", "CD8A", math.nan), "expression_present", "expression",
+        "expression must be present"),
+    # a treatment-revealing gene (withheld in a blinded build) reported twice with different values
+    Row(_gene("SRN02", "ENSG00000049768", "FOXP3", 4.1), "conflicting_values", None,
+        ("sample SRN02 has 2 different", "ENSG00000049768 in this delivery")),
+    Row(_gene("SRN02", "ENSG00000049768", "FOXP3", 4.9), "conflicting_values", None,
+        ("sample SRN02 has 2 different", "ENSG00000049768 in this delivery")),
+]
+
+# Delivered rows of every accepted file, in file order.
+ACCEPTED: dict[str, list[Row]] = {
+    TREG_FILE: TREG_ROWS, TREG_FILE_2: TREG_2_ROWS, NF_FILE: NF_ROWS, NF_FILE_2: NF_2_ROWS,
+    TS_FILE: TS_ROWS, TG_FILE: TG_ROWS,
+}
+
+# Files refused whole: file -> (rule, texts the reason must contain, rows delivered or None).
+REFUSED: dict[str, tuple[str, list[str], int | None]] = {
+    "labs/treg/treg_batch90_truncated.parquet": (
+        "file_readable", ["not a readable Parquet file (truncated or damaged in transfer?)"], None),
+    "labs/neurofilament/nf_batch90_not_parquet.parquet": (
+        "file_readable", ["not a readable Parquet file"], None),
+    "labs/transcript_summary/ts_batch90_empty.parquet": (
+        "file_readable", ["the file is empty (0 bytes); nothing can be read."], None),
+    "labs/transcript_gene/tg_batch90_zero_rows.parquet": (
+        "has_rows", ["the file has a valid header but zero rows."], 0),
+    "labs/neurofilament/nf_batch91_missing_unit.parquet": (
+        "required_columns", ["required column(s) 'unit' missing for family neurofilament."], 3),
+    "labs/treg/treg_batch91_renamed.parquet": (
+        "required_columns", ["required column(s) 'cd4_count' missing for family treg.",
+                             "Unexpected column(s) present: 'cd4_cells_per_ul' (renamed?)."], 2),
+    "labs/treg/treg_batch92_wrong_type.parquet": (
+        "column_types", ["column 'cd4_count' is delivered as string, expected DOUBLE;",
+                         "values that cannot be read as DOUBLE: row 2: 'abc', row 4: '12,5'."], 4),
+    "labs/transcript_summary/treg_batch93_wrong_folder.parquet": (
+        "required_columns", ["missing for family transcript_summary.",
+                             "The columns match the treg family: was the file dropped in the wrong folder "
+                             "(labs/treg expected)?"], 2),
+    "reference/subjects/subjects_export_20190301_wrong_type.parquet": (
+        "column_types", ["column 'age' is delivered as string, expected INTEGER;", "row 2: 'sixty'"], 2),
+}
+
+
+def _replace_column(path: Path, name: str, array: pa.Array, new_name: str | None = None) -> None:
+    table = pq.read_table(path)
+    position = table.column_names.index(name)
+    pq.write_table(table.set_column(position, new_name or name, array if array is not None else table[name]), path)
+
+
+def write_reference(landing: Path, manifest: dict[str, tuple[str, str, str, int]]) -> None:
+    """Five subjects (one never randomised, one dead, one withdrawn), their list and a manifest."""
+    write_delivery(landing, "subjects", Path(SUBJECTS_FILE).name, [
+        subject(IL2, "FR01"),
+        subject(PBO, "FR01", onset="BULBAR", sex="F"),
+        subject(RUNIN_ONLY, "UK01", randomised=False),
+        subject(DEAD, "FR02", death_date=study_date(DEATH_DAY)),
+        subject(WITHDRAWN, "FR02", withdrawal_date=study_date(WITHDRAWAL_DAY), withdrawal_reason="consent withdrawn"),
+    ])
+    write_delivery(landing, "randomisation", "randomisation_list.parquet", [
+        {"usubjid": u, "randomisation_number": n, "stratum": "FRA-LIMB", "block_id": "B01", "armcd": a}
+        for n, (u, a) in enumerate([(IL2, "IL2"), (PBO, "PBO"), (DEAD, "IL2"), (WITHDRAWN, "PBO")], 1)
+    ])
+    rows = [sample(s, u, v, m, d) for s, (u, v, m, d) in manifest.items()]
+    for row in rows:
+        if row["sample_id"] == "SFUTURE":
+            row["collection_datetime"] = FUTURE
+    write_delivery(landing, "sample_manifest", Path(MANIFEST_FILE).name, rows)
+
+
+def write_bad_landing(landing: Path) -> None:
+    """Landing zone 1: the reference files, the bad lab deliveries and the files to refuse."""
+    write_reference(landing, MANIFEST)
+    families = {"treg": TREG_FILE, "neurofilament": NF_FILE, "transcript_summary": TS_FILE, "transcript_gene": TG_FILE}
+    for file, rows in ACCEPTED.items():
+        family = next(f for f, example in families.items() if Path(example).parent == Path(file).parent)
+        write_delivery(landing, family, Path(file).name, [r.values for r in rows])
+    # an extra column (kept in raw.extra_columns) and a header in another case (read as sample_id)
+    extra = write_delivery(landing, "treg", Path(TREG_EXTRA_FILE).name,
+                           [{**_treg("SWB13", cd4=1010.0, pct=3.5), "operator_comment": EXTRA_COMMENT}])
+    _replace_column(extra, "sample_id", None, new_name="Sample_ID")
+
+    # --- refused whole ---
+    truncated = write_delivery(landing, "treg", "treg_batch90_truncated.parquet", [_treg(f"SWB{i:02d}") for i in range(1, 9)])
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    (landing / "labs/neurofilament/nf_batch90_not_parquet.parquet").write_text(
+        "sample_id,analyte,result\nSNV01,NfL,62.0\n", encoding="utf-8")
+    (landing / "labs/transcript_summary/ts_batch90_empty.parquet").write_bytes(b"")
+    write_delivery(landing, "transcript_gene", "tg_batch90_zero_rows.parquet", [])
+    missing = write_delivery(landing, "neurofilament", "nf_batch91_missing_unit.parquet",
+                             [nf("SNV01", "60.0"), nf("SNV02", "61.0"), nf("SNU01", "62.0")])
+    pq.write_table(pq.read_table(missing).drop_columns(["unit"]), missing)
+    renamed = write_delivery(landing, "treg", "treg_batch91_renamed.parquet", [_treg("SWB01"), _treg("SWB03")])
+    _replace_column(renamed, "cd4_count", None, new_name="cd4_cells_per_ul")
+    mistyped = write_delivery(landing, "treg", "treg_batch92_wrong_type.parquet",
+                              [_treg(s) for s in ("SWB01", "SWB03", "SWB04", "SWB05")])
+    _replace_column(mistyped, "cd4_count", pa.array(["800", "abc", "750.5", "12,5"]))
+    stray = write_delivery(landing, "treg", "_stray.parquet", [_treg("SWB03"), _treg("SWB04")])
+    stray.rename(landing / "labs/transcript_summary/treg_batch93_wrong_folder.parquet")
+    subjects = write_delivery(landing, "subjects", "subjects_export_20190301_wrong_type.parquet",
+                              [subject(IL2, "FR01", age=61), subject(PBO, "FR01", age=58)])
+    _replace_column(subjects, "age", pa.array(["61", "sixty"]))
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory) -> Built:
+    landing = tmp_path_factory.mktemp("bad_landing")
+    write_bad_landing(landing)
+    warehouse = tmp_path_factory.mktemp("bad_warehouse") / "mirocals.duckdb"
+    result = build_warehouse(landing, warehouse)
+    assert result.success, f"build failed: {getattr(result, 'errors', result.run_id)}"
+    return Built(landing, warehouse, result)
+
+
+def _held(built: Built, file_name: str) -> dict[int, dict]:
+    return {
+        r["row_number"]: r
+        for r in built.dicts("select * from quarantine.rejected_rows where file_name = ?", [file_name])
+    }
+
+
+def _reconciliation(built: Built, file_name: str) -> dict:
+    rows = built.dicts("select * from audit.reconciliation where file_name = ?", [file_name])
+    assert len(rows) == 1, f"{file_name}: {len(rows)} reconciliation rows"
+    return rows[0]
+
+
+def _in_core(built: Built, file_name: str, row_number: int) -> list[str]:
+    """The core tables that carry a value from this delivered row."""
+    return [
+        table for table in ("core.treg", "core.neurofilament", "core.transcript_summary", "core.transcript_gene",
+                            "core.sample")
+        if built.scalar(f"select count(*) from {table} where file_name = ? and row_number = ?", [file_name, row_number])
+    ]
+
+
+BAD_ROWS = [
+    pytest.param(file, number, row, id=f"{Path(file).stem}-row{number}-{row.rule}")
+    for file, rows in ACCEPTED.items()
+    for number, row in enumerate(rows, 1)
+    if row.rule is not None
+]
+
+
+@pytest.mark.parametrize(("file_name", "row_number", "row"), BAD_ROWS)
+def test_bad_row_is_quarantined_with_rule_reason_and_delivered_row(bad, file_name, row_number, row):
+    held = _held(bad, file_name)
+    assert row_number in held, f"{file_name} row {row_number} ({row.rule}) was not quarantined"
+    record = held[row_number]
+    assert row.rule in record["rule"].split(", "), record
+    for text in row.reason:
+        assert text in record["reason"], record
+    delivered = json.loads(record["delivered_row"])
+    assert delivered["sample_id"] == row.values["sample_id"], "the row is kept exactly as delivered"
+    if row.column is not None:
+        # the expectation that failed names the column
+        failures = bad.rows(
+            "select f.column_name from audit.row_failure f join audit.delivery d using (delivery_id) "
+            "where d.file_name = ? and f.row_number = ? and f.rule = ?", [file_name, row_number, row.rule])
+        assert failures == [(row.column,)]
+    assert _in_core(bad, file_name, row_number) == [], "a held-back row reached core"
+
+
+def test_quarantine_holds_exactly_the_bad_rows(bad):
+    for file_name, rows in ACCEPTED.items():
+        expected = {n for n, r in enumerate(rows, 1) if r.rule is not None}
+        assert set(_held(bad, file_name)) == expected, file_name
+
+
+@pytest.mark.parametrize("sample_id", sorted(SAMPLE_FAULTS))
+def test_faulty_sample_holds_back_its_manifest_row(bad, sample_id):
+    rule, reason = SAMPLE_FAULTS[sample_id]
+    held = [r for r in _held(bad, MANIFEST_FILE).values() if json.loads(r["delivered_row"])["sample_id"] == sample_id]
+    assert [(r["rule"], r["reason"]) for r in held] == [(rule, reason)]
+    assert bad.scalar("select count(*) from core.sample where sample_id = ?", [sample_id]) == 0
+
+
+def test_valid_rows_of_bad_deliveries_load_unchanged(bad):
+    cd4 = dict(bad.rows("select sample_id, aval from core.treg where paramcd = 'CD4CNT'"))
+    # the whitespace and lower case of ' swb02 ' are harmonised: the row loads as SWB02
+    assert cd4 == {"SWB01": 800.0, "SWB02": 910.0, "SWB11": 640.0, "SWB12": 1234.5, "SWB13": 1010.0, "SWB14": 820.0}
+    provenance = dict(bad.rows("select sample_id, file_name || '#' || row_number from core.treg where paramcd = 'CD4CNT'"))
+    assert provenance["SWB02"] == f"{TREG_FILE}#9"
+    assert provenance["SWB12"] == f"{TREG_FILE}#21"
+    assert provenance["SWB13"] == f"{TREG_EXTRA_FILE}#1"
+    nfl = {r["sample_id"]: r for r in bad.dicts("select * from core.neurofilament")}
+    assert nfl["SNV01"]["aval"] == 62.0 and nfl["SNV01"]["reported_result"] == "62.0"
+    assert nfl["SNV02"]["aval"] == pytest.approx(84.0) and nfl["SNV02"]["reported_unit"] == "NG/ML"
+    assert nfl["SND01"]["aval"] == 51.2 and nfl["SND01"]["row_number"] == 12
+    assert set(nfl) == {"SNV01", "SNV02", "SND01", "SNK01", *CENSORED}
+    summary = {(r[0], r[1]): r[2] for r in bad.rows("select sample_id, paramcd, aval from core.transcript_summary")}
+    assert {k: v for k, v in summary.items() if k[1] != "TRSIG"} == {
+        ("SRN01", "READSM"): 42.0, ("SRN01", "MAPPCT"): 93.5, ("SRN01", "RIN"): 7.9}
+    genes = dict(bad.rows("select gene_symbol, aval from core.transcript_gene"))
+    assert genes == {"CD3E": 7.25, "GAPDH": 11.5}
+
+
+def test_no_nan_or_infinite_value_reaches_core(bad):
+    for table in ("core.treg", "core.neurofilament", "core.transcript_summary", "core.transcript_gene"):
+        assert bad.scalar(f"select count(*) from {table} where isnan(aval) or isinf(aval)") == 0, table
+
+
+@pytest.mark.parametrize("sample_id", sorted(CENSORED))
+def test_censored_result_is_kept_and_flagged_in_every_declared_spelling(bad, sample_id):
+    rows = bad.dicts("select * from core.neurofilament where sample_id = ?", [sample_id])
+    assert len(rows) == 1, f"{CENSORED[sample_id]!r} was not loaded"
+    row = rows[0]
+    assert row["reported_result"] == CENSORED[sample_id]
+    assert row["aval"] is None
+    below = sample_id.startswith("SNB")
+    assert (row["blq_flag"], row["alq_flag"]) == (below, not below)
+    assert row["lloq"] == 3.0 and row["uloq"] == 1500.0
+
+
+def test_every_declared_censoring_pattern_is_exercised():
+    from pipelines.study import load_study
+
+    patterns = load_study().raw["censored_results"]
+    for key, spellings in (("below", BELOW_LLOQ), ("above", ABOVE_ULOQ)):
+        for pattern in patterns[key]:
+            assert any(re.fullmatch(pattern, s.strip(), re.IGNORECASE) for s in spellings), (key, pattern)
+
+
+def test_duplicate_key_across_deliveries_newest_wins_with_history(bad):
+    treg_row = bad.dicts("select aval, file_name, row_number from core.treg where sample_id = 'SWB11' and paramcd = 'CD4CNT'")
+    assert treg_row == [{"aval": 640.0, "file_name": TREG_FILE_2, "row_number": 1}]
+    nfl_row = bad.dicts("select aval, file_name from core.neurofilament where sample_id = 'SNK01'")
+    assert nfl_row == [{"aval": 41.5, "file_name": NF_FILE_2}]
+    assert _reconciliation(bad, TREG_FILE)["rows_superseded"] == 1
+    assert _reconciliation(bad, NF_FILE)["rows_superseded"] == 1
+    corrections = {r["record_key"]: r for r in bad.dicts("select * from audit.correction")}
+    assert set(corrections) == {"SWB11", "SNK01 NfL"}
+    swb11 = corrections["SWB11"]
+    assert (swb11["superseded_file_name"], swb11["superseded_row_number"]) == (TREG_FILE, 20)
+    assert swb11["replaced_by_file_name"] == TREG_FILE_2 and swb11["value_changed"] is True
+    assert json.loads(swb11["superseded_values"])["cd4_count"] == 600.0
+    assert json.loads(swb11["replacing_values"])["cd4_count"] == 640.0
+    assert swb11["replaced_at"] == bad.scalar("select received_at from audit.delivery where file_name = ?", [TREG_FILE_2])
+    assert json.loads(corrections["SNK01 NfL"]["superseded_values"])["result"] == "40.0"
+
+
+def test_extra_column_is_kept_in_raw_and_noted(bad):
+    extra = bad.rows("select sample_id, cd4_count, extra_columns from raw.treg where file_name = ?", [TREG_EXTRA_FILE])
+    assert [(s, c, json.loads(e)) for s, c, e in extra] == [("SWB13", 1010.0, {"operator_comment": EXTRA_COMMENT})]
+    record = _reconciliation(bad, TREG_EXTRA_FILE)
+    assert record["status"] == "loaded" and record["balanced"] is True
+    assert "column(s) 'operator_comment' are not in the contract; kept in raw.extra_columns" in record["warnings"]
+    assert "column 'Sample_ID' read as 'sample_id'" in record["warnings"]
+
+
+@pytest.mark.parametrize("file_name", sorted(REFUSED))
+def test_refused_file_is_recorded_with_rule_and_readable_reason(bad, file_name):
+    rule, texts, rows = REFUSED[file_name]
+    files = bad.dicts("select * from quarantine.rejected_files where file_name = ?", [file_name])
+    assert len(files) == 1
+    record = files[0]
+    assert (record["status"], record["rule"], record["rows_delivered"]) == ("rejected", rule, rows)
+    assert record["reason"].startswith(f"{file_name}: "), "the reason names the file"
+    for text in texts:
+        assert text in record["reason"]
+    reconciliation = _reconciliation(bad, file_name)
+    assert (reconciliation["status"], reconciliation["rule"], reconciliation["reason"]) == ("rejected", rule, record["reason"])
+    assert reconciliation["rows_loaded"] == 0
+    if rows is None:
+        # unreadable: its rows cannot be counted (README, Reconciliation)
+        assert reconciliation["rows_delivered"] is None and reconciliation["rows_quarantined"] is None
+    else:
+        # every row of a refused file is counted as quarantined
+        assert reconciliation["rows_quarantined"] == rows and reconciliation["balanced"] is True
+    family = bad.scalar("select family from audit.delivery where file_name = ?", [file_name])
+    assert bad.scalar(f"select count(*) from raw.{family} where file_name = ?", [file_name]) == 0
+    assert bad.scalar("select count(*) from quarantine.rejected_rows where file_name = ?", [file_name]) == 0
+
+
+def test_refused_subjects_export_changes_no_subject(bad):
+    # the newer export was refused: the earlier one is still the current snapshot
+    assert bad.scalar("select count(*) from core.subject") == 5
+    assert bad.scalar("select min(age) || '-' || max(age) from core.subject") == "60-60"
+
+
+def test_every_delivery_reconciles(bad):
+    records = bad.dicts("select * from audit.reconciliation")
+    by_file = {r["file_name"]: r for r in records}
+    landing_files = {p.relative_to(bad.landing).as_posix() for p in bad.landing.rglob("*.parquet")
+                     if not p.name.startswith("_") and not p.relative_to(bad.landing).as_posix().startswith("restricted/")}
+    assert landing_files <= set(by_file), f"files without a record: {landing_files - set(by_file)}"
+    for record in records:
+        if record["rows_delivered"] is None:
+            assert record["file_name"] in REFUSED and REFUSED[record["file_name"]][2] is None
+            continue
+        assert record["balanced"] is True, record
+        assert record["rows_delivered"] == record["rows_loaded"] + record["rows_quarantined"], record
+    for file_name, rows in ACCEPTED.items():
+        record = by_file[file_name]
+        bad_rows = sum(r.rule is not None for r in rows)
+        assert (record["rows_delivered"], record["rows_loaded"], record["rows_quarantined"]) == (
+            len(rows), len(rows) - bad_rows, bad_rows), file_name
+        # counted independently of the reconciliation model: raw rows and quarantined rows
+        family = bad.scalar("select family from audit.delivery where file_name = ?", [file_name])
+        assert bad.scalar(f"select count(*) from raw.{family} where file_name = ?", [file_name]) == len(rows)
+        assert len(_held(bad, file_name)) == bad_rows
+    manifest = by_file[MANIFEST_FILE]
+    assert (manifest["rows_delivered"], manifest["rows_quarantined"]) == (len(MANIFEST), len(SAMPLE_FAULTS))
+
+
+def test_every_accepted_row_is_loaded_or_quarantined_never_both(bad):
+    for family in ("treg", "neurofilament", "transcript_summary", "transcript_gene", "sample_manifest"):
+        raw = bad.scalar(f"select count(*) from raw.{family}")
+        held = bad.scalar("select count(*) from quarantine.rejected_rows where family = ?", [family])
+        loaded = bad.scalar(f"select sum(rows_loaded) from audit.reconciliation where family = ?", [family])
+        assert raw == held + loaded, family
+
+
+# ---------------------------------------------------------------------------------------------
+# mirocals check: the same verdicts as the build, nothing written
+# ---------------------------------------------------------------------------------------------
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def wide_cli(monkeypatch):
+    """The CLI's consoles, wide enough that no reason or rule is wrapped."""
+    for value in vars(cli).values():
+        if isinstance(value, Console):
+            monkeypatch.setattr(value, "_width", 1000)
+    return CliRunner()
+
+
+def _check(runner: CliRunner, file: Path, warehouse: Path, *extra: str):
+    return runner.invoke(cli.app, ["check", str(file), "--warehouse", str(warehouse), "--rows", "1000", *extra])
+
+
+@pytest.mark.parametrize("file_name", sorted(REFUSED))
+def test_check_refuses_what_the_build_refuses(bad, wide_cli, file_name):
+    before = sha256(bad.warehouse), sha256(work_file(bad.warehouse))
+    result = _check(wide_cli, bad.landing / file_name, bad.warehouse)
+    assert result.exit_code == 1, result.output
+    build_reason = bad.scalar("select reason from audit.delivery where file_name = ?", [file_name])
+    # the build names the file by its path in the landing zone, check by its name
+    expected = f"{Path(file_name).name}: {build_reason.split(': ', 1)[1]}"
+    assert "REFUSED" in result.output
+    assert " ".join(expected.split()) in " ".join(result.output.split())
+    assert (sha256(bad.warehouse), sha256(work_file(bad.warehouse))) == before
+
+
+@pytest.mark.parametrize("file_name", [TREG_FILE, NF_FILE, TS_FILE, TG_FILE])
+def test_check_lists_the_rows_the_build_holds_back(bad, wide_cli, file_name):
+    before = sha256(bad.warehouse), sha256(work_file(bad.warehouse))
+    result = _check(wide_cli, bad.landing / file_name, bad.warehouse)
+    assert result.exit_code == 0, result.output
+    rows = ACCEPTED[file_name]
+    held = _held(bad, file_name)
+    assert (f"{len(rows)} rows, {len(rows) - len(held)} would load, {len(held)} would be held back"
+            in result.output)
+    listed = {
+        int(m.group(1)): m.group(2).strip()
+        for m in re.finditer(r"^\W*(\d+)\s*│\s*([a-z0-9_, ]+?)\s*│", result.output, re.MULTILINE)
+    }
+    assert listed == {n: r["rule"] for n, r in held.items()}
+    assert (sha256(bad.warehouse), sha256(work_file(bad.warehouse))) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Landing zone 2: personal data
+# ---------------------------------------------------------------------------------------------
+
+# column name -> (arrow type, value planted in every row). Row sample ids are planted too.
+PERSONAL = {
+    "patient_name": (pa.string(), "Zebulon Quackenbush"),
+    "Patient Name": (pa.string(), "Quilla Zarkovic"),
+    "surname": (pa.string(), "Xanthopoulou"),
+    "initials": (pa.string(), "ZQX"),
+    "patient_initials": (pa.string(), "QZW"),
+    "date_of_birth": (pa.date32(), dt.date(1953, 4, 17)),
+    "dob": (pa.string(), "1949-11-02"),
+    "patient_dob": (pa.string(), "1951-07-23"),
+    "birth_date": (pa.date32(), dt.date(1950, 1, 31)),
+    "address": (pa.string(), "17 Rue Imaginaire, 30000 Nimes"),
+    "home_address": (pa.string(), "221B Quackenbush Street"),
+    "phone": (pa.string(), "+33 6 12 34 56 78"),
+    "phone_number": (pa.string(), "+44 7700 900123"),
+    "email": (pa.string(), "zebulon.quackenbush@example.org"),
+    "E-mail": (pa.string(), "quilla.zarkovic@example.org"),
+    "patient_email": (pa.string(), "xq@example.net"),
+    "nhs_number": (pa.string(), "943 476 5919"),
+}
+PII_FAMILIES = ("treg", "neurofilament", "transcript_summary", "transcript_gene", "sample_manifest", "subjects")
+
+
+def _pii_file(index: int, column: str) -> tuple[str, str]:
+    family = PII_FAMILIES[index % len(PII_FAMILIES)]
+    stem = re.sub(r"[^a-z]+", "_", column.lower()).strip("_")
+    return family, f"{family}_pii_{index:02d}_{stem}.parquet"
+
+
+def _pii_rows(family: str, index: int) -> list[dict[str, Any]]:
+    """Two otherwise valid rows; their sample (or subject) ids are planted values too."""
+    ids = [f"PIIROW{index:02d}{n}" for n in "AB"]
+    if family == "treg":
+        return [_treg(i) for i in ids]
+    if family == "neurofilament":
+        return [nf(i, "55.5") for i in ids]
+    if family == "transcript_summary":
+        return [_summary(i) for i in ids]
+    if family == "transcript_gene":
+        return [_gene(i, "ENSG00000198851", "CD3E", 7.0) for i in ids]
+    if family == "sample_manifest":
+        return [sample(i, IL2, "BASELINE", "SERUM", 1) for i in ids]
+    return [subject(usubjid, "FR09") for usubjid in _planted_ids(family, index)]
+
+
+def _planted_ids(family: str, index: int) -> list[str]:
+    if family == "subjects":
+        return [f"MIROCALS-FR09-{9900 + index}", f"MIROCALS-FR09-{9950 + index}"]
+    return [f"PIIROW{index:02d}{n}" for n in "AB"]
+
+
+PII_CASES = {column: _pii_file(i, column) for i, column in enumerate(PERSONAL)}
+
+
+def write_pii_landing(landing: Path) -> None:
+    write_reference(landing, {"SWB01": MANIFEST["SWB01"], "SNV01": MANIFEST["SNV01"]})
+    write_delivery(landing, "treg", "treg_batch01.parquet", [_treg("SWB01", cd4=777.0)])
+    write_delivery(landing, "neurofilament", "nf_batch01.parquet", [nf("SNV01", "33.3")])
+    for index, (column, (type_, value)) in enumerate(PERSONAL.items()):
+        family, name = _pii_file(index, column)
+        rows = [{**row, column: value} for row in _pii_rows(family, index)]
+        write_delivery(landing, family, name, rows, **{column: type_})
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.name} {record.getMessage()} {record.__dict__}")
+
+
+@contextmanager
+def everything_printed_or_logged():
+    """Like capfd + caplog for a module-scoped fixture: the process's stdout and stderr at file
+    descriptor level and every log record (root and dagster loggers, any level)."""
+    sink = tempfile.TemporaryFile(mode="w+b")
+    stream = open(sink.fileno(), "w", encoding="utf-8", closefd=False, buffering=1)
+    records = _Records()
+    loggers = [logging.getLogger(), logging.getLogger("dagster")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(records)
+        lg.setLevel(logging.DEBUG)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    captured: dict[str, str] = {}
+    try:
+        for fd in (1, 2):
+            os.dup2(sink.fileno(), fd)
+        with redirect_stdout(stream), redirect_stderr(stream):
+            yield captured
+    finally:
+        stream.flush()
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
+        for lg, level in zip(loggers, levels):
+            lg.removeHandler(records)
+            lg.setLevel(level)
+        sink.seek(0)
+        captured["output"] = sink.read().decode("utf-8", "replace")
+        captured["logs"] = "\n".join(records.lines)
+        stream.close()
+        sink.close()
+
+
+@pytest.fixture(scope="module")
+def pii(tmp_path_factory):
+    landing = tmp_path_factory.mktemp("pii_landing")
+    write_pii_landing(landing)
+    warehouse = tmp_path_factory.mktemp("pii_warehouse") / "mirocals.duckdb"
+    instance = dg.DagsterInstance.ephemeral()
+    with everything_printed_or_logged() as captured:
+        result = build_warehouse(landing, warehouse, instance=instance, log_level="DEBUG")
+    assert result.success, captured.get("output", "")[-3000:]
+    events = "\n".join(dg.serialize_value(entry) for entry in instance.all_logs(result.run_id))
+    stored = {path: (warehouse_text(path), path.read_bytes()) for path in (warehouse, work_file(warehouse))}
+    return Built(landing, warehouse, result), captured["output"], captured["logs"], events, stored
+
+
+def warehouse_text(path: Path) -> dict[str, str]:
+    """Every column of every table and view in the DuckDB file (all types cast to text), and the
+    column comments: ``schema.table.column`` -> the column's values joined."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        columns = con.execute(
+            "select table_schema, table_name, column_name from information_schema.columns "
+            "where table_catalog = current_database() order by all"
+        ).fetchall()
+        by_table: dict[tuple[str, str], list[str]] = {}
+        for schema, table, column in columns:
+            by_table.setdefault((schema, table), []).append(column)
+        text: dict[str, str] = {}
+        for (schema, table), names in by_table.items():
+            quoted = ['"' + n.replace('"', '""') + '"' for n in names]
+            values = con.execute(
+                f"select {', '.join(f'string_agg(cast({q} as varchar), chr(31))' for q in quoted)} "
+                f'from "{schema}"."{table}"'
+            ).fetchone()
+            text.update({f"{schema}.{table}.{n}": v or "" for n, v in zip(names, values)})
+        text["(column comments)"] = "\x1f".join(
+            c for (c,) in con.execute("select comment from duckdb_columns() where comment is not null").fetchall())
+        return text
+    finally:
+        con.close()
+
+
+def columns_containing(text: dict[str, str], value: str) -> list[str]:
+    return [column for column, values in text.items() if value in values]
+
+
+def test_the_scan_finds_what_is_stored(pii):
+    """Positive control: the scans below see stored values, printed log lines and events."""
+    built, output, logs, events, stored = pii
+    for text, _ in stored.values():
+        assert "core.treg.reported_result" in columns_containing(text, "777.0")
+        assert "raw.treg.sample_id" in columns_containing(text, "SWB01")
+        assert "raw.sample_manifest.collection_datetime" in columns_containing(text, "2018-01-10 09:00:00")
+        assert "(column comments)" in columns_containing(text, "Biobank sample identifier")
+    assert "'patient_name' look like personal data" in output
+    assert "'patient_name' look like personal data" in events
+    assert "raw__treg" in logs + output
+
+
+@pytest.mark.parametrize("column", sorted(PERSONAL))
+def test_file_with_personal_data_is_refused_whole(pii, column):
+    built = pii[0]
+    family, name = PII_CASES[column]
+    folder = {"treg": "labs/treg", "neurofilament": "labs/neurofilament",
+              "transcript_summary": "labs/transcript_summary", "transcript_gene": "labs/transcript_gene",
+              "sample_manifest": "reference/sample_manifest", "subjects": "reference/subjects"}[family]
+    file_name = f"{folder}/{name}"
+    records = built.dicts("select * from audit.reconciliation where file_name = ?", [file_name])
+    assert len(records) == 1, f"{file_name} has no reconciliation record"
+    record = records[0]
+    assert (record["status"], record["rule"]) == ("rejected", "no_personal_data"), record
+    assert record["reason"] == (
+        f"{file_name}: column(s) {column!r} look like personal data; deliveries must carry pseudonymised "
+        "identifiers only. The file is refused and none of its values was stored."
+    )
+    assert (record["rows_delivered"], record["rows_loaded"], record["rows_quarantined"], record["balanced"]) == (2, 0, 2, True)
+    assert built.scalar("select count(*) from quarantine.rejected_files where file_name = ? and rule = 'no_personal_data'",
+                        [file_name]) == 1
+
+
+@pytest.mark.parametrize("column", sorted(PERSONAL))
+def test_no_value_of_a_file_with_personal_data_is_stored_or_logged(pii, column):
+    built, output, logs, events, stored = pii
+    family, name = PII_CASES[column]
+    index = list(PERSONAL).index(column)
+    planted = [str(PERSONAL[column][1]), *_planted_ids(family, index)]
+    for value in planted:
+        for path, (text, data) in stored.items():
+            assert columns_containing(text, value) == [], f"{value!r} stored in {path}"
+            assert value.encode() not in data, f"{value!r} in the bytes of {path}"
+        assert value not in output, f"{value!r} printed during the build"
+        assert value not in logs, f"{value!r} logged during the build"
+        assert value not in events, f"{value!r} in the Dagster event log"
+
+
+def test_valid_deliveries_next_to_personal_data_load(pii):
+    built = pii[0]
+    assert built.rows("select sample_id, aval from core.treg where paramcd = 'CD4CNT'") == [("SWB01", 777.0)]
+    assert built.rows("select sample_id, aval from core.neurofilament") == [("SNV01", 33.3)]
+    assert built.scalar("select count(*) from core.subject") == 5
+    assert built.scalar("select bool_and(coalesce(balanced, false)) from audit.reconciliation") is True
+
+
+@pytest.mark.parametrize("column", ["patient_name", "patient_dob"])
+def test_check_refuses_personal_data_without_printing_it(pii, wide_cli, column):
+    built = pii[0]
+    family, name = PII_CASES[column]
+    path = next(built.landing.rglob(name))
+    before = sha256(built.warehouse)
+    result = _check(wide_cli, path, built.warehouse)
+    assert result.exit_code == 1, result.output
+    assert f"REFUSED ({family}) {name}: column(s) {column!r} look like personal data" in " ".join(result.output.split())
+    assert str(PERSONAL[column][1]) not in result.output
+    assert sha256(built.warehouse) == before

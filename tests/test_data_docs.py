@@ -1,0 +1,56 @@
+"""Great Expectations Data Docs are built for every validation, linked from the metadata, and in
+a blinded build show no treatment-revealing value."""
+
+import re
+
+import pytest
+
+from tests.conftest import run_build
+from tests.landing import treg, write_delivery, write_reference
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    landing = tmp_path_factory.mktemp("landing")
+    write_reference(landing)
+    # row 2: an implausible %Treg (73.5 %) and a Treg count above the CD4 count (1234.5 > 800)
+    write_delivery(landing, "treg", "treg_batch01.parquet", [
+        treg("S002"), treg("S003", pct=73.5, treg_count=1234.5), treg("S005", cd4=-40.0),
+    ])
+    return run_build(landing, tmp_path_factory.mktemp("wh") / "mirocals.duckdb")
+
+
+def _docs(built):
+    return built.warehouse.parent / f"{built.warehouse.stem}_data_docs"
+
+
+def test_a_validation_page_per_accepted_delivery(built):
+    docs = _docs(built)
+    assert (docs / "index.html").exists()
+    accepted = built.rows("select delivery_id, family from audit.delivery where status = 'accepted'")
+    for delivery_id, family in accepted:
+        pages = list((docs / "validations" / family).rglob(f"delivery-{delivery_id:05d}*.html"))
+        assert pages, f"no Data Docs page for delivery {delivery_id} ({family})"
+    index = (docs / "index.html").read_text()
+    assert "treg" in index
+
+
+def test_metadata_links_the_site_and_pages(built):
+    texts = []
+    for record in built.instance.get_records_for_run(run_id=built.result.run_id, limit=100000).records:
+        event = record.event_log_entry.dagster_event
+        materialization = getattr(getattr(event, "event_specific_data", None), "materialization", None) if event else None
+        if materialization is not None and materialization.asset_key.to_user_string() == "raw/treg":
+            texts += [str(value.value) for key, value in materialization.metadata.items() if key in ("data_docs", "validation_pages")]
+    joined = " ".join(texts)
+    assert (_docs(built) / "index.html").as_uri() in joined
+    assert re.search(r"labs/treg/treg_batch01.parquet\]\(file://.*delivery-\d{5}\.html\)", joined)
+
+
+def test_blinded_data_docs_show_no_treatment_revealing_value(built):
+    pages = list((_docs(built) / "validations" / "treg").rglob("*.html"))
+    text = " ".join(p.read_text() for p in pages)
+    assert "withheld" in text
+    assert "73.5" not in text and "1234.5" not in text
+    # a value that reveals nothing is still shown, so a data manager can act on it
+    assert "-40" in text
