@@ -3,6 +3,8 @@ linkage to arm and visit, reconciliation, and what became of every injected faul
 
 import json
 
+import dagster as dg
+
 import pytest
 
 from pipelines.warehouse import table_docs
@@ -125,3 +127,20 @@ def test_published_tables_and_columns_carry_comments(trial):
         assert built.scalar("select comment from duckdb_tables() where schema_name = ? and table_name = ? "
                             "union all select comment from duckdb_views() where schema_name = ? and view_name = ?",
                             [schema, table, schema, table])
+
+
+def test_checks_that_must_stop_publishing_are_blocking():
+    from pipelines.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    blocking = {
+        (key.asset_key.to_user_string(), key.name)
+        for key in graph.asset_check_keys
+        if graph.get_check_spec(key).blocking
+    }
+    assert ("audit/reconciliation", "every_delivery_balances") in blocking
+    for table in BIOMARKER_TABLES:
+        assert (table.replace(".", "/"), "linked_to_subject_arm_and_visit") in blocking
+    # the publish asset is downstream of both, so a failing blocking check stops publishing
+    publish = graph.get(dg.AssetKey(["publish", "warehouse"]))
+    assert {dg.AssetKey(["audit", "reconciliation"]), dg.AssetKey(["core", "treg"])} <= publish.parent_keys

@@ -116,7 +116,7 @@ def build_model_asset(model: Model) -> dg.AssetsDefinition:
     key = dg.AssetKey([model.layer, model.name])
     checks = []
     if model.key in BIOMARKER_TABLES:
-        checks.append(dg.AssetCheckSpec("linked_to_subject_arm_and_visit", asset=key,
+        checks.append(dg.AssetCheckSpec("linked_to_subject_arm_and_visit", asset=key, blocking=True,
                                         description="Every row joins to core.subject and core.visit and has a study day."))
     if model.key == "audit.reconciliation":
         checks.append(dg.AssetCheckSpec("every_delivery_balances", asset=key, blocking=True,
