@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.ingest.expectations import SuiteResult, redact_values
 from pipelines.study import load_contracts, load_study
 
 WITHHELD = "withheld (blinded build)"
@@ -75,20 +76,9 @@ def mentions_revealing(column: str | None, family: str) -> bool:
     return any(c in revealing for c in column.split(","))
 
 
-def withhold_revealing_failures(result, family: str):
-    """A suite result whose failure reasons and examples hide treatment-revealing values."""
-    from dataclasses import replace
-
-    failures = [
-        replace(f, reason=f"{f.reason.split(' (delivered:')[0]} (delivered: {WITHHELD})")
-        if mentions_revealing(f.column, family) else f
-        for f in result.row_failures
-    ]
-    outcomes = [
-        replace(o, examples=[WITHHELD] * len(o.examples)) if mentions_revealing(o.column, family) else o
-        for o in result.outcomes
-    ]
-    return replace(result, row_failures=failures, outcomes=outcomes)
+def withhold_revealing_failures(result: SuiteResult, family: str) -> SuiteResult:
+    """A suite result whose failure reasons, examples and Data Docs hide treatment-revealing values."""
+    return redact_values(result, lambda column: mentions_revealing(column, family), WITHHELD)
 
 
 def make_dummy_randomisation(subjects: list[tuple[str, str, object]]) -> pa.Table:

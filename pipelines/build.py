@@ -12,7 +12,7 @@ from dagster._core.utils import make_new_run_id
 
 from pipelines.definitions import BUILD_JOB, build_definitions
 from pipelines.locking import BuildLock
-from pipelines.warehouse import lock_file, read_connection
+from pipelines.warehouse import lock_file, query_sql, read_connection
 
 ProgressCallback = Callable[[str], None]
 
@@ -106,12 +106,4 @@ def _report_new(instance: dg.DagsterInstance, run_id: str, seen: int, on_step: P
 def summarise(warehouse: Path) -> list[tuple]:
     """Rows delivered, loaded and quarantined per family, from ``audit.reconciliation``."""
     with read_connection(warehouse) as con:
-        return con.execute(
-            """
-            select family, count(*) as deliveries,
-                   coalesce(sum(rows_delivered), 0), sum(rows_loaded), coalesce(sum(rows_quarantined), 0),
-                   count(*) filter (where status in ('rejected', 'duplicate')) as files_refused,
-                   bool_and(coalesce(balanced, true)) as balanced
-            from audit.reconciliation group by family order by family
-            """
-        ).fetchall()
+        return con.execute(query_sql("reconciliation_by_family")).fetchall()

@@ -10,7 +10,7 @@ import polars as pl
 
 from pipelines.plots import deliveries_over_time, mean_by_visit
 from pipelines.study import load_study
-from pipelines.warehouse import read_connection
+from pipelines.warehouse import query_sql, read_connection
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -27,15 +27,7 @@ def write_report(warehouse: Path, out: Path) -> Path:
     study = load_study()
     with read_connection(warehouse) as con:
         reconciliation = con.sql("select * from audit.reconciliation").pl()
-        families = con.execute(
-            """
-            select family, count(*) as deliveries, coalesce(sum(rows_delivered), 0) as delivered,
-                   sum(rows_loaded) as loaded, coalesce(sum(rows_quarantined), 0) as quarantined,
-                   count(*) filter (where status in ('rejected', 'duplicate')) as refused,
-                   bool_and(coalesce(balanced, true)) as balanced
-            from audit.reconciliation group by family order by family
-            """
-        ).fetchall()
+        families = con.sql(query_sql("reconciliation_by_family")).pl().to_dicts()
         rules = con.execute(
             "select family, rule, count(*), any_value(reason) from quarantine.rejected_rows group by all order by 1, 3 desc"
         ).fetchall()
@@ -63,7 +55,7 @@ def write_report(warehouse: Path, out: Path) -> Path:
         masked_arms=", ".join(a["armcd"] for a in study.raw["blinding"]["masked_arms"]),
         withheld=", ".join(withheld + list(study.raw["blinding"]["treatment_revealing_genes"])) if blinded else "",
         unblinding=unblinding,
-        families=[dict(zip(("family", "deliveries", "delivered", "loaded", "quarantined", "refused", "balanced"), r)) for r in families],
+        families=families,
         rules=[{"family": f, "rule": r, "rows": n, "example": e} for f, r, n, e in rules],
         deliveries_plot=_svg(deliveries_over_time(reconciliation)),
         biomarker_plots=[p for p in biomarker_plots if p["svg"]],

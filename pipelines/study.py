@@ -126,6 +126,10 @@ class Contracts:
     def __getitem__(self, family: str) -> FamilyContract:
         return self.families[family]
 
+    def families_with_columns(self, columns: set[str]) -> list[FamilyContract]:
+        """Families whose required columns are all among ``columns`` (lower-case names)."""
+        return [f for f in self.families.values() if set(f.required_columns) <= columns]
+
     def is_personal_data(self, column: str) -> bool:
         normalised = re.sub(r"[^a-z0-9]", "", column.lower())
         return any(p.search(normalised) for p in self.personal_data_patterns)

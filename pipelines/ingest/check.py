@@ -67,7 +67,7 @@ def infer_family(path: Path) -> str:
         names = {n.strip().lower() for n in pq.read_schema(path).names}
     except Exception:
         names = set()
-    matches = [c.family for c in contracts.families.values() if set(c.required_columns) <= names]
+    matches = [c.family for c in contracts.families_with_columns(names)]
     if len(matches) == 1:
         return matches[0]
     raise UnknownFamily(

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.blinding import BlindingMode, mentions_revealing, withhold_revealing_failures, withhold_revealing_values
+from pipelines.blinding import BlindingMode, withhold_revealing_failures, withhold_revealing_values
 from pipelines.ingest.expectations import RowFailure, SuiteResult, suite_parameters, validate_table, write_data_docs
 from pipelines.study import FamilyContract, load_contracts
 
@@ -89,8 +89,8 @@ def _normalise(name: str) -> str:
 
 
 def _wrong_folder_hint(present: set[str], contract: FamilyContract) -> str:
-    for other in load_contracts().families.values():
-        if other.family != contract.family and set(other.required_columns) <= present:
+    for other in load_contracts().families_with_columns(present):
+        if other.family != contract.family:
             return f" The columns match the {other.family} family: was the file dropped in the wrong folder ({other.folder} expected)?"
     return ""
 
@@ -248,23 +248,16 @@ def ingest_file(
         _record_delivery(con, **base, rows_delivered=rows, status="rejected", rule=rejection.rule, reason=reason)
         return DeliveryOutcome(delivery_id, contract.family, file_name, "rejected", rows, 0, reason, None)
 
-    # Raw rows, validation results and the audit record land together or not at all.
     validation = validate_table(
         contract.suite, checked.table, list(contract.column_names), suite_parameters(blinding)
     )
-    blinded = blinding is not None and blinding.blinded
-    docs = (
-        write_data_docs(
-            validation, docs_dir, f"delivery-{delivery_id:05d}",
-            lambda column: blinded and mentions_revealing(column, contract.family),
-        )
-        if docs_dir is not None else []
-    )
-    if blinded:
+    if blinding is not None and blinding.blinded:
         delivered = checked.table
         checked.table = withhold_revealing_values(checked.table, contract.family)
         validation = withhold_revealing_failures(validation, contract.family)
         validation = _with_conflicts_hidden_by_blinding(validation, delivered, checked.table, contract)
+    docs = write_data_docs(validation, docs_dir, f"delivery-{delivery_id:05d}") if docs_dir is not None else []
+    # Raw rows, validation results and the audit record land together or not at all.
     con.begin()
     try:
         _load_checked(con, checked, contract, base)

@@ -11,16 +11,18 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
 
-from pipelines.blinding import BlindingMode
 from pipelines.study import EXPECTATIONS_DIR, load_study
+
+if TYPE_CHECKING:  # blinding uses this module's results
+    from pipelines.blinding import BlindingMode
 
 # Number of example failing values kept per expectation in the validation summary.
 EXAMPLES_PER_EXPECTATION = 5
@@ -249,6 +251,23 @@ VALUE_KEYS = ("partial_unexpected_list", "unexpected_list", "partial_unexpected_
               "unexpected_index_list", "unexpected_index_query", "observed_value")
 
 
+def redact_values(result: SuiteResult, withhold: Callable[[str | None], bool], placeholder: str) -> SuiteResult:
+    """The result with every delivered value of a withheld column replaced by ``placeholder``:
+    in failure reasons, in examples and in the GX results that Data Docs render."""
+    for gx_result in result.gx_results:
+        for item in gx_result.results:
+            if withhold(_columns_of(item.expectation_config.kwargs)) and item.result:
+                for key in VALUE_KEYS:
+                    if key in item.result:
+                        item.result[key] = [placeholder] if isinstance(item.result[key], list) else placeholder
+    failures = [
+        replace(f, reason=f"{f.reason.split(' (delivered:')[0]} (delivered: {placeholder})") if withhold(f.column) else f
+        for f in result.row_failures
+    ]
+    outcomes = [replace(o, examples=[placeholder] * len(o.examples)) if withhold(o.column) else o for o in result.outcomes]
+    return replace(result, row_failures=failures, outcomes=outcomes)
+
+
 @cache
 def _docs_site(docs_dir: str) -> str:
     _, context, _ = _gx()
@@ -264,10 +283,9 @@ def _docs_site(docs_dir: str) -> str:
     return name
 
 
-def write_data_docs(result: SuiteResult, docs_dir: Path, label: str, withhold: Callable[[str | None], bool]) -> list[Path]:
+def write_data_docs(result: SuiteResult, docs_dir: Path, label: str) -> list[Path]:
     """Render the delivery's validation into the Great Expectations Data Docs site in ``docs_dir``.
 
-    Values of columns for which ``withhold(column)`` is true are replaced before rendering.
     Returns the validation pages written.
     """
     from great_expectations.data_context.types.resource_identifiers import (
@@ -280,11 +298,6 @@ def write_data_docs(result: SuiteResult, docs_dir: Path, label: str, withhold: C
     _, context, _ = _gx()
     keys = []
     for part, gx_result in enumerate(result.gx_results, start=1):
-        for item in gx_result.results:
-            if withhold(_columns_of(item.expectation_config.kwargs)) and item.result:
-                for key in VALUE_KEYS:
-                    if key in item.result:
-                        item.result[key] = ["withheld (blinded build)"] if isinstance(item.result[key], list) else "withheld"
         batch = label if len(result.gx_results) == 1 else f"{label}-part{part}"
         key = ValidationResultIdentifier(
             expectation_suite_identifier=ExpectationSuiteIdentifier(name=result.suite),
