@@ -12,6 +12,8 @@ Readers always connect read-only.
 
 from __future__ import annotations
 
+import hashlib
+
 import os
 import shutil
 from collections.abc import Iterator
@@ -130,6 +132,57 @@ def run_model(con: duckdb.DuckDBPyConnection, layer: str, name: str, *, view: bo
     con.execute(f"create or replace {kind} {layer}.{name} as\n{model_sql(layer, name)}")
     apply_comments(con, layer, name)
     return con.execute(f"select count(*) from {layer}.{name}").fetchone()[0]
+
+
+def run_incremental_model(
+    con: duckdb.DuckDBPyConnection, layer: str, name: str, family: str, unique_key: str | None = None
+) -> int:
+    """Bring the incremental model ``<layer>.<name>`` up to date; returns its row count.
+
+    The model file selects rows for the accepted deliveries of ``family`` that the model has not
+    taken in yet, which it reads from the temporary table ``new_deliveries``. Its rows are
+    appended or, with ``unique_key``, replace the stored rows with the same key. Which
+    deliveries were taken in, and by which version of the SQL, is kept in
+    ``audit.incremental_state``; when the SQL changes the model is rebuilt from every delivery.
+    """
+    key = f"{layer}.{name}"
+    sql = model_sql(layer, name)
+    version = hashlib.sha256(sql.encode("utf-8")).hexdigest()
+    exists = con.execute(
+        "select count(*) from duckdb_tables() where schema_name = ? and table_name = ?", [layer, name]
+    ).fetchone()[0]
+    stale = con.execute(
+        "select count(*) from audit.incremental_state where model = ? and model_sha256 <> ?", [key, version]
+    ).fetchone()[0]
+    con.begin()
+    try:
+        if stale or not exists:
+            con.execute(f"drop table if exists {key}")
+            con.execute("delete from audit.incremental_state where model = ?", [key])
+        con.execute(
+            "create or replace temp table new_deliveries as select delivery_id from audit.delivery "
+            "where family = ? and status = 'accepted' and delivery_id not in "
+            "(select delivery_id from audit.incremental_state where model = ?)",
+            [family, key],
+        )
+        con.execute(f"create schema if not exists {layer}")
+        if stale or not exists:
+            con.execute(f"create table {key} as\n{sql}")
+        else:
+            con.execute(f"create or replace temp table increment as\n{sql}")
+            if unique_key:
+                con.execute(f"delete from {key} where {unique_key} in (select {unique_key} from increment)")
+            con.execute(f"insert into {key} select * from increment")
+        con.execute(
+            "insert into audit.incremental_state select ?, delivery_id, ?, now()::timestamp from new_deliveries",
+            [key, version],
+        )
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    apply_comments(con, layer, name)
+    return con.execute(f"select count(*) from {key}").fetchone()[0]
 
 
 def query_sql(name: str) -> str:

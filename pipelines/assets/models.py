@@ -8,17 +8,27 @@ import dagster as dg
 from pipelines.assets.metadata import table_preview
 from pipelines.resources import Warehouse
 from pipelines.study import load_contracts
-from pipelines.warehouse import model_sql, run_model, table_docs
+from pipelines.warehouse import model_sql, run_incremental_model, run_model, table_docs
 
 RAW = tuple(f"raw.{family}" for family in load_contracts().families)
 
 
 @dataclass(frozen=True)
 class Model:
+    """One model file. ``materialized`` as in dbt: ``table`` (rebuilt every build), ``view``, or
+    ``incremental`` (takes in only the new deliveries of ``family``; ``unique_key`` rows replace
+    the stored rows with that key, other rows are appended)."""
+
     layer: str
     name: str
     deps: tuple[str, ...]
-    view: bool = False
+    materialized: str = "table"
+    family: str | None = None
+    unique_key: str | None = None
+
+    @property
+    def view(self) -> bool:
+        return self.materialized == "view"
 
     @property
     def key(self) -> str:
@@ -27,7 +37,7 @@ class Model:
 
 # The model graph, in build order. Staging models carry qc_rule / is_current per delivered row.
 MODELS: tuple[Model, ...] = (
-    Model("staging", "stg_row_failures", RAW, view=True),
+    Model("staging", "stg_row_failures", RAW, materialized="view"),
     Model("staging", "stg_trial__subject", ("raw.subjects", "staging.stg_row_failures")),
     Model("staging", "stg_trial__randomisation", ("raw.randomisation", "staging.stg_row_failures")),
     Model("core", "subject", ("staging.stg_trial__subject", "staging.stg_trial__randomisation", "ref.study_definition")),
@@ -37,14 +47,25 @@ MODELS: tuple[Model, ...] = (
     Model("staging", "stg_lab__treg", ("raw.treg", "staging.stg_row_failures", "staging.stg_biobank__sample")),
     Model("staging", "stg_lab__neurofilament", ("raw.neurofilament", "staging.stg_row_failures", "staging.stg_biobank__sample")),
     Model("staging", "stg_lab__transcript_summary", ("raw.transcript_summary", "staging.stg_row_failures", "staging.stg_biobank__sample")),
-    Model("staging", "stg_lab__transcript_gene", ("raw.transcript_gene", "staging.stg_row_failures", "staging.stg_biobank__sample")),
+    # The gene table (~20,000 rows per sample) is stored once, in raw: small incremental tables
+    # hold its row-level verdicts, and staging and core read it through views.
+    Model("staging", "int_transcript_gene__samples", ("raw.transcript_gene",),
+          materialized="incremental", family="transcript_gene"),
+    Model("staging", "int_transcript_gene__copies", ("raw.transcript_gene",),
+          materialized="incremental", family="transcript_gene"),
+    Model("staging", "int_transcript_gene__latest", ("raw.transcript_gene", "staging.stg_row_failures",
+          "staging.int_transcript_gene__samples", "staging.int_transcript_gene__copies"),
+          materialized="incremental", family="transcript_gene", unique_key="sample_id"),
+    Model("staging", "stg_lab__transcript_gene", ("raw.transcript_gene", "staging.stg_row_failures",
+          "staging.int_transcript_gene__copies", "staging.int_transcript_gene__latest",
+          "staging.stg_biobank__sample"), materialized="view"),
     Model("core", "treg", ("staging.stg_lab__treg", "core.sample")),
     Model("core", "neurofilament", ("staging.stg_lab__neurofilament", "core.sample")),
     Model("core", "transcript_summary", ("staging.stg_lab__transcript_summary", "core.sample")),
-    Model("core", "transcript_gene", ("staging.stg_lab__transcript_gene", "core.sample")),
-    Model("staging", "int_biomarker__values", ("core.treg", "core.neurofilament", "core.transcript_summary"), view=True),
-    # a view: the gene table is the big one, and is not stored a fourth time
-    Model("analysis", "adgene", ("analysis.adbm", "core.transcript_gene"), view=True),
+    Model("core", "transcript_gene", ("staging.stg_lab__transcript_gene", "core.sample"), materialized="view"),
+    Model("staging", "int_biomarker__values", ("core.treg", "core.neurofilament", "core.transcript_summary"),
+          materialized="view"),
+    Model("analysis", "adgene", ("analysis.adbm", "core.transcript_gene"), materialized="view"),
     Model("quarantine", "rejected_rows", tuple(f"staging.{m}" for m in (
         "stg_trial__subject", "stg_trial__randomisation", "stg_biobank__sample", "stg_lab__treg",
         "stg_lab__neurofilament", "stg_lab__transcript_summary", "stg_lab__transcript_gene"))),
@@ -54,6 +75,39 @@ MODELS: tuple[Model, ...] = (
         "stg_trial__subject", "stg_biobank__sample", "stg_lab__treg", "stg_lab__neurofilament",
         "stg_lab__transcript_summary", "stg_lab__transcript_gene"))),
 )
+
+# The staging model that judges each delivery family's rows (qc_rule, qc_reason, is_current).
+STAGING_MODEL = {
+    "subjects": "staging.stg_trial__subject",
+    "randomisation": "staging.stg_trial__randomisation",
+    "sample_manifest": "staging.stg_biobank__sample",
+    "treg": "staging.stg_lab__treg",
+    "neurofilament": "staging.stg_lab__neurofilament",
+    "transcript_summary": "staging.stg_lab__transcript_summary",
+    "transcript_gene": "staging.stg_lab__transcript_gene",
+}
+
+
+def upstream_models(key: str, provided: tuple[str, ...] = ()) -> list[Model]:
+    """The models that ``key`` is built from, itself included, in build order; the tables in
+    ``provided`` are taken as they are."""
+    by_key = {m.key: m for m in MODELS}
+    needed: set[str] = set()
+    stack = [key]
+    while stack:
+        current = stack.pop()
+        if current in by_key and current not in needed and current not in provided:
+            needed.add(current)
+            stack.extend(by_key[current].deps)
+    return [m for m in MODELS if m.key in needed]
+
+
+def run(con, model: Model) -> int:
+    """Build one model as it is materialised; returns its row count."""
+    if model.materialized == "incremental":
+        return run_incremental_model(con, model.layer, model.name, model.family, model.unique_key)
+    return run_model(con, model.layer, model.name, view=model.view)
+
 
 BIOMARKER_TABLES = ("core.treg", "core.neurofilament", "core.transcript_summary", "core.transcript_gene")
 
@@ -68,7 +122,7 @@ def _description(model: Model) -> str:
 
 def _metadata(con, model: Model, rows: int) -> dict:
     metadata: dict = {"rows": dg.MetadataValue.int(rows), "preview": table_preview(con, model.key)}
-    if model.layer == "staging" and not model.view:
+    if model.key in STAGING_MODEL.values():
         held = con.execute(f"select count(*) from {model.key} where qc_rule is not null").fetchone()[0]
         metadata["rows_quarantined"] = dg.MetadataValue.int(held)
     if model.key in BIOMARKER_TABLES:
@@ -132,7 +186,7 @@ def build_model_asset(model: Model) -> dg.AssetsDefinition:
     )
     def _model(warehouse: Warehouse) -> dg.MaterializeResult:
         with warehouse.connect() as con:
-            rows = run_model(con, model.layer, model.name, view=model.view)
+            rows = run(con, model)
             results = []
             if model.key in BIOMARKER_TABLES:
                 results.append(_linkage_check(con, model))

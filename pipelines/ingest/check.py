@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from pipelines.assets.models import MODELS
+from pipelines.assets.models import STAGING_MODEL, run, upstream_models
 from pipelines.blinding import BlindingMode
 from pipelines.ingest.delivery import ingest_file
 from pipelines.study import load_contracts
@@ -76,10 +76,6 @@ def infer_family(path: Path) -> str:
     )
 
 
-def _staging_model(family: str) -> str:
-    return next(m.name for m in MODELS if m.layer == "staging" and not m.view and f"raw.{family}" in m.deps)
-
-
 def check_file(path: Path, family: str | None = None, warehouse: Path | None = None) -> FileVerdict:
     """Check ``path`` as a delivery of ``family`` (inferred when not given)."""
     family = family or infer_family(path)
@@ -108,17 +104,18 @@ def check_file(path: Path, family: str | None = None, warehouse: Path | None = N
         )
         if outcome.status != "accepted":
             return verdict
-        run_model(con, "staging", "stg_row_failures", view=True)
         if not reference and copies:
             # Without a warehouse only the file's own rules apply: contract and expectations.
+            run_model(con, "staging", "stg_row_failures", view=True)
             held = con.execute(
                 "select row_number, gx_rules, gx_reasons from staging.stg_row_failures order by row_number"
             ).fetchall()
         else:
-            model = _staging_model(family)
-            run_model(con, "staging", model)
+            staging = STAGING_MODEL[family]
+            for model in upstream_models(staging, provided=copies):
+                run(con, model)
             held = con.execute(
-                f"select row_number, qc_rule, qc_reason from staging.{model} where qc_rule is not null "
+                f"select row_number, qc_rule, qc_reason from {staging} where qc_rule is not null "
                 "order by row_number"
             ).fetchall()
         verdict.rows_held = [RowVerdict(int(n), rule, reason) for n, rule, reason in held]

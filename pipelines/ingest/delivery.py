@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.blinding import BlindingMode, withhold_revealing_failures, withhold_revealing_values
@@ -148,6 +150,49 @@ def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> Chec
             f"column(s) {', '.join(repr(n) for n in extra)} are not in the contract; kept in raw.extra_columns, not used"
         )
 
+    if not extra and all(
+        _delivered_as_declared(table.schema.field(by_normalised[c.name]).type, c.type)
+        for c in contract.columns if c.name in by_normalised
+    ):
+        cast_table = _as_declared(table, contract, by_normalised)
+    else:
+        cast_table = _cast_to_declared(table, file_name, contract, by_normalised, extra)
+    # Row numbers are 1-based positions in the delivered file; arrow keeps file order.
+    cast_table = cast_table.append_column("row_number", pa.array(np.arange(1, cast_table.num_rows + 1, dtype=np.int64)))
+    return CheckedDelivery(family=contract.family, file_name=file_name, table=cast_table, warnings=warnings)
+
+
+# Arrow types that already are a declared DuckDB type: such columns need no cast and no check.
+_SAME_TYPE = {
+    "VARCHAR": (pa.string(), pa.large_string(), pa.string_view()),
+    "DOUBLE": (pa.float64(),),
+    "INTEGER": (pa.int32(),),
+    "DATE": (pa.date32(),),
+    "TIMESTAMP": (pa.timestamp("us"),),
+}
+
+
+def _delivered_as_declared(delivered: pa.DataType, declared: str) -> bool:
+    return delivered in _SAME_TYPE.get(declared, ())
+
+
+def _as_declared(table: pa.Table, contract: FamilyContract, by_normalised: dict[str, str]) -> pa.Table:
+    """The declared columns, renamed, when every delivered one already has its declared type."""
+    arrays, names = [], []
+    for column in contract.columns:
+        source = by_normalised.get(column.name)
+        arrays.append(table[source] if source is not None else pa.nulls(table.num_rows, _SAME_TYPE[column.type][0]))
+        names.append(column.name)
+    arrays.append(pa.nulls(table.num_rows, pa.string()))
+    names.append("extra_columns")
+    return pa.table(arrays, names=names)
+
+
+def _cast_to_declared(
+    table: pa.Table, file_name: str, contract: FamilyContract, by_normalised: dict[str, str], extra: list[str]
+) -> pa.Table:
+    """Cast delivered columns to their declared types, rejecting the file if a value cannot be
+    read as its type; columns outside the contract are packed into ``extra_columns`` (JSON)."""
     con = duckdb.connect()
     try:
         con.register("incoming", table)
@@ -158,6 +203,9 @@ def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> Chec
                 selects.append(f"cast(null as {column.type}) as {column.name}")
                 continue
             quoted = '"' + source.replace('"', '""') + '"'
+            if _delivered_as_declared(table.schema.field(source).type, column.type):
+                selects.append(f"{quoted} as {column.name}")
+                continue
             bad = con.execute(
                 f"select __row, cast({quoted} as varchar) from (select {quoted}, row_number() over () as __row "
                 f"from incoming) where {quoted} is not null and try_cast({quoted} as {column.type}) is null "
@@ -178,12 +226,9 @@ def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> Chec
             selects.append(f"cast(to_json(struct_pack({packed})) as json) as extra_columns")
         else:
             selects.append("cast(null as json) as extra_columns")
-        cast_table = con.sql(f"select {', '.join(selects)} from incoming").to_arrow_table()
+        return con.sql(f"select {', '.join(selects)} from incoming").to_arrow_table()
     finally:
         con.close()
-    # Row numbers are 1-based positions in the delivered file; arrow keeps file order.
-    cast_table = cast_table.append_column("row_number", pa.array(np.arange(1, cast_table.num_rows + 1, dtype=np.int64)))
-    return CheckedDelivery(family=contract.family, file_name=file_name, table=cast_table, warnings=warnings)
 
 
 def _next_delivery_id(con: duckdb.DuckDBPyConnection) -> int:
@@ -248,31 +293,35 @@ def ingest_file(
         _record_delivery(con, **base, rows_delivered=rows, status="rejected", rule=rejection.rule, reason=reason)
         return DeliveryOutcome(delivery_id, contract.family, file_name, "rejected", rows, 0, reason, None)
 
-    validation = validate_table(
-        contract.suite, checked.table, list(contract.column_names), suite_parameters(blinding)
-    )
-    if blinding is not None and blinding.blinded:
-        delivered = checked.table
-        checked.table = withhold_revealing_values(checked.table, contract.family)
-        validation = withhold_revealing_failures(validation, contract.family)
-        validation = _with_conflicts_hidden_by_blinding(validation, delivered, checked.table, contract)
-    docs = write_data_docs(validation, docs_dir, f"delivery-{delivery_id:05d}") if docs_dir is not None else []
-    # Raw rows, validation results and the audit record land together or not at all.
+    delivered = checked.table
+    stored = withhold_revealing_values(delivered, contract.family) if blinding is not None and blinding.blinded else delivered
+    # Raw rows, validation results and the audit record land together or not at all. The raw
+    # rows are written while Great Expectations validates (DuckDB releases the GIL, GX works on
+    # pandas in this thread): the two take about as long, and a large delivery then costs one.
     con.begin()
     try:
-        _load_checked(con, checked, contract, base)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-load") as loader:
+            loading = loader.submit(_load_checked, con, stored, contract, base)
+            try:
+                validation = validate_table(contract.suite, delivered, list(contract.column_names), suite_parameters(blinding))
+            finally:
+                loading.result()
+        if stored is not delivered:
+            validation = withhold_revealing_failures(validation, contract.family)
+            validation = _with_conflicts_hidden_by_blinding(validation, delivered, stored, contract)
         _store_validation(con, delivery_id, validation, now)
         _record_delivery(
-            con, **base, rows_delivered=checked.table.num_rows, status="accepted",
+            con, **base, rows_delivered=stored.num_rows, status="accepted",
             warnings="; ".join(checked.warnings) or None,
         )
         con.commit()
     except BaseException:
         con.rollback()
         raise
+    docs = write_data_docs(validation, docs_dir, f"delivery-{delivery_id:05d}") if docs_dir is not None else []
     failing = len({f.row_number for f in validation.row_failures})
     return DeliveryOutcome(
-        delivery_id, contract.family, file_name, "accepted", checked.table.num_rows, failing, None, validation, docs
+        delivery_id, contract.family, file_name, "accepted", stored.num_rows, failing, None, validation, docs
     )
 
 
@@ -290,13 +339,22 @@ def _with_conflicts_hidden_by_blinding(
     values = [c for c in contract.column_names if c not in contract.key]
     partition = ", ".join(["upper(trim(d.sample_id))", *(f"d.{k}" for k in other_keys)])
     key_of = ", ".join(["upper(trim(sample_id))", *other_keys])
+    # Only keys with a row whose value was withheld can hide a conflict (for the gene table: the
+    # treatment-revealing genes), and only if they were delivered more than once.
+    withheld_any = None
+    for column in values:
+        lost = pc.and_(pc.is_valid(delivered[column]), pc.is_null(withheld[column]))
+        withheld_any = lost if withheld_any is None else pc.or_(withheld_any, lost)
+    if withheld_any is None or not pc.any(withheld_any).as_py():
+        return result
     con = duckdb.connect()
     try:
         con.register("delivered_all", delivered)
         con.register("withheld_all", withheld)
-        # Only keys delivered more than once can conflict: look at those rows alone.
+        con.register("touched", delivered.filter(withheld_any).select(contract.key))
         con.execute(
             f"create temp table repeated as select row_number from delivered_all "
+            f"where ({key_of}) in (select ({key_of}) from touched) "
             f"qualify count(*) over (partition by {key_of}) > 1"
         )
         con.execute("create temp view delivered as select * from delivered_all semi join repeated using (row_number)")
@@ -332,8 +390,8 @@ def _with_conflicts_hidden_by_blinding(
     return replace(result, row_failures=[*result.row_failures, *failures])
 
 
-def _load_checked(con: duckdb.DuckDBPyConnection, checked: CheckedDelivery, contract: FamilyContract, base: dict) -> None:
-    con.register("checked", checked.table)
+def _load_checked(con: duckdb.DuckDBPyConnection, table: pa.Table, contract: FamilyContract, base: dict) -> None:
+    con.register("checked", table)
     columns = ", ".join(contract.column_names)
     con.execute(
         f"insert into raw.{contract.family} select {columns}, ? as delivery_id, ? as file_name, ? as file_sha256, "

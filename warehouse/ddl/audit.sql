@@ -38,3 +38,12 @@ create table if not exists audit.validation (
     examples         json,
     validated_at     timestamp not null
 );
+
+-- Incremental models: which deliveries each one has taken in, by which version of its SQL.
+-- A model whose SQL changed is rebuilt from every delivery.
+create table if not exists audit.incremental_state (
+    model           varchar not null,      -- schema.table
+    delivery_id     integer not null,
+    model_sha256    varchar not null,      -- SHA-256 of the model file that took the delivery in
+    processed_at    timestamp not null
+);
