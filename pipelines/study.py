@@ -108,6 +108,7 @@ class FamilyContract:
     suite: str
     description: str
     columns: tuple[ColumnContract, ...] = field(default_factory=tuple)
+    cluster_by: str | None = None  # column the raw table is stored sorted by, per delivery
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -180,6 +181,7 @@ def load_contracts() -> Contracts:
                 ColumnContract(name=c, type=spec["type"], required=spec["required"], description=spec["description"])
                 for c, spec in f["columns"].items()
             ),
+            cluster_by=f.get("cluster_by"),
         )
         for name, f in raw["families"].items()
     }

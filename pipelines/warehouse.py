@@ -125,13 +125,14 @@ def model_sql(layer: str, name: str) -> str:
     return (WAREHOUSE_SQL_DIR / layer / f"{name}.sql").read_text(encoding="utf-8")
 
 
-def run_model(con: duckdb.DuckDBPyConnection, layer: str, name: str, *, view: bool = False) -> int:
-    """Build ``<layer>.<name>`` from its model file; returns its row count."""
+def run_model(con: duckdb.DuckDBPyConnection, layer: str, name: str, *, view: bool = False) -> int | None:
+    """Build ``<layer>.<name>`` from its model file; returns a table's row count (a view's rows
+    are not counted: over the gene table that would read every row at every build)."""
     con.execute(f"create schema if not exists {layer}")
     kind = "view" if view else "table"
     con.execute(f"create or replace {kind} {layer}.{name} as\n{model_sql(layer, name)}")
     apply_comments(con, layer, name)
-    return con.execute(f"select count(*) from {layer}.{name}").fetchone()[0]
+    return None if view else con.execute(f"select count(*) from {layer}.{name}").fetchone()[0]
 
 
 def run_incremental_model(

@@ -102,7 +102,7 @@ def upstream_models(key: str, provided: tuple[str, ...] = ()) -> list[Model]:
     return [m for m in MODELS if m.key in needed]
 
 
-def run(con, model: Model) -> int:
+def run(con, model: Model) -> int | None:
     """Build one model as it is materialised; returns its row count."""
     if model.materialized == "incremental":
         return run_incremental_model(con, model.layer, model.name, model.family, model.unique_key)
@@ -120,8 +120,11 @@ def _description(model: Model) -> str:
     return first_comment.lstrip("- ").strip()
 
 
-def _metadata(con, model: Model, rows: int) -> dict:
-    metadata: dict = {"rows": dg.MetadataValue.int(rows), "preview": table_preview(con, model.key)}
+def _metadata(con, model: Model, rows: int | None) -> dict:
+    metadata: dict = {"preview": table_preview(con, model.key)}
+    if model.view:
+        return metadata  # counting a view's rows would read the whole gene table
+    metadata["rows"] = dg.MetadataValue.int(rows)
     if model.key in STAGING_MODEL.values():
         held = con.execute(f"select count(*) from {model.key} where qc_rule is not null").fetchone()[0]
         metadata["rows_quarantined"] = dg.MetadataValue.int(held)

@@ -34,8 +34,12 @@ versions as (
     select 'transcript_gene', sample_id || ' ' || gene_id, delivery_id, file_name, row_number,
         to_json(struct_pack(gene_symbol, expression))
     from staging.stg_lab__transcript_gene where qc_rule is null
-        and (sample_id, gene_id) in (select sample_id, gene_id from staging.stg_lab__transcript_gene
-            where qc_rule is null and not is_current)
+        -- the gene table is large: its keys delivered more than once are listed in
+        -- int_transcript_gene__latest, and only their rows are looked at
+        and (delivery_id, row_number) in (
+            select delivery_id, row_number from staging.int_transcript_gene__latest
+            where (sample_id, gene_id) in (
+                select sample_id, gene_id from staging.int_transcript_gene__latest where not is_latest))
 ),
 
 sequenced as (

@@ -31,6 +31,7 @@ select
     delivery_id,
     row_number,
     sample_id,
+    gene_id,
     row_number() over (
         partition by sample_id, gene_id order by delivery_id desc, row_number desc
     ) = 1 as is_latest
