@@ -109,6 +109,7 @@ class FamilyContract:
     description: str
     columns: tuple[ColumnContract, ...] = field(default_factory=tuple)
     cluster_by: str | None = None  # column the raw table is stored sorted by, per delivery
+    index_repeated_keys: bool = False  # list rows whose key repeats in audit.repeated_key_row
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -182,6 +183,7 @@ def load_contracts() -> Contracts:
                 for c, spec in f["columns"].items()
             ),
             cluster_by=f.get("cluster_by"),
+            index_repeated_keys=bool(f.get("index_repeated_keys", False)),
         )
         for name, f in raw["families"].items()
     }

@@ -28,6 +28,10 @@ from pipelines.ingest.expectations import RowFailure, SuiteResult, suite_paramet
 from pipelines.study import FamilyContract, load_contracts
 
 
+# A clustered delivery is sorted and inserted this many rows at a time (bounds the sorted copy).
+ROWS_PER_INSERT = 2_000_000
+
+
 class DeliveryRejected(Exception):
     """A delivered file that cannot be loaded at all; ``rule`` names the contract rule."""
 
@@ -304,12 +308,15 @@ def ingest_file(
             loading = loader.submit(_load_checked, con, stored, contract, base)
             try:
                 validation = validate_table(contract.suite, delivered, list(contract.column_names), suite_parameters(blinding))
+                repeated = repeated_key_rows(delivered, contract.key) if contract.index_repeated_keys else None
             finally:
                 loading.result()
         if stored is not delivered:
             validation = withhold_revealing_failures(validation, contract.family)
             validation = _with_conflicts_hidden_by_blinding(validation, delivered, stored, contract)
         _store_validation(con, delivery_id, validation, now)
+        if repeated is not None:
+            _store_repeated_keys(con, delivery_id, repeated)
         _record_delivery(
             con, **base, rows_delivered=stored.num_rows, status="accepted",
             warnings="; ".join(checked.warnings) or None,
@@ -390,29 +397,71 @@ def _with_conflicts_hidden_by_blinding(
     return replace(result, row_failures=[*result.row_failures, *failures])
 
 
-def clustered(table: pa.Table, column: str) -> pa.Table:
-    """``table`` with its rows sorted by ``column`` (stable, nulls last): sorting the distinct
-    values and then their codes is much cheaper than sorting the strings themselves."""
+def repeated_key_rows(table: pa.Table, key: tuple[str, ...]) -> np.ndarray:
+    """Row numbers of the rows whose ``key`` occurs more than once in ``table``, comparing
+    values ignoring case and surrounding whitespace (so never fewer rows than staging's
+    comparison finds). Works on each key column's distinct values and integer codes."""
+    combined = np.zeros(table.num_rows, dtype=np.int64)
+    size = 1
+    for column in key:
+        values = table[column]
+        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            values = pc.utf8_lower(pc.utf8_trim_whitespace(values))
+        codes = pc.dictionary_encode(values, null_encoding="encode").combine_chunks().indices.to_numpy()
+        distinct = int(codes.max()) + 1 if len(codes) else 1
+        if size * distinct >= 2**62:  # renumber the combined codes before they could overflow
+            combined = np.unique(combined, return_inverse=True)[1].astype(np.int64)
+            size = int(combined.max()) + 1
+        combined = combined * distinct + codes
+        size *= distinct
+    if size <= 50_000_000:
+        counts = np.bincount(combined, minlength=size)
+        repeated = counts[combined] > 1
+    else:
+        _, inverse, counts = np.unique(combined, return_inverse=True, return_counts=True)
+        repeated = counts[inverse] > 1
+    return table["row_number"].to_numpy()[repeated]
+
+
+def cluster_order(table: pa.Table, column: str) -> np.ndarray:
+    """Row positions that sort ``table`` by ``column`` (stable, nulls last): sorting the
+    distinct values and then their codes is much cheaper than sorting the strings themselves."""
     encoded = pc.dictionary_encode(table[column]).combine_chunks()
     rank = pc.rank(encoded.dictionary, sort_keys="ascending").to_numpy()
     codes = pc.fill_null(encoded.indices, -1).to_numpy()
     keys = np.where(codes >= 0, rank[np.maximum(codes, 0)], len(rank) + 1)
     if len(rank) + 1 <= np.iinfo(np.int16).max:
         keys = keys.astype(np.int16)  # numpy sorts 16-bit keys stably by radix, in linear time
-    return table.take(pa.array(np.argsort(keys, kind="stable")))
+    return np.argsort(keys, kind="stable")
 
 
 def _load_checked(con: duckdb.DuckDBPyConnection, table: pa.Table, contract: FamilyContract, base: dict) -> None:
-    if contract.cluster_by:
-        table = clustered(table, contract.cluster_by)
-    con.register("checked", table)
     columns = ", ".join(contract.column_names)
-    con.execute(
+    insert = (
         f"insert into raw.{contract.family} select {columns}, ? as delivery_id, ? as file_name, ? as file_sha256, "
-        "row_number, ? as loaded_at, extra_columns from checked",
-        [base["delivery_id"], base["file_name"], base["file_sha256"], base["received_at"]],
+        "row_number, ? as loaded_at, extra_columns from checked"
     )
-    con.unregister("checked")
+    provenance = [base["delivery_id"], base["file_name"], base["file_sha256"], base["received_at"]]
+    if contract.cluster_by:
+        # Sorted part by part, so that only one part is ever copied in memory.
+        order = cluster_order(table, contract.cluster_by)
+        parts = [order[i:i + ROWS_PER_INSERT] for i in range(0, len(order), ROWS_PER_INSERT)]
+    else:
+        parts = [None]
+    for part in parts:
+        con.register("checked", table if part is None else table.take(pa.array(part)))
+        con.execute(insert, provenance)
+        con.unregister("checked")
+
+
+def _store_repeated_keys(con: duckdb.DuckDBPyConnection, delivery_id: int, row_numbers: np.ndarray) -> None:
+    rows = pa.table({
+        "delivery_id": pa.array(np.full(len(row_numbers), delivery_id, dtype=np.int32)),
+        "row_number": pa.array(row_numbers.astype(np.int64)),
+    })
+    con.register("repeated", rows)
+    con.execute("insert into audit.repeated_key_row select * from repeated")
+    con.unregister("repeated")
 
 
 def _store_validation(con: duckdb.DuckDBPyConnection, delivery_id: int, result: SuiteResult, at: datetime) -> None:

@@ -223,11 +223,12 @@ def _validate_distinct_values(
             _raise_if_not_evaluated(suite, item)
             meta = item.expectation_config.meta
             detail = item.result or {}
-            bad_codes = [code_of_first_row[int(r)] for r in detail.get("unexpected_index_list") or []]
+            first_rows = [int(r) for r in detail.get("unexpected_index_list") or []]
+            bad_codes = [code_of_first_row[r] for r in first_rows]
             values = detail.get("unexpected_list") or []
             reasons = {
                 code: f"{meta['description']} (delivered: {_printable(value)})"
-                for code, value in zip(bad_codes, values, strict=False)
+                for code, value in zip(bad_codes, _delivered_values(frame, column, first_rows), strict=True)
             }
             failing = np.nonzero(np.isin(codes, bad_codes))[0]
             failures.extend(
@@ -305,11 +306,12 @@ def run_suite(suite: str, frame: pd.DataFrame, parameters: dict[str, Any] | None
         meta = config.meta or {}
         column = _columns_of(config.kwargs)
         detail = item.result or {}
-        index_list = detail.get("unexpected_index_list") or []
+        index_list = [int(r if not isinstance(r, dict) else next(iter(r.values())))
+                      for r in detail.get("unexpected_index_list") or []]
         values = detail.get("unexpected_list") or []
-        for position, row in enumerate(index_list):
-            row_number = int(row if not isinstance(row, dict) else next(iter(row.values())))
-            value = values[position] if position < len(values) else None
+        # GX lists at most 200 unexpected values: each failing row's value is read from the frame.
+        delivered = _delivered_values(frame, column, index_list)
+        for row_number, value in zip(index_list, delivered, strict=True):
             failures.append(
                 RowFailure(
                     row_number=row_number,
@@ -333,6 +335,17 @@ def run_suite(suite: str, frame: pd.DataFrame, parameters: dict[str, Any] | None
     return SuiteResult(
         suite=suite, success=bool(result.success), outcomes=outcomes, row_failures=failures, gx_results=[result]
     )
+
+
+def _delivered_values(frame: pd.DataFrame, column: str | None, rows: list[int]) -> list[Any]:
+    """The values of ``column`` (``a,b``: pairs of values) in the given rows of ``frame``."""
+    if not rows or column is None:
+        return [None] * len(rows)
+    columns = column.split(",")
+    picked = frame.loc[rows, columns]
+    if len(columns) == 1:
+        return picked[columns[0]].tolist()
+    return [list(pair) for pair in picked.itertuples(index=False)]
 
 
 # Keys of a GX expectation result that carry delivered values.

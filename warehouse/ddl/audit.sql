@@ -47,3 +47,11 @@ create table if not exists audit.incremental_state (
     model_sha256    varchar not null,      -- SHA-256 of the model file that took the delivery in
     processed_at    timestamp not null
 );
+
+-- Rows of a delivery whose key (for the gene table: sample and gene) may occur more than once in
+-- that delivery, found when the file was taken in. Keys are compared ignoring case and
+-- surrounding whitespace, more loosely than staging does: staging then judges these rows only.
+create table if not exists audit.repeated_key_row (
+    delivery_id     integer not null,
+    row_number      bigint not null
+);

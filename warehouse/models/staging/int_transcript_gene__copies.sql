@@ -1,23 +1,17 @@
 -- Rows that repeat a sample and gene within one gene-level delivery: exact copies after the
 -- first are 'duplicate_row'; copies whose values differ are all 'conflicting_values'.
--- Incremental: each delivery is read once, when it arrives (`new_deliveries`).
+-- Incremental: each delivery is looked at once, when it arrives (`new_deliveries`), and only
+-- at the rows that audit.repeated_key_row lists for it.
 with
 
--- A key's rows share a hash: grouping one 64-bit hash is much cheaper than grouping three
--- strings, and only the few rows whose hash repeats are then compared by their real key.
-repeated_hashes as (
-    select hash(delivery_id, upper(trim(sample_id)), gene_id) as key_hash
-    from raw.transcript_gene
-    where delivery_id in (select delivery_id from new_deliveries)
-    group by key_hash
-    having count(*) > 1
-),
-
+-- Only the rows whose key may repeat, as listed when each file was taken in.
 delivered as (
     select delivery_id, row_number, upper(trim(sample_id)) as sample_id, gene_id, gene_symbol, expression
     from raw.transcript_gene
     where delivery_id in (select delivery_id from new_deliveries)
-        and hash(delivery_id, upper(trim(sample_id)), gene_id) in (select key_hash from repeated_hashes)
+        and (delivery_id, row_number) in (
+            select delivery_id, row_number from audit.repeated_key_row
+            where delivery_id in (select delivery_id from new_deliveries))
 ),
 
 repeated as (

@@ -1,0 +1,174 @@
+"""The gene-level table, the large one: validation of large deliveries value by value, raw rows
+clustered by gene symbol, and the incremental models that judge its rows (copies within a
+delivery, corrections across deliveries) without reading earlier deliveries again."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pipelines.ingest.delivery import cluster_order
+from pipelines.ingest.expectations import validate_table
+from pipelines.study import load_contracts
+from pipelines.warehouse import work_file
+from tests.conftest import run_build
+from tests.landing import IL2, PBO, sample, write_delivery, write_reference
+
+GENE = load_contracts()["transcript_gene"]
+
+# (gene_id, symbol) of the test genes; FOXP3 is treatment-revealing (withheld when blinded).
+GENES = [("ENSG00000010610", "CD4"), ("ENSG00000111640", "GAPDH"), ("ENSG00000198851", "CD3E"),
+         ("ENSG00000049768", "FOXP3"), ("ENSG00000153563", "CD8A")]
+
+
+def _gene_rows(sample_id: str, shift: float = 0.0) -> list[dict]:
+    return [{"sample_id": sample_id, "gene_id": g, "gene_symbol": s, "expression": 5.0 + i + shift}
+            for i, (g, s) in enumerate(GENES)]
+
+
+def _faulty_gene_table(rng: np.random.Generator, rows: int = 6000) -> pa.Table:
+    """Gene rows with repeated bad values, as a large delivery would carry them."""
+    samples = np.array(["S1", "S2", " s3 ", "S\u04214", None, "S5"], dtype=object)   # a look-alike, a null
+    genes = np.array(["ENSG00000010610", "ENSG00000111640", "ENSG123", "ENSG00000198851"], dtype=object)
+    expression = rng.normal(6, 2, rows).round(2)
+    expression[rng.choice(rows, 40, replace=False)] = np.nan
+    expression[rng.choice(rows, 25, replace=False)] = 99.0
+    expression[rng.choice(rows, 300, replace=False)] = rng.uniform(30, 60, 300)   # > 200 distinct bad values
+    expression[rng.choice(rows, 5, replace=False)] = -3.0
+    return pa.table({
+        "sample_id": pa.array(samples[rng.integers(0, len(samples), rows)].tolist(), pa.string()),
+        "gene_id": pa.array(genes[rng.integers(0, len(genes), rows)].tolist(), pa.string()),
+        "gene_symbol": pa.array(["CD4"] * rows),
+        "expression": pa.array(expression, from_pandas=False),
+        "row_number": pa.array(np.arange(1, rows + 1)),
+    })
+
+
+@pytest.mark.parametrize("rows", [6000, 3000])
+def test_value_by_value_validation_gives_the_row_by_row_verdicts(rows):
+    table = _faulty_gene_table(np.random.default_rng(7), rows)
+    columns = list(GENE.column_names)
+    by_value = validate_table(GENE.suite, table, columns, by_value_above=0)
+    by_row = validate_table(GENE.suite, table, columns, by_value_above=10**9)
+
+    assert len(by_value.gx_results) == len(set(columns) - {"gene_symbol"})   # one GX run per checked column
+    assert len(by_row.gx_results) == 1
+    assert sorted(by_value.row_failures, key=str) == sorted(by_row.row_failures, key=str)
+    assert by_row.row_failures, "the table carries faults"
+    assert by_value.success is by_row.success is False
+
+    def counts(result):
+        return [(o.rule, o.success, o.element_count, o.unexpected_count) for o in result.outcomes]
+
+    assert counts(by_value) == counts(by_row)
+    for value_outcome, row_outcome in zip(by_value.outcomes, by_row.outcomes, strict=True):
+        assert set(map(str, value_outcome.examples)) <= set(map(str, row_outcome.examples)) | {
+            str(f.reason.split("(delivered: ")[1][:-1]) for f in by_row.row_failures if f.rule == row_outcome.rule
+        }
+
+
+def test_clustering_sorts_by_symbol_keeps_every_row_and_their_numbers():
+    rng = np.random.default_rng(3)
+    symbols = rng.choice(["CD4", "GAPDH", "ACTB", None, "B2M"], 500).tolist()
+    table = pa.table({"gene_symbol": pa.array(symbols, pa.string()), "row_number": pa.array(np.arange(1, 501))})
+    result = table.take(pa.array(cluster_order(table, "gene_symbol")))
+    ordered = result["gene_symbol"].to_pylist()
+    present = [s for s in ordered if s is not None]
+    assert present == sorted(present) and ordered[len(present):] == [None] * (500 - len(present))
+    assert sorted(result["row_number"].to_pylist()) == list(range(1, 501))
+    for symbol in ("CD4", None):   # stable: the delivered order within a symbol is kept
+        numbers = [n for s, n in zip(ordered, result["row_number"].to_pylist(), strict=True) if s == symbol]
+        assert numbers == sorted(numbers)
+
+
+@pytest.fixture
+def gene_landing(tmp_path: Path) -> Path:
+    landing = tmp_path / "landing"
+    write_reference(landing, samples=[
+        sample("R001", IL2, "BASELINE", "PAXGENE_RNA", 1),
+        sample("R002", IL2, "M3", "PAXGENE_RNA", 85),
+        sample("R003", PBO, "BASELINE", "PAXGENE_RNA", -3),
+        sample("R004", PBO, "BASELINE", "SERUM", -3),
+    ])
+    rows = _gene_rows("R001") + _gene_rows("R002") + _gene_rows("R003")
+    rows.append(dict(rows[0]))                                   # exact copy of row 1
+    rows.append({**rows[6], "expression": rows[6]["expression"] + 1})   # R002 GAPDH twice, values differ
+    rows += _gene_rows("R004")                                   # a serum sample: wrong matrix
+    write_delivery(landing, "transcript_gene", "tg_batch01.parquet", rows)
+    return landing
+
+
+def _current(built) -> dict[tuple[str, str], float]:
+    return {(s, g): v for s, g, v in built.rows("select sample_id, gene_symbol, aval from core.transcript_gene")}
+
+
+def test_gene_rows_are_judged_within_and_across_deliveries(gene_landing: Path, tmp_path: Path):
+    warehouse = tmp_path / "wh" / "m.duckdb"
+    first = run_build(gene_landing, warehouse)
+
+    rules = dict(first.rows(
+        "select row_number, qc_rule from staging.stg_lab__transcript_gene where qc_rule is not null"))
+    assert rules == {16: "duplicate_row", 7: "conflicting_values", 17: "conflicting_values",
+                     **{n: "matrix_mismatch" for n in range(18, 23)}}
+    current = _current(first)
+    assert ("R002", "GAPDH") not in current                      # conflicting copies: neither loads
+    assert current[("R001", "CD4")] == 5.0
+    assert current[("R003", "FOXP3")] is None                    # treatment-revealing: withheld
+    assert len(current) == 14
+
+    # A corrected re-delivery of R001 (one value changed, one row failing an expectation) and a
+    # new sample R002 value: the newest valid value wins, the history is kept.
+    corrected = _gene_rows("R001", shift=0.5)
+    corrected[1]["expression"] = math.nan                        # GAPDH: fails, the older value stays
+    corrected.append({"sample_id": "r002 ", "gene_id": "ENSG00000111640", "gene_symbol": "GAPDH", "expression": 7.0})
+    write_delivery(gene_landing, "transcript_gene", "tg_batch02_corrected.parquet", corrected)
+    second = run_build(gene_landing, warehouse)
+
+    current = _current(second)
+    assert current[("R001", "CD4")] == 5.5 and current[("R001", "CD3E")] == 7.5
+    assert current[("R001", "GAPDH")] == 6.0                     # the failing correction does not replace it
+    assert current[("R002", "GAPDH")] == 7.0                     # a later delivery settles the conflict
+    assert len(current) == 15
+    corrections = second.rows(
+        "select record_key, superseded_values->>'expression', replacing_values->>'expression' "
+        "from audit.correction where family = 'transcript_gene' order by record_key")
+    assert corrections == [
+        ("R001 ENSG00000010610", "5.0", "5.5"),
+        ("R001 ENSG00000049768", None, None),                    # FOXP3: corrected, values withheld
+        ("R001 ENSG00000153563", "9.0", "9.5"),
+        ("R001 ENSG00000198851", "7.0", "7.5"),
+    ]
+    assert second.scalar("select bool_and(balanced) from audit.reconciliation") is True
+    superseded = second.rows(
+        "select file_name, rows_superseded from audit.reconciliation where family = 'transcript_gene' order by 1")
+    assert superseded == [("labs/transcript_gene/tg_batch01.parquet", 4),
+                          ("labs/transcript_gene/tg_batch02_corrected.parquet", 0)]
+
+    # Each delivery was taken in once by each incremental model.
+    taken = second.rows("select model, count(*), count(distinct delivery_id) from audit.incremental_state group by 1")
+    assert {(m, n, d) for m, n, d in taken} == {
+        (f"staging.int_transcript_gene__{name}", 2, 2) for name in ("samples", "copies", "latest")}
+
+
+def test_changed_model_sql_rebuilds_the_model_from_every_delivery(gene_landing: Path, tmp_path: Path):
+    warehouse = tmp_path / "wh" / "m.duckdb"
+    run_build(gene_landing, warehouse)
+    write_delivery(gene_landing, "transcript_gene", "tg_batch02.parquet", _gene_rows("R001", shift=1.0))
+    before = _current(run_build(gene_landing, warehouse))
+
+    # As if the model file had changed since the deliveries were taken in.
+    con = duckdb.connect(str(work_file(warehouse.resolve())))
+    con.execute("update audit.incremental_state set model_sha256 = 'older' "
+                "where model = 'staging.int_transcript_gene__latest'")
+    con.execute("delete from staging.int_transcript_gene__latest")
+    con.close()
+    after = run_build(gene_landing, warehouse)
+
+    assert _current(after) == before
+    assert after.scalar("select count(*) from staging.int_transcript_gene__latest where not is_latest") == 5
+    assert after.scalar("select count(*) from audit.incremental_state where model_sha256 = 'older'") == 0
