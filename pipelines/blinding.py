@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.ingest.expectations import SuiteResult, redact_values
+from pipelines.ingest.values import distinct_codes
 from pipelines.study import load_contracts, load_study
 
 WITHHELD = "withheld (blinded build)"
@@ -58,10 +59,10 @@ def withhold_revealing_values(table: pa.Table, family: str) -> pa.Table:
             table = table.set_column(index, column, pa.nulls(table.num_rows, table.schema.field(column).type))
     if family == "transcript_gene" and "gene_symbol" in table.column_names:
         # judged on the distinct symbols (~20,000), not on every row
-        symbols = pc.dictionary_encode(table["gene_symbol"]).combine_chunks()
-        revealing_symbol = pc.is_in(pc.utf8_upper(pc.utf8_trim_whitespace(symbols.dictionary)),
-                                    value_set=pa.array(revealing_genes()))
-        revealing = pc.take(revealing_symbol, symbols.indices)
+        symbols, codes = distinct_codes(table["gene_symbol"])
+        revealing_symbol = pc.fill_null(pc.is_in(pc.utf8_upper(pc.utf8_trim_whitespace(symbols)),
+                                                 value_set=pa.array(revealing_genes())), False)
+        revealing = pa.array(revealing_symbol.to_numpy(zero_copy_only=False)[codes])
         index = table.column_names.index("expression")
         table = table.set_column(
             index, "expression", pc.if_else(pc.fill_null(revealing, False), pa.scalar(None, pa.float64()), table["expression"])

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from pipelines.blinding import BlindingMode, withhold_revealing_failures, withhold_revealing_values
 from pipelines.ingest.expectations import RowFailure, SuiteResult, suite_parameters, validate_table, write_data_docs
+from pipelines.ingest.values import distinct_codes
 from pipelines.study import FamilyContract, load_contracts
 
 
@@ -124,7 +125,9 @@ def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> Chec
         )
 
     try:
-        table = pq.read_table(path)
+        # The large family's strings are read dictionary-encoded: each distinct value held once.
+        strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        table = pq.read_table(path, read_dictionary=strings if contract.cluster_by else None)
     except Exception as error:
         raise DeliveryRejected(
             file_name, "file_readable", f"not a readable Parquet file (truncated or damaged in transfer?): {error}"
@@ -177,6 +180,8 @@ _SAME_TYPE = {
 
 
 def _delivered_as_declared(delivered: pa.DataType, declared: str) -> bool:
+    if pa.types.is_dictionary(delivered):
+        delivered = delivered.value_type
     return delivered in _SAME_TYPE.get(declared, ())
 
 
@@ -404,10 +409,11 @@ def repeated_key_rows(table: pa.Table, key: tuple[str, ...]) -> np.ndarray:
     combined = np.zeros(table.num_rows, dtype=np.int64)
     size = 1
     for column in key:
-        values = table[column]
-        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-            values = pc.utf8_lower(pc.utf8_trim_whitespace(values))
-        codes = pc.dictionary_encode(values, null_encoding="encode").combine_chunks().indices.to_numpy()
+        dictionary, codes = distinct_codes(table[column])
+        if pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type):
+            # compare the distinct values loosely, then give equal ones one code
+            _, loose = distinct_codes(pc.utf8_lower(pc.utf8_trim_whitespace(dictionary)))
+            codes = loose[codes]
         distinct = int(codes.max()) + 1 if len(codes) else 1
         if size * distinct >= 2**62:  # renumber the combined codes before they could overflow
             combined = np.unique(combined, return_inverse=True)[1].astype(np.int64)
@@ -426,11 +432,10 @@ def repeated_key_rows(table: pa.Table, key: tuple[str, ...]) -> np.ndarray:
 def cluster_order(table: pa.Table, column: str) -> np.ndarray:
     """Row positions that sort ``table`` by ``column`` (stable, nulls last): sorting the
     distinct values and then their codes is much cheaper than sorting the strings themselves."""
-    encoded = pc.dictionary_encode(table[column]).combine_chunks()
-    rank = pc.rank(encoded.dictionary, sort_keys="ascending").to_numpy()
-    codes = pc.fill_null(encoded.indices, -1).to_numpy()
-    keys = np.where(codes >= 0, rank[np.maximum(codes, 0)], len(rank) + 1)
-    if len(rank) + 1 <= np.iinfo(np.int16).max:
+    dictionary, codes = distinct_codes(table[column])
+    rank = pc.rank(dictionary, sort_keys="ascending").to_numpy()  # nulls rank last
+    keys = rank[codes]
+    if len(rank) <= np.iinfo(np.int16).max:
         keys = keys.astype(np.int16)  # numpy sorts 16-bit keys stably by radix, in linear time
     return np.argsort(keys, kind="stable")
 

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from pipelines.ingest.values import distinct_codes
 from pipelines.study import EXPECTATIONS_DIR, load_study
 
 if TYPE_CHECKING:  # blinding uses this module's results
@@ -203,14 +203,13 @@ def _validate_distinct_values(
     failures: list[RowFailure] = []
     gx_results = []
     for column in dict.fromkeys(e["kwargs"]["column"] for e in expectations):
-        encoded = pc.dictionary_encode(table[column], null_encoding="encode").combine_chunks()
-        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        dictionary, codes = distinct_codes(table[column])
         # Each distinct value is shown to GX once, indexed by the first row that holds it
         # (assigning positions in reverse leaves each code's first position).
-        first = np.empty(len(encoded.dictionary), dtype=np.int64)
+        first = np.empty(len(dictionary), dtype=np.int64)
         first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
-        rows_per_code = np.bincount(codes, minlength=len(encoded.dictionary))
-        frame = encoded.dictionary.to_pandas().to_frame(column)
+        rows_per_code = np.bincount(codes, minlength=len(dictionary))
+        frame = dictionary.to_pandas().to_frame(column)
         frame.index = row_numbers[first]
         code_of_first_row = dict(zip(row_numbers[first].tolist(), range(len(first)), strict=True))
         result = _validation_definition(suite, column).run(
