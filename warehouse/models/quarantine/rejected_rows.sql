@@ -12,4 +12,15 @@ select * from quarantine.rejected_rows_of('neurofilament', 'staging.stg_lab__neu
 union all
 select * from quarantine.rejected_rows_of('transcript_summary', 'staging.stg_lab__transcript_summary', 'raw.transcript_summary')
 union all
-select * from quarantine.rejected_rows_of('transcript_gene', 'staging.stg_lab__transcript_gene', 'raw.transcript_gene')
+-- The gene table's staging view already carries every delivered column: its held-back rows are
+-- read in one pass, without matching 55 million raw rows a second time.
+select
+    'transcript_gene',
+    delivery_id,
+    file_name,
+    row_number,
+    qc_rule,
+    qc_reason,
+    to_json(struct_pack(sample_id := delivered_sample_id, gene_id, gene_symbol, expression, extra_columns))
+from staging.stg_lab__transcript_gene
+where qc_rule is not null

@@ -7,6 +7,7 @@ with
 judged as (
     select
         gene.* replace (upper(trim(gene.sample_id)) as sample_id),
+        gene.sample_id                                      as delivered_sample_id,
         failures.gx_rules,
         failures.gx_reasons,
         copies.rule                                         as copy_rule,
