@@ -30,15 +30,15 @@ from pipelines.study import SCHEMAS_DIR, WAREHOUSE_SQL_DIR, load_contracts, load
 
 STORAGE_COMPATIBILITY = "v1.2.0"
 
-# Provenance columns carried by every raw row, in this order.
-PROVENANCE_COLUMNS: dict[str, str] = {
+# Stored with every raw row, after the contract's columns. The file's name, SHA-256 and load
+# time are stored once per delivery in audit.delivery, and the raw.<family> views add them to
+# each row: repeated on 55 million gene rows they would cost about a third of the load.
+ROW_PROVENANCE: dict[str, str] = {
     "delivery_id": "INTEGER",
-    "file_name": "VARCHAR",
-    "file_sha256": "VARCHAR",
     "row_number": "BIGINT",
-    "loaded_at": "TIMESTAMP",
     "extra_columns": "JSON",
 }
+DELIVERY_PROVENANCE = ("file_name", "file_sha256", "loaded_at")
 
 
 def work_file(published: Path) -> Path:
@@ -227,15 +227,43 @@ def apply_comments(con: duckdb.DuckDBPyConnection, layer: str, name: str) -> Non
 
 
 def create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create ``raw.<family>`` for every delivery family from its contract, plus provenance."""
+    """Create, for every delivery family, ``raw.<family>__rows`` (the delivered rows, from the
+    contract, plus delivery and row number) and the view ``raw.<family>``: each row as delivered
+    with its provenance (delivery_id, file_name, file_sha256, row_number, loaded_at)."""
     con.execute("create schema if not exists raw")
     for family in load_contracts().families.values():
+        name = family.family
+        _move_provenance_to_deliveries(con, name)
         columns = [f"{c.name} {c.type}" for c in family.columns]
-        columns += [f"{name} {type_}" for name, type_ in PROVENANCE_COLUMNS.items()]
-        con.execute(f"create table if not exists raw.{family.family} ({', '.join(columns)})")
-        con.execute(f"comment on table raw.{family.family} is {_quote('As delivered: ' + family.description)}")
+        columns += [f"{column} {type_}" for column, type_ in ROW_PROVENANCE.items()]
+        con.execute(f"create table if not exists raw.{name}__rows ({', '.join(columns)})")
+        delivered = ", ".join(f"delivered.{c.name}" for c in family.columns)
+        con.execute(
+            f"""
+            create or replace view raw.{name} as
+            select {delivered}, delivered.delivery_id, delivery.file_name, delivery.file_sha256,
+                delivered.row_number, delivery.received_at as loaded_at, delivered.extra_columns
+            from raw.{name}__rows as delivered
+            join audit.delivery as delivery using (delivery_id)
+            """
+        )
+        description = _quote("As delivered: " + family.description)
+        con.execute(f"comment on view raw.{name} is {description}")
+        con.execute(f"comment on table raw.{name}__rows is {description}")
         for c in family.columns:
-            con.execute(f"comment on column raw.{family.family}.{c.name} is {_quote(c.description)}")
+            con.execute(f"comment on column raw.{name}.{c.name} is {_quote(c.description)}")
+
+
+def _move_provenance_to_deliveries(con: duckdb.DuckDBPyConnection, family: str) -> None:
+    """A warehouse built before raw.<family> became a view keeps its rows: the table becomes
+    raw.<family>__rows without the columns that audit.delivery holds."""
+    old_table = con.execute(
+        "select count(*) from duckdb_tables() where schema_name = 'raw' and table_name = ?", [family]
+    ).fetchone()[0]
+    if old_table:
+        con.execute(f"alter table raw.{family} rename to {family}__rows")
+        for column in DELIVERY_PROVENANCE:
+            con.execute(f"alter table raw.{family}__rows drop column {column}")
 
 
 def load_reference_tables(con: duckdb.DuckDBPyConnection, arms: tuple[dict[str, str], ...] | None = None) -> dict[str, int]:

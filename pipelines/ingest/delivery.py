@@ -442,11 +442,9 @@ def cluster_order(table: pa.Table, column: str) -> np.ndarray:
 
 def _load_checked(con: duckdb.DuckDBPyConnection, table: pa.Table, contract: FamilyContract, base: dict) -> None:
     columns = ", ".join(contract.column_names)
-    insert = (
-        f"insert into raw.{contract.family} select {columns}, ? as delivery_id, ? as file_name, ? as file_sha256, "
-        "row_number, ? as loaded_at, extra_columns from checked"
-    )
-    provenance = [base["delivery_id"], base["file_name"], base["file_sha256"], base["received_at"]]
+    # file name, SHA-256 and load time are the delivery's, in audit.delivery (see create_raw_tables)
+    insert = f"insert into raw.{contract.family}__rows select {columns}, ? as delivery_id, row_number, extra_columns from checked"
+    provenance = [base["delivery_id"]]
     if contract.cluster_by:
         # Sorted part by part, so that only one part is ever copied in memory.
         order = cluster_order(table, contract.cluster_by)
