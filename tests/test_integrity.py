@@ -29,6 +29,8 @@ from tests.conftest import Built, run_build
 
 PROJECT = Path(__file__).resolve().parents[1]
 TREG_DIR = "labs/treg"
+RAW_FAMILIES = ("subjects", "sample_manifest", "randomisation", "treg", "neurofilament",
+                "transcript_gene", "transcript_summary")
 MID_BUILD_STEPS = 12  # of the 35 assets a build materialises
 
 
@@ -168,6 +170,36 @@ def test_incremental_build_adds_only_the_new_delivery(rebuilt):
     assert [r for r in third["validation"] if r[0] in old_ids] == second["validation"]
     assert {r[0] for r in third["validation"]} - old_ids == {correction_id}
     assert all(r["balanced"] for r in built.dicts("select balanced from audit.reconciliation"))
+
+
+def _raw_rows(built: Built) -> dict[str, list[tuple]]:
+    return {family: built.rows(f"select * from raw.{family} order by delivery_id, row_number") for family in RAW_FAMILIES}
+
+
+def test_warehouse_with_provenance_on_every_raw_row_is_migrated_in_place(rebuilt, tmp_path):
+    """Warehouses built before raw.<family> became a view stored the file's name, SHA-256 and load
+    time on every raw row, in a table. The next build keeps every row and its provenance."""
+    warehouse = tmp_path / "mirocals.duckdb"
+    built = run_build(rebuilt["landing"], warehouse)
+    before, core_before = _raw_rows(built), snapshot(built)["core"]
+    con = duckdb.connect(str(work_file(warehouse)))
+    try:
+        for family in RAW_FAMILIES:
+            con.execute(f"create table raw.{family}__old as select * from raw.{family}")
+            con.execute(f"drop view raw.{family}")
+            con.execute(f"drop table raw.{family}__rows")
+            con.execute(f"alter table raw.{family}__old rename to {family}")
+    finally:
+        con.close()
+
+    after = run_build(rebuilt["landing"], warehouse)
+    kinds = dict(after.rows("select table_name, table_type from information_schema.tables where table_schema = 'raw'"))
+    for family in RAW_FAMILIES:
+        assert (kinds[family], kinds[f"{family}__rows"]) == ("VIEW", "BASE TABLE"), family
+        assert [c for c, in after.rows(f"select column_name from information_schema.columns where table_schema = 'raw' "
+                                       f"and table_name = '{family}__rows'") if c in ("file_name", "file_sha256", "loaded_at")] == []
+    assert _raw_rows(after) == before
+    assert snapshot(after)["core"] == core_before
 
 
 # ---------------------------------------------------------------------------------------------
