@@ -2,8 +2,10 @@
 linkage to arm and visit, reconciliation, and what became of every injected fault."""
 
 import json
+import shutil
 
 import dagster as dg
+import duckdb
 
 import pytest
 
@@ -39,6 +41,35 @@ def test_every_biomarker_row_is_linked_to_subject_arm_and_visit(trial, table):
     assert joined == total
     # the arm on the fact row is the subject's arm
     assert built.scalar(f"select count(*) from {table} t join core.subject s using (usubjid) where t.armcd <> s.armcd") == 0
+
+
+@pytest.mark.parametrize("table", BIOMARKER_TABLES)
+def test_linkage_check_counts_the_rows_of_a_sample_that_lost_its_link(trial, table, tmp_path):
+    """The blocking check fails with the number of rows that lost their subject, visit or study
+    day; the gene table's check judges samples, and must give the same count as row by row."""
+    from pipelines.assets.models import MODELS, _linkage_check
+
+    _, built = trial
+    model = next(m for m in MODELS if m.key == table)
+    copy = tmp_path / "mirocals.duckdb"
+    shutil.copyfile(built.warehouse, copy)
+    con = duckdb.connect(str(copy))
+    try:
+        assert _linkage_check(con, model).passed
+        sample_ids = [s for s, in con.execute(f"select distinct sample_id from {table} order by 1 limit 2").fetchall()]
+        # one sample loses its study day, another its visit
+        con.execute("update core.sample set study_day = null where sample_id = ?", [sample_ids[0]])
+        con.execute("update core.sample set visit_code = 'V99' where sample_id = ?", [sample_ids[1]])
+        if not model.view:  # a table keeps its copy of the sample's link: break the rows themselves
+            con.execute(f"update {table} set study_day = null where sample_id = ?", [sample_ids[0]])
+            con.execute(f"update {table} set visit_code = 'V99' where sample_id = ?", [sample_ids[1]])
+        expected = con.execute(f"select count(*) from {table} where sample_id in (?, ?)", sample_ids).fetchone()[0]
+        result = _linkage_check(con, model)
+    finally:
+        con.close()
+    assert expected > 0
+    assert not result.passed
+    assert result.metadata["unlinked_rows"].value == expected
 
 
 def test_gene_table_has_every_gene_of_every_valid_rna_sample(trial):
