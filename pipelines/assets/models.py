@@ -58,9 +58,11 @@ MODELS: tuple[Model, ...] = (
     Model("staging", "int_transcript_gene__latest", ("raw.transcript_gene", "staging.stg_row_failures",
           "staging.int_transcript_gene__samples", "staging.int_transcript_gene__copies"),
           materialized="incremental", family="transcript_gene", unique_key="sample_id"),
+    Model("staging", "int_transcript_gene__sample_verdicts", ("raw.transcript_gene", "staging.stg_row_failures",
+          "staging.int_transcript_gene__samples", "staging.int_transcript_gene__copies", "staging.stg_biobank__sample")),
     Model("staging", "stg_lab__transcript_gene", ("raw.transcript_gene", "staging.stg_row_failures",
           "staging.int_transcript_gene__copies", "staging.int_transcript_gene__latest",
-          "staging.stg_biobank__sample"), materialized="view"),
+          "staging.int_transcript_gene__sample_verdicts"), materialized="view"),
     Model("core", "treg", ("staging.stg_lab__treg", "core.sample")),
     Model("core", "neurofilament", ("staging.stg_lab__neurofilament", "core.sample")),
     Model("core", "transcript_summary", ("staging.stg_lab__transcript_summary", "core.sample")),
@@ -73,10 +75,12 @@ MODELS: tuple[Model, ...] = (
         "stg_trial__subject", "stg_trial__randomisation", "stg_biobank__sample", "stg_lab__treg",
         "stg_lab__neurofilament", "stg_lab__transcript_summary", "stg_lab__transcript_gene"))),
     Model("quarantine", "rejected_files", RAW),
-    Model("audit", "reconciliation", ("quarantine.rejected_rows", "quarantine.rejected_files")),
+    Model("audit", "reconciliation", ("quarantine.rejected_rows", "quarantine.rejected_files",
+          "staging.int_transcript_gene__latest", "staging.int_transcript_gene__sample_verdicts")),
     Model("audit", "correction", tuple(f"staging.{m}" for m in (
         "stg_trial__subject", "stg_biobank__sample", "stg_lab__treg", "stg_lab__neurofilament",
-        "stg_lab__transcript_summary", "stg_lab__transcript_gene"))),
+        "stg_lab__transcript_summary", "int_transcript_gene__latest", "int_transcript_gene__sample_verdicts"))
+          + ("raw.transcript_gene",)),
 )
 
 # The staging model that judges each delivery family's rows (qc_rule, qc_reason, is_current).

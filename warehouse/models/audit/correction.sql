@@ -31,15 +31,16 @@ versions as (
     from staging.stg_lab__transcript_summary where qc_rule is null
         and sample_id in (select sample_id from staging.stg_lab__transcript_summary where qc_rule is null and not is_current)
     union all
-    select 'transcript_gene', sample_id || ' ' || gene_id, delivery_id, file_name, row_number,
-        to_json(struct_pack(gene_symbol, expression))
-    from staging.stg_lab__transcript_gene where qc_rule is null
-        -- the gene table is large: its keys delivered more than once are listed in
-        -- int_transcript_gene__latest, and only their rows are looked at
-        and (delivery_id, row_number) in (
-            select delivery_id, row_number from staging.int_transcript_gene__latest
-            where (sample_id, gene_id) in (
-                select sample_id, gene_id from staging.int_transcript_gene__latest where not is_latest))
+    select 'transcript_gene', latest.sample_id || ' ' || latest.gene_id, delivery_id, gene.file_name, row_number,
+        to_json(struct_pack(gene.gene_symbol, gene.expression))
+    -- the gene table is large: its keys delivered more than once are listed in
+    -- int_transcript_gene__latest (valid rows only), and only their rows are read
+    from staging.int_transcript_gene__latest as latest
+    join raw.transcript_gene as gene using (delivery_id, row_number)
+    where (latest.sample_id, latest.gene_id) in (
+            select sample_id, gene_id from staging.int_transcript_gene__latest where not is_latest)
+        and (delivery_id, latest.sample_id) in (
+            select delivery_id, sample_id from staging.int_transcript_gene__sample_verdicts where qc_rule is null)
 ),
 
 sequenced as (

@@ -10,7 +10,27 @@ staged as (
     union all select delivery_id, qc_rule, is_current from staging.stg_lab__treg
     union all select delivery_id, qc_rule, is_current from staging.stg_lab__neurofilament
     union all select delivery_id, qc_rule, is_current from staging.stg_lab__transcript_summary
-    union all select delivery_id, qc_rule, is_current from staging.stg_lab__transcript_gene
+),
+
+-- The gene table is counted from its verdict tables, without reading its rows: a sample that
+-- its manifest verdict holds back holds back all its rows, any other sample only the rows that a
+-- row-level rule held back. Superseded: valid rows that are not the newest of their sample and gene.
+gene_superseded as (
+    select delivery_id, count(*) as rows
+    from staging.int_transcript_gene__latest
+    where not is_latest
+        and (delivery_id, sample_id) in (
+            select delivery_id, sample_id from staging.int_transcript_gene__sample_verdicts where qc_rule is null)
+    group by delivery_id
+),
+
+gene_per_delivery as (
+    select
+        delivery_id,
+        sum(if(qc_rule is null, rows - rows_held_by_row_rules, 0))::bigint  as rows_loaded,
+        sum(if(qc_rule is null, rows_held_by_row_rules, rows))::bigint      as rows_quarantined
+    from staging.int_transcript_gene__sample_verdicts
+    group by delivery_id
 ),
 
 per_delivery as (
@@ -21,6 +41,10 @@ per_delivery as (
         count(*) filter (where qc_rule is null and not is_current)  as rows_superseded
     from staged
     group by delivery_id
+    union all
+    select delivery_id, rows_loaded, rows_quarantined, coalesce(gene_superseded.rows, 0)
+    from gene_per_delivery
+    left join gene_superseded using (delivery_id)
 ),
 
 final as (
