@@ -179,8 +179,9 @@ def _row_by_row_audit(built) -> dict[str, set]:
     counts = built.rows(
         "select delivery_id, count(*) filter (where qc_rule is null), count(*) filter (where qc_rule is not null), "
         "count(*) filter (where qc_rule is null and not is_current) from staging.stg_lab__transcript_gene group by 1")
-    held = built.rows("select delivery_id, row_number, qc_rule, qc_reason from staging.stg_lab__transcript_gene "
-                      "where qc_rule is not null")
+    held = built.rows(
+        "select delivery_id, row_number, qc_rule, qc_reason, to_json(struct_pack(sample_id := delivered_sample_id, "
+        "gene_id, gene_symbol, expression, extra_columns)) from staging.stg_lab__transcript_gene where qc_rule is not null")
     superseded = built.rows(
         "select sample_id || ' ' || gene_id, delivery_id, row_number from staging.stg_lab__transcript_gene "
         "where qc_rule is null and not is_current")
@@ -191,7 +192,7 @@ def _audit(built) -> dict[str, set]:
     """The same, as the audit and quarantine tables give it."""
     counts = built.rows("select delivery_id, rows_loaded, rows_quarantined, rows_superseded from audit.reconciliation "
                         "where family = 'transcript_gene' and status <> 'rejected'")
-    held = built.rows("select delivery_id, row_number, rule, reason from quarantine.rejected_rows "
+    held = built.rows("select delivery_id, row_number, rule, reason, delivered_row from quarantine.rejected_rows "
                       "where family = 'transcript_gene'")
     superseded = built.rows("select record_key, superseded_delivery_id, superseded_row_number from audit.correction "
                             "where family = 'transcript_gene'")
@@ -200,20 +201,21 @@ def _audit(built) -> dict[str, set]:
 
 def test_gene_audit_tables_read_from_verdict_tables_agree_with_every_row(gene_landing: Path, tmp_path: Path):
     """Reconciliation, quarantine and corrections of the gene table come from its small verdict
-    tables, not from reading its rows: they must say what judging every row says, also when a
+    tables, reading only the gene rows they list: they must say what judging every row says, also when a
     later manifest changes a sample's verdict."""
     warehouse = tmp_path / "wh" / "m.duckdb"
     run_build(gene_landing, warehouse)
     second = _gene_rows("r001 ", shift=0.5)                       # corrects R001, delivered in lower case
     second[1]["expression"] = math.nan                            # fails an expectation
     second.append(dict(second[0]))                                # an exact copy
+    second.append(dict(second[1]))                                # a copy that also fails an expectation
     second += _gene_rows("R404") + _gene_rows("R004", shift=1.0)  # not in the manifest; a serum sample
     write_delivery(gene_landing, "transcript_gene", "tg_batch02.parquet", second)
     built = run_build(gene_landing, warehouse)
 
     by_row = _row_by_row_audit(built)
     assert _audit(built) == by_row
-    rules = {rule for _, _, rule, _ in by_row["held"]}
+    rules = {rule for _, _, rule, *_ in by_row["held"]}
     assert {"duplicate_row", "conflicting_values", "matrix_mismatch", "sample_unknown"} <= rules
     assert len(rules) > 4, "an expectation's rule is among them"
     assert len(by_row["superseded"]) == 4
@@ -223,5 +225,5 @@ def test_gene_audit_tables_read_from_verdict_tables_agree_with_every_row(gene_la
                    [sample("R404", PBO, "M3", "PAXGENE_RNA", 90)])
     rebuilt = run_build(gene_landing, warehouse)
     assert _audit(rebuilt) == _row_by_row_audit(rebuilt)
-    assert "sample_unknown" not in {rule for _, _, rule, _ in _audit(rebuilt)["held"]}
+    assert "sample_unknown" not in {rule for _, _, rule, *_ in _audit(rebuilt)["held"]}
     assert rebuilt.scalar("select count(*) from core.transcript_gene where sample_id = 'R404'") == len(GENES)

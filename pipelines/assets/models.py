@@ -73,7 +73,8 @@ MODELS: tuple[Model, ...] = (
     Model("analysis", "adgene", ("analysis.adbm", "core.transcript_gene"), materialized="view"),
     Model("quarantine", "rejected_rows", tuple(f"staging.{m}" for m in (
         "stg_trial__subject", "stg_trial__randomisation", "stg_biobank__sample", "stg_lab__treg",
-        "stg_lab__neurofilament", "stg_lab__transcript_summary", "stg_lab__transcript_gene"))),
+        "stg_lab__neurofilament", "stg_lab__transcript_summary", "stg_row_failures",
+        "int_transcript_gene__copies", "int_transcript_gene__sample_verdicts")) + ("raw.transcript_gene",)),
     Model("quarantine", "rejected_files", RAW),
     Model("audit", "reconciliation", ("quarantine.rejected_rows", "quarantine.rejected_files",
           "staging.int_transcript_gene__latest", "staging.int_transcript_gene__sample_verdicts")),

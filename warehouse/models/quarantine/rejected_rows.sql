@@ -1,5 +1,41 @@
 -- Every delivered row that was held back by a row-level rule, with the rule, a readable
 -- reason and the row as delivered. Whole files that were refused are in rejected_files.
+with
+
+-- The gene table's held-back rows are found in its small verdict tables first (rows a row-level
+-- rule held back, samples whose manifest verdict holds them back), then only those rows are read
+-- from raw. The precedence is staging.stg_lab__transcript_gene's: an expectation, then a repeated
+-- key, then the sample; a test checks that both give the same rows, rules and reasons.
+gene_row_rules as (
+    select
+        delivery_id,
+        row_number,
+        coalesce(failures.gx_rules, copies.rule)    as rule,
+        if(failures.gx_rules is not null, failures.gx_reasons, copies.reason) as reason
+    from staging.stg_row_failures as failures
+    full join staging.int_transcript_gene__copies as copies using (delivery_id, row_number)
+    where delivery_id in (select delivery_id from staging.int_transcript_gene__samples)
+),
+
+gene_held_by_row_rules as (
+    select
+        'transcript_gene', gene.delivery_id, gene.file_name, gene.row_number, held.rule, held.reason,
+        to_json(struct_pack(gene.sample_id, gene.gene_id, gene.gene_symbol, gene.expression, gene.extra_columns))
+    from raw.transcript_gene as gene
+    join gene_row_rules as held using (delivery_id, row_number)
+),
+
+gene_held_by_sample_verdicts as (
+    select
+        'transcript_gene', gene.delivery_id, gene.file_name, gene.row_number, verdict.qc_rule, verdict.qc_reason,
+        to_json(struct_pack(gene.sample_id, gene.gene_id, gene.gene_symbol, gene.expression, gene.extra_columns))
+    from raw.transcript_gene as gene
+    join staging.int_transcript_gene__sample_verdicts as verdict
+        on verdict.delivery_id = gene.delivery_id and verdict.delivered_sample_id is not distinct from gene.sample_id
+    anti join gene_row_rules as held on held.delivery_id = gene.delivery_id and held.row_number = gene.row_number
+    where verdict.qc_rule is not null
+)
+
 select * from quarantine.rejected_rows_of('subjects', 'staging.stg_trial__subject', 'raw.subjects')
 union all
 select * from quarantine.rejected_rows_of('randomisation', 'staging.stg_trial__randomisation', 'raw.randomisation')
@@ -12,15 +48,6 @@ select * from quarantine.rejected_rows_of('neurofilament', 'staging.stg_lab__neu
 union all
 select * from quarantine.rejected_rows_of('transcript_summary', 'staging.stg_lab__transcript_summary', 'raw.transcript_summary')
 union all
--- The gene table's staging view already carries every delivered column: its held-back rows are
--- read in one pass, without matching 55 million raw rows a second time.
-select
-    'transcript_gene',
-    delivery_id,
-    file_name,
-    row_number,
-    qc_rule,
-    qc_reason,
-    to_json(struct_pack(sample_id := delivered_sample_id, gene_id, gene_symbol, expression, extra_columns))
-from staging.stg_lab__transcript_gene
-where qc_rule is not null
+select * from gene_held_by_row_rules
+union all
+select * from gene_held_by_sample_verdicts
