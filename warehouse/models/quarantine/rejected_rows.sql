@@ -4,25 +4,14 @@ with
 
 -- The gene table's held-back rows are found in its small verdict tables first (rows a row-level
 -- rule held back, samples whose manifest verdict holds them back), then only those rows are read
--- from raw. The precedence is staging.stg_lab__transcript_gene's: an expectation, then a repeated
--- key, then the sample; a test checks that both give the same rows, rules and reasons.
-gene_row_rules as (
-    select
-        delivery_id,
-        row_number,
-        coalesce(failures.gx_rules, copies.rule)    as rule,
-        if(failures.gx_rules is not null, failures.gx_reasons, copies.reason) as reason
-    from staging.stg_row_failures as failures
-    full join staging.int_transcript_gene__copies as copies using (delivery_id, row_number)
-    where delivery_id in (select delivery_id from staging.int_transcript_gene__samples)
-),
-
+-- from raw. A row-level rule comes before the sample's verdict, as in
+-- staging.stg_lab__transcript_gene; a test checks that both give the same rows, rules and reasons.
 gene_held_by_row_rules as (
     select
         'transcript_gene', gene.delivery_id, gene.file_name, gene.row_number, held.rule, held.reason,
         to_json(struct_pack(gene.sample_id, gene.gene_id, gene.gene_symbol, gene.expression, gene.extra_columns))
     from raw.transcript_gene as gene
-    join gene_row_rules as held using (delivery_id, row_number)
+    join staging.int_transcript_gene__row_verdicts as held using (delivery_id, row_number)
 ),
 
 gene_held_by_sample_verdicts as (
@@ -32,7 +21,8 @@ gene_held_by_sample_verdicts as (
     from raw.transcript_gene as gene
     join staging.int_transcript_gene__sample_verdicts as verdict
         on verdict.delivery_id = gene.delivery_id and verdict.delivered_sample_id is not distinct from gene.sample_id
-    anti join gene_row_rules as held on held.delivery_id = gene.delivery_id and held.row_number = gene.row_number
+    anti join staging.int_transcript_gene__row_verdicts as held
+        on held.delivery_id = gene.delivery_id and held.row_number = gene.row_number
     where verdict.qc_rule is not null
 )
 

@@ -23,8 +23,7 @@ rows_of_shared as (
 
 valid as (
     select * from rows_of_shared
-    anti join staging.stg_row_failures using (delivery_id, row_number)
-    anti join staging.int_transcript_gene__copies using (delivery_id, row_number)
+    anti join staging.int_transcript_gene__row_verdicts using (delivery_id, row_number)
 )
 
 select

@@ -5,17 +5,10 @@
 -- rebuilt at every build: a later manifest can change a sample's verdict.
 with
 
-held_by_row_rule as (
-    select delivery_id, row_number from staging.stg_row_failures
-    where delivery_id in (select delivery_id from staging.int_transcript_gene__samples)
-    union
-    select delivery_id, row_number from staging.int_transcript_gene__copies
-),
-
 held_per_sample as (
     select gene.delivery_id, gene.sample_id as delivered_sample_id, count(*) as rows
     from raw.transcript_gene as gene
-    join held_by_row_rule using (delivery_id, row_number)
+    join staging.int_transcript_gene__row_verdicts using (delivery_id, row_number)
     group by all
 )
 
