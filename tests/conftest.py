@@ -12,6 +12,12 @@ import pytest
 from pipelines.build import BuildResult, build_warehouse
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first: with two workers taking whole modules in collection order, starting
+    the long modules early keeps one worker from finishing them alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 class Built:
     """A built warehouse and a read-only way to query it."""
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 
@@ -17,6 +19,7 @@ NUMBERS = (
 QUERIES = ("adbm_param_visit_by_arm", "adgene_gene_by_visit", "reconciliation")
 
 
+@pytest.mark.slow
 def test_bench_reports_every_figure(tmp_path):
     python = VENV_PYTHON if VENV_PYTHON.exists() else Path(sys.executable)
     results = tmp_path / "results.json"

@@ -335,6 +335,7 @@ def killed(tmp_path_factory, rebuilt):
                         "after": session_after}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("moment", ["taking in files", "mid-build"])
 def test_killed_build_leaves_published_warehouse_unchanged(killed, moment):
     observed = killed["moments"][moment]

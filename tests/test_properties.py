@@ -186,6 +186,7 @@ EVERY_FAULT = [
 ]
 
 
+@pytest.mark.slow
 @settings(max_examples=3, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(faults=FAULTS)
