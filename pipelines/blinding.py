@@ -9,6 +9,7 @@ treatment-revealing measures (schemas/study.yaml) are withheld at load, before a
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,27 +48,50 @@ def revealing_columns(family: str) -> tuple[str, ...]:
     )
 
 
-def revealing_genes() -> tuple[str, ...]:
-    return tuple(load_study().raw["blinding"]["treatment_revealing_genes"])
+def revealing_genes(field: str = "symbol") -> tuple[str, ...]:
+    """Symbols (or, with ``field="gene_id"``, Ensembl ids) of the treatment-revealing genes."""
+    return tuple(gene[field] for gene in load_study().raw["blinding"]["treatment_revealing_genes"])
+
+
+def _matches(column: pa.ChunkedArray, values: tuple[str, ...]) -> np.ndarray:
+    """Per row, whether ``column`` (trimmed, upper case) is one of ``values``; judged on the
+    distinct values (~20,000 genes), not on every row."""
+    distinct, codes = distinct_codes(column)
+    hit = pc.fill_null(pc.is_in(pc.utf8_upper(pc.utf8_trim_whitespace(distinct)), value_set=pa.array(values)), False)
+    return hit.to_numpy(zero_copy_only=False)[codes]
 
 
 def withhold_revealing_values(table: pa.Table, family: str) -> pa.Table:
-    """Null the treatment-revealing values of a delivery (column values, or whole genes)."""
+    """Null the treatment-revealing values of a delivery (column values, or whole genes, found
+    by symbol or by gene id), and the values of columns outside the contract, which nobody has
+    judged for what they reveal (their names are kept)."""
     for column in revealing_columns(family):
         if column in table.column_names:
             index = table.column_names.index(column)
             table = table.set_column(index, column, pa.nulls(table.num_rows, table.schema.field(column).type))
-    if family == "transcript_gene" and "gene_symbol" in table.column_names:
-        # judged on the distinct symbols (~20,000), not on every row
-        symbols, codes = distinct_codes(table["gene_symbol"])
-        revealing_symbol = pc.fill_null(pc.is_in(pc.utf8_upper(pc.utf8_trim_whitespace(symbols)),
-                                                 value_set=pa.array(revealing_genes())), False)
-        revealing = pa.array(revealing_symbol.to_numpy(zero_copy_only=False)[codes])
+    if family == "transcript_gene" and "expression" in table.column_names:
+        revealing = np.zeros(table.num_rows, dtype=bool)
+        for column, field in (("gene_symbol", "symbol"), ("gene_id", "gene_id")):
+            if column in table.column_names:
+                revealing |= _matches(table[column], revealing_genes(field))
         index = table.column_names.index("expression")
         table = table.set_column(
-            index, "expression", pc.if_else(pc.fill_null(revealing, False), pa.scalar(None, pa.float64()), table["expression"])
+            index, "expression", pc.if_else(pa.array(revealing), pa.scalar(None, pa.float64()), table["expression"])
         )
+    if "extra_columns" in table.column_names and table["extra_columns"].null_count < table.num_rows:
+        table = _withhold_extra_columns(table)
     return table
+
+
+def _withhold_extra_columns(table: pa.Table) -> pa.Table:
+    """``extra_columns`` with every value replaced by :data:`WITHHELD` (one file has one set of
+    extra columns, so the names are read from the first row that has them)."""
+    extra = table["extra_columns"]
+    first = extra.drop_null()[0].as_py()
+    withheld = json.dumps({name: WITHHELD for name in json.loads(first)})
+    index = table.column_names.index("extra_columns")
+    replaced = pc.if_else(pc.is_valid(extra), pa.scalar(withheld, pa.string()), pa.scalar(None, pa.string()))
+    return table.set_column(index, table.schema.field(index), replaced.cast(extra.type))
 
 
 def mentions_revealing(column: str | None, family: str) -> bool:

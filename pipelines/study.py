@@ -8,6 +8,7 @@ the only reader of those files.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -133,7 +134,8 @@ class Contracts:
         return [f for f in self.families.values() if set(f.required_columns) <= columns]
 
     def is_personal_data(self, column: str) -> bool:
-        normalised = re.sub(r"[^a-z0-9]", "", column.lower())
+        unaccented = "".join(c for c in unicodedata.normalize("NFKD", column) if not unicodedata.combining(c))
+        normalised = re.sub(r"[^a-z0-9]", "", unaccented.lower())
         return any(p.search(normalised) for p in self.personal_data_patterns)
 
 

@@ -33,6 +33,7 @@ from typer.testing import CliRunner
 
 import pipelines.cli as cli
 from pipelines.build import build_warehouse
+from pipelines.study import load_contracts
 from pipelines.warehouse import work_file
 from tests.conftest import Built
 from tests.landing import IL2, PBO, RANDOMISED, RUNIN_ONLY, nf, sample, subject, treg, write_delivery
@@ -470,12 +471,14 @@ def test_duplicate_key_across_deliveries_newest_wins_with_history(bad):
     assert json.loads(corrections["SNK01 NfL"]["superseded_values"])["result"] == "40.0"
 
 
-def test_extra_column_is_kept_in_raw_and_noted(bad):
+def test_extra_column_is_named_in_raw_and_noted(bad):
+    # a blinded build: nobody has judged what an undeclared column reveals, so only its name is kept
     extra = bad.rows("select sample_id, cd4_count, extra_columns from raw.treg where file_name = ?", [TREG_EXTRA_FILE])
-    assert [(s, c, json.loads(e)) for s, c, e in extra] == [("SWB13", 1010.0, {"operator_comment": EXTRA_COMMENT})]
+    assert [(s, c, json.loads(e)) for s, c, e in extra] == [("SWB13", 1010.0, {"operator_comment": "withheld (blinded build)"})]
     record = _reconciliation(bad, TREG_EXTRA_FILE)
     assert record["status"] == "loaded" and record["balanced"] is True
     assert "column(s) 'operator_comment' are not in the contract; kept in raw.extra_columns" in record["warnings"]
+    assert "values of columns outside the contract are withheld (blinded build)" in record["warnings"]
     assert "column 'Sample_ID' read as 'sample_id'" in record["warnings"]
 
 
@@ -617,7 +620,30 @@ PERSONAL = {
     "E-mail": (pa.string(), "quilla.zarkovic@example.org"),
     "patient_email": (pa.string(), "xq@example.net"),
     "nhs_number": (pa.string(), "943 476 5919"),
+    "name_of_patient": (pa.string(), "Ottoline Brumbleby"),
+    # French exports
+    "nom": (pa.string(), "Dupontellier"),
+    "Prénom": (pa.string(), "Zéphyrine"),
+    "date_naissance": (pa.date32(), dt.date(1958, 3, 14)),
+    "DDN": (pa.string(), "1947-08-09"),
+    "tel": (pa.string(), "+33 4 66 00 11 22"),
+    "adresse": (pa.string(), "3 Impasse Fictive, 34000 Montpellier"),
+    "IPP": (pa.string(), "IPP-88412077"),
+    "N° Sécurité sociale": (pa.string(), "1 58 03 30 189 042 17"),
 }
+
+
+@pytest.mark.parametrize("column", ["year_of_birth", "Birth year", "nom_de_naissance", "Nom d'usage", "Date de naissance",
+                                    "téléphone_portable", "code_postal", "courriel", "num_secu", *PERSONAL])
+def test_personal_data_column_names_are_recognised(column):
+    assert load_contracts().is_personal_data(column)
+
+
+def test_no_contract_column_or_common_lab_column_looks_like_personal_data():
+    contracts = load_contracts()
+    names = [c.name for f in contracts.families.values() for c in f.columns]
+    names += ["notes", "nominal_dose", "telomere_length", "panel", "operator_comment", "address_type", "n_cells"]
+    assert [n for n in names if contracts.is_personal_data(n)] == []
 PII_FAMILIES = ("treg", "neurofilament", "transcript_summary", "transcript_gene", "sample_manifest", "subjects")
 
 

@@ -5,6 +5,7 @@ import json
 import re
 import stat
 
+import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -14,6 +15,8 @@ from typer.testing import CliRunner
 from pipelines.blinding import RandomisationListRefused, validate_randomisation_list
 from pipelines.cli import app
 from tests.blinding_scan import arm_words, association_findings, scan_warehouse, true_arms
+from tests.conftest import run_build
+from tests.landing import IL2, PBO, RUNIN_ONLY, sample, subject, treg, write_delivery, write_reference
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +166,94 @@ def test_sql_cannot_write_or_reach_other_files(trial, query):
     assert result.exit_code == 1
     assert "Refused or failed" in result.output
     assert built.scalar("select count(*) from core.subject") == 304
+
+
+# ---------------------------------------------------------------------------------------------
+# What a delivery can carry past the declared columns: nothing of it may reach a blinded build.
+# ---------------------------------------------------------------------------------------------
+
+ARM_WORDS = {IL2: "IL2-ARM-PLANTED", PBO: "PBO-ARM-PLANTED"}
+
+
+@pytest.fixture(scope="module")
+def side_channels(tmp_path_factory):
+    landing = tmp_path_factory.mktemp("side_channels")
+    write_reference(landing, [
+        sample("S002", IL2, "BASELINE", "WHOLE_BLOOD", 1),
+        sample("S005", PBO, "BASELINE", "WHOLE_BLOOD", -3),
+        sample("R001", IL2, "BASELINE", "PAXGENE_RNA", 1),
+    ])
+    # the trial database's subjects export with the arm as an extra column
+    write_delivery(landing, "subjects", "subjects_export_20190101.parquet", [
+        subject(IL2, "FR01", treatment_arm=ARM_WORDS[IL2]),
+        subject(PBO, "FR01", onset="BULBAR", sex="F", treatment_arm=ARM_WORDS[PBO]),
+        subject(RUNIN_ONLY, "UK01", randomised=False),
+    ])
+    # an extra Treg subset (revealing, but not declared) and a file with %Treg written 8,41
+    write_delivery(landing, "treg", "treg_batch01.parquet",
+                   [treg("S002", pct=13.37, treg_pct_cd45ra_neg=31.73), treg("S005", pct=4.21, treg_pct_cd45ra_neg=7.19)],
+                   treg_pct_cd45ra_neg=pa.float64())
+    comma = write_delivery(landing, "treg", "treg_batch02.parquet", [treg("S002"), treg("S005")])
+    table = pq.read_table(comma)
+    table = table.set_column(table.column_names.index("treg_pct_cd4"), "treg_pct_cd4", pa.array(["13,37", "4,21"]))
+    pq.write_table(table, comma)
+    # revealing genes delivered by Ensembl id only, and under an alias
+    write_delivery(landing, "transcript_gene", "tg_batch01.parquet", [
+        {"sample_id": "R001", "gene_id": "ENSG00000049768", "gene_symbol": None, "expression": 4.4661},
+        {"sample_id": "R001", "gene_id": "ENSG00000134460", "gene_symbol": "CD25", "expression": 5.0338},
+        {"sample_id": "R001", "gene_id": "ENSG00000198851", "gene_symbol": "CD3E", "expression": 7.25},
+    ])
+    return run_build(landing, tmp_path_factory.mktemp("side_channels_wh") / "mirocals.duckdb")
+
+
+def test_columns_outside_the_contract_are_withheld_in_a_blinded_build(side_channels):
+    subjects = side_channels.rows("select usubjid, extra_columns from raw.subjects where extra_columns is not null order by 1")
+    assert [(u, json.loads(e)) for u, e in subjects] == [
+        (IL2, {"treatment_arm": "withheld (blinded build)"}), (PBO, {"treatment_arm": "withheld (blinded build)"}),
+        (RUNIN_ONLY, {"treatment_arm": "withheld (blinded build)"}),
+    ]
+    subsets = side_channels.rows("select distinct extra_columns from raw.treg where extra_columns is not null")
+    assert [json.loads(e) for (e,) in subsets] == [{"treg_pct_cd45ra_neg": "withheld (blinded build)"}]
+    warnings = side_channels.scalar("select warnings from audit.delivery where file_name like '%subjects_export%'")
+    assert "values of columns outside the contract are withheld (blinded build)" in warnings
+
+
+def test_a_refused_file_does_not_quote_revealing_values(side_channels):
+    reason = side_channels.scalar("select reason from quarantine.rejected_files where file_name like '%treg_batch02%'")
+    assert "column 'treg_pct_cd4'" in reason and "row 1, row 2" in reason, reason
+    assert "13,37" not in reason and "4,21" not in reason
+
+
+def test_revealing_genes_are_withheld_by_gene_id_as_well_as_symbol(side_channels):
+    raw = dict(side_channels.rows("select gene_id, expression from raw.transcript_gene"))
+    assert raw == {"ENSG00000049768": None, "ENSG00000134460": None, "ENSG00000198851": 7.25}
+
+
+def test_no_planted_value_is_stored_anywhere(side_channels):
+    planted = [*ARM_WORDS.values(), "13.37", "4.21", "31.73", "7.19", "13,37", "4,21", "4.4661", "5.0338"]
+    pattern = "|".join(re.escape(v) for v in planted)
+    con = duckdb.connect(str(side_channels.warehouse), read_only=True)
+    try:
+        found = [
+            f"{schema}.{table}.{column}"
+            for schema, table, column in con.execute(
+                "select table_schema, table_name, column_name from information_schema.columns"
+            ).fetchall()
+            if con.execute(
+                f'select count(*) from "{schema}"."{table}" where regexp_matches(cast("{column}" as varchar), ?)', [pattern]
+            ).fetchone()[0]
+        ]
+    finally:
+        con.close()
+    assert found == []
+    data = side_channels.warehouse.read_bytes()
+    assert [v for v in ARM_WORDS.values() if v.encode() in data] == []
+
+
+def test_an_unblinded_build_keeps_the_values_of_columns_outside_the_contract(side_channels, tmp_path):
+    listed = next(side_channels.landing.rglob("randomisation_list.parquet"))
+    unblinded = run_build(side_channels.landing, tmp_path / "unblinded.duckdb", listed)
+    subjects = unblinded.rows("select usubjid, extra_columns->>'treatment_arm' from raw.subjects where usubjid in (?, ?)", [IL2, PBO])
+    assert sorted(subjects) == sorted(ARM_WORDS.items())
+    subsets = unblinded.rows("select sample_id, extra_columns->>'treg_pct_cd45ra_neg' from raw.treg where extra_columns is not null")
+    assert sorted(subsets) == [("S002", "31.73"), ("S005", "7.19")]

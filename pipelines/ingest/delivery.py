@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.blinding import BlindingMode, withhold_revealing_failures, withhold_revealing_values
+from pipelines.blinding import BlindingMode, mentions_revealing, withhold_revealing_failures, withhold_revealing_values
 from pipelines.ingest.expectations import RowFailure, SuiteResult, suite_parameters, validate_table, write_data_docs
 from pipelines.ingest.values import distinct_codes
 from pipelines.study import FamilyContract, load_contracts
@@ -221,7 +221,11 @@ def _cast_to_declared(
                 "order by __row limit 3"
             ).fetchall()
             if bad:
-                examples = ", ".join(f"row {row}: {value!r}" for row, value in bad)
+                if mentions_revealing(column.name, contract.family):
+                    # the check may run for a blinded user: rows only, never a revealing value
+                    examples = ", ".join(f"row {row}" for row, _ in bad) + " (values not shown: treatment-revealing measure)"
+                else:
+                    examples = ", ".join(f"row {row}: {value!r}" for row, value in bad)
                 raise DeliveryRejected(
                     file_name,
                     "column_types",
@@ -304,6 +308,8 @@ def ingest_file(
 
     delivered = checked.table
     stored = withhold_revealing_values(delivered, contract.family) if blinding is not None and blinding.blinded else delivered
+    if stored is not delivered and stored["extra_columns"].null_count < stored.num_rows:
+        checked.warnings.append("values of columns outside the contract are withheld (blinded build)")
     # Raw rows, validation results and the audit record land together or not at all. The raw
     # rows are written while Great Expectations validates (DuckDB releases the GIL, GX works on
     # pandas in this thread): the two take about as long, and a large delivery then costs one.
