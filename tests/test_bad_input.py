@@ -73,6 +73,7 @@ MANIFEST: dict[str, tuple[str, str, str, int]] = {
     "SWB13": (PBO, "M9", "WHOLE_BLOOD", 253),
     "SWB14": (IL2, "M15", "WHOLE_BLOOD", 421),
     "SWB15": (PBO, "M12", "WHOLE_BLOOD", 337),
+    "SWB16": (PBO, "M15", "WHOLE_BLOOD", 421),
     # samples whose collection cannot be used: held back with every result measured on them
     "SRUNIN": (RUNIN_ONLY, "SCREEN", "WHOLE_BLOOD", -90),
     "SDEAD": (DEAD, "M6", "WHOLE_BLOOD", 169),
@@ -271,6 +272,9 @@ REFUSED: dict[str, tuple[str, list[str], int | None]] = {
                              "(labs/treg expected)?"], 2),
     "reference/subjects/subjects_export_20190301_wrong_type.parquet": (
         "column_types", ["column 'age' is delivered as string, expected INTEGER;", "row 2: 'sixty'"], 2),
+    "labs/treg/treg_batch94_export.csv": (
+        "parquet_file", ["not a Parquet delivery: deliveries are Parquet files named *.parquet (this one ends in '.csv')"],
+        None),
 }
 
 
@@ -332,6 +336,10 @@ def write_bad_landing(landing: Path) -> None:
     subjects = write_delivery(landing, "subjects", "subjects_export_20190301_wrong_type.parquet",
                               [subject(IL2, "FR01", age=61), subject(PBO, "FR01", age=58)])
     _replace_column(subjects, "age", pa.array(["61", "sixty"]))
+    (landing / "labs/treg/treg_batch94_export.csv").write_text(
+        "sample_id,cd4_count\nSWB01,800\n", encoding="utf-8")
+    # a Parquet delivery whose name ends in capitals is a delivery like any other
+    write_delivery(landing, "treg", "TREG_BATCH95.PARQUET", [_treg("SWB16", cd4=1111.0)])
 
 
 @pytest.fixture(scope="module")
@@ -410,7 +418,8 @@ def test_faulty_sample_holds_back_its_manifest_row(bad, sample_id):
 def test_valid_rows_of_bad_deliveries_load_unchanged(bad):
     cd4 = dict(bad.rows("select sample_id, aval from core.treg where paramcd = 'CD4CNT'"))
     # the whitespace and lower case of ' swb02 ' are harmonised: the row loads as SWB02
-    assert cd4 == {"SWB01": 800.0, "SWB02": 910.0, "SWB11": 640.0, "SWB12": 1234.5, "SWB13": 1010.0, "SWB14": 820.0}
+    assert cd4 == {"SWB01": 800.0, "SWB02": 910.0, "SWB11": 640.0, "SWB12": 1234.5, "SWB13": 1010.0, "SWB14": 820.0,
+                   "SWB16": 1111.0}
     provenance = dict(bad.rows("select sample_id, file_name || '#' || row_number from core.treg where paramcd = 'CD4CNT'"))
     assert provenance["SWB02"] == f"{TREG_FILE}#9"
     assert provenance["SWB12"] == f"{TREG_FILE}#21"
@@ -480,6 +489,12 @@ def test_extra_column_is_named_in_raw_and_noted(bad):
     assert "column(s) 'operator_comment' are not in the contract; kept in raw.extra_columns" in record["warnings"]
     assert "values of columns outside the contract are withheld (blinded build)" in record["warnings"]
     assert "column 'Sample_ID' read as 'sample_id'" in record["warnings"]
+
+
+def test_a_parquet_file_named_in_capitals_is_taken_in(bad):
+    record = _reconciliation(bad, "labs/treg/TREG_BATCH95.PARQUET")
+    assert (record["status"], record["rows_loaded"], record["balanced"]) == ("loaded", 1, True)
+    assert bad.rows("select aval from core.treg where sample_id = 'SWB16' and paramcd = 'CD4CNT'") == [(1111.0,)]
 
 
 @pytest.mark.parametrize("file_name", sorted(REFUSED))

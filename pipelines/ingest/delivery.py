@@ -76,17 +76,22 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def discover_files(landing: Path, contract: FamilyContract) -> list[Path]:
-    """Parquet files waiting in a family's folder, in delivery (name) order.
+PARQUET_SUFFIX = ".parquet"
 
-    Paths with a part starting with ``_`` or ``.`` (work folders, partial uploads) are ignored.
+
+def discover_files(landing: Path, contract: FamilyContract) -> list[Path]:
+    """Files waiting in a family's folder, in delivery (name) order.
+
+    Every file counts, whatever its name ends with: one that is not ``*.parquet`` (any case) is
+    refused by :func:`check_delivery` and recorded, never skipped unseen. Paths with a part
+    starting with ``_`` or ``.`` (work folders, partial uploads) are ignored.
     """
     folder = landing / contract.folder
     if not folder.is_dir():
         return []
     return sorted(
         p
-        for p in folder.rglob("*.parquet")
+        for p in folder.rglob("*")
         if p.is_file() and not any(part.startswith(("_", ".")) for part in p.relative_to(landing).parts)
     )
 
@@ -104,6 +109,12 @@ def _wrong_folder_hint(present: set[str], contract: FamilyContract) -> str:
 
 def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> CheckedDelivery:
     """Read ``path`` and hold it against ``contract``; raises :class:`DeliveryRejected`."""
+    if path.suffix.lower() != PARQUET_SUFFIX:
+        raise DeliveryRejected(
+            file_name, "parquet_file",
+            f"not a Parquet delivery: deliveries are Parquet files named *{PARQUET_SUFFIX} "
+            f"(this one ends in {path.suffix or 'no suffix'!r}); export it as Parquet and deliver it again.",
+        )
     if path.stat().st_size == 0:
         raise DeliveryRejected(file_name, "file_readable", "the file is empty (0 bytes); nothing can be read.")
     try:
