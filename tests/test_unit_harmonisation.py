@@ -14,6 +14,10 @@ SERUM_SAMPLES = {
     "S106": "numeric but below LLOQ",
     "S107": "unit that cannot be converted",
     "S108": "spaces around the qualifier",
+    "S109": "below a limit written in the result, higher than the LLOQ column",
+    "S110": "below a limit written in ng/mL",
+    "S111": "above a limit written in the result",
+    "S112": "below LLOQ without a number",
 }
 
 
@@ -32,6 +36,10 @@ def built(tmp_path_factory):
         nf("S106", "2.1"),
         nf("S107", "5.0", unit="mg/dL"),
         nf("S108", " < 3 "),
+        nf("S109", "<10", lloq=3.0),
+        nf("S110", "<0.01", unit="ng/mL", lloq=0.003, uloq=1.5),
+        nf("S111", "> 2000", uloq=1500.0),
+        nf("S112", "BLQ", lloq=3.0),
         nf("S120", "8000", lloq=100.0, uloq=50000.0),
         nf("S120", "1.2", unit="ng/mL", analyte="pNfH", lloq=0.05, uloq=40.0),
     ])
@@ -78,3 +86,17 @@ def test_unconvertible_unit_is_quarantined_with_reason(built):
     assert "unit_known" in held[0]["rule"]
     assert "mg/dL" in held[0]["reason"]
     assert '"unit":"mg/dL"' in held[0]["delivered_row"]
+
+
+def test_a_limit_written_in_a_censored_result_is_its_limit(built):
+    rows = _by_sample(built)
+    limits = {s: (rows[(s, "NFLS")]["lloq"], rows[(s, "NFLS")]["uloq"]) for s in ("S104", "S109", "S110", "S111", "S112")}
+    assert limits == {
+        "S104": (pytest.approx(3.0), 1500.0), "S109": (10.0, 1500.0), "S110": (pytest.approx(10.0), pytest.approx(1500.0)),
+        "S111": (3.0, 2000.0), "S112": (3.0, 1500.0),
+    }
+    assert rows[("S109", "NFLS")]["blq_flag"] is True and rows[("S111", "NFLS")]["alq_flag"] is True
+    # the analysis layer imputes from that limit (LLOQ/2 below, the limit above)
+    adbm = {r[0]: r[1:] for r in built.rows(
+        "select SAMPLEID, AVAL, IMPUTRL from analysis.adbm where PARAMCD = 'NFLS' and SAMPLEID in ('S109', 'S111')")}
+    assert adbm == {"S109": (5.0, "LLOQ/2"), "S111": (2000.0, "ULOQ")}

@@ -34,8 +34,16 @@ final as (
             or coalesce(result.value_std < result.lloq_std, false)     as blq_flag,
         coalesce(result.result_qualifier = '>', false)
             or coalesce(result.value_std > result.uloq_std, false)     as alq_flag,
-        result.lloq_std                                                 as lloq,
-        result.uloq_std                                                 as uloq,
+        -- the limit of a censored result is the number written in it ('<10' is below 10),
+        -- else the row's lloq/uloq column (schemas/study.yaml, censored_results)
+        coalesce(
+            case when result.result_qualifier = '<' then result.result_number * result.factor end,
+            result.lloq_std
+        )                                                               as lloq,
+        coalesce(
+            case when result.result_qualifier = '>' then result.result_number * result.factor end,
+            result.uloq_std
+        )                                                               as uloq,
         result.result                                                   as reported_result,
         result.unit                                                     as reported_unit,
         result.analyte                                                  as reported_analyte,
