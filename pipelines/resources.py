@@ -83,6 +83,10 @@ class Warehouse(dg.ConfigurableResource):
                 self.work_file.parent.chmod(0o700)
                 self.file.parent.chmod(0o700)
             self._con = open_for_writing(self.work_file)
+        else:
+            # a step before may have left a read unfinished (fetchone reads one row); DuckDB
+            # refuses relation queries on the connection until that result is run to its end
+            self._con.complete()
         yield self._con
 
     def publish(self) -> None:

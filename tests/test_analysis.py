@@ -126,3 +126,13 @@ def test_gene_matrix_export(trial, tmp_path):
 def test_data_dictionary_in_the_repository_is_current():
     committed = (PROJECT_ROOT / "docs" / "data_dictionary.md").read_text(encoding="utf-8")
     assert committed == render_markdown(), "run `mirocals dictionary` and commit docs/data_dictionary.md"
+
+
+def test_an_rna_sample_has_the_same_visit_and_treatment_in_adbm_and_adgene(trial):
+    _, built = trial
+    columns = "USUBJID, SITEID, TRTP, TRTPN, TRTA, SAMPLEID, ADT, ADY, VISIT, AVISIT, AVISITN"
+    in_adbm = built.rows(f"select distinct {columns} from analysis.adbm where SRCTBL = 'core.transcript_summary' order by all")
+    in_adgene = built.rows(
+        f"select distinct {columns} from analysis.adgene_samples "
+        "where SAMPLEID in (select SAMPLEID from analysis.adbm where SRCTBL = 'core.transcript_summary') order by all")
+    assert in_adbm and in_adgene == in_adbm

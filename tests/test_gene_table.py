@@ -227,3 +227,16 @@ def test_gene_audit_tables_read_from_verdict_tables_agree_with_every_row(gene_la
     assert _audit(rebuilt) == _row_by_row_audit(rebuilt)
     assert "sample_unknown" not in {rule for _, _, rule, *_ in _audit(rebuilt)["held"]}
     assert rebuilt.scalar("select count(*) from core.transcript_gene where sample_id = 'R404'") == len(GENES)
+
+
+def test_every_gene_row_in_core_reaches_adgene_with_its_sample_visit(gene_landing, tmp_path):
+    # the landing zone has gene rows and no per-sample summary: ADGENE takes visit and treatment
+    # from the sample itself, not from ADBM's summary records
+    built = run_build(gene_landing, tmp_path / "wh" / "mirocals.duckdb")
+    core = built.rows("select sample_id, gene_id, aval from core.transcript_gene order by all")
+    assert core
+    assert built.rows("select SAMPLEID, GENEID, AVAL from analysis.adgene order by all") == core
+    visits = dict(built.rows("select distinct SAMPLEID, AVISIT from analysis.adgene"))
+    assert visits == {"R001": "BASELINE", "R002": "M3", "R003": "BASELINE"}
+    assert built.scalar("select count(*) from analysis.adbm where SRCTBL = 'core.transcript_summary'") == 0
+    assert {t for (t,) in built.rows("select distinct TRTP from analysis.adgene")} == {"Masked arm A", "Masked arm B"}

@@ -5,7 +5,7 @@ import duckdb
 import polars as pl
 
 from pipelines.assets.metadata import frame_preview
-from pipelines.derive import create_adbm, create_adsl
+from pipelines.derive import create_adbm, create_adgene_samples, create_adsl
 from pipelines.plots import as_markdown_image, mean_by_visit
 from pipelines.resources import Blinding, Warehouse
 from pipelines.study import load_study
@@ -89,4 +89,23 @@ def adsl(warehouse: Warehouse, blinding: Blinding) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=_counts(frame))
 
 
-analysis_assets = [adbm, adsl]
+@dg.asset(
+    key=["analysis", "adgene_samples"],
+    group_name="analysis",
+    kinds={"duckdb", "polars"},
+    deps=[["core", "sample"], ["core", "subject"]],
+    description=table_docs()["analysis.adgene_samples"]["description"],
+)
+def adgene_samples(warehouse: Warehouse, blinding: Blinding) -> dg.MaterializeResult:
+    study = load_study()
+    with warehouse.connect() as con:
+        samples = con.sql(
+            "select * from core.sample where matrix = (select matrix from ref.gene_expression)"
+        ).pl()
+        subject = con.sql("select * from core.subject").pl()
+        frame = create_adgene_samples(samples, subject, study.visits, blinding.mode.arms(), study.studyid)
+        write_frame(con, "analysis", "adgene_samples", frame)
+    return dg.MaterializeResult(metadata=_counts(frame))
+
+
+analysis_assets = [adbm, adsl, adgene_samples]

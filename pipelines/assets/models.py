@@ -73,7 +73,7 @@ MODELS: tuple[Model, ...] = (
           linked_by_sample=True),
     Model("staging", "int_biomarker__values", ("core.treg", "core.neurofilament", "core.transcript_summary"),
           materialized="view"),
-    Model("analysis", "adgene", ("analysis.adbm", "core.transcript_gene"), materialized="view"),
+    Model("analysis", "adgene", ("analysis.adgene_samples", "core.transcript_gene"), materialized="view"),
     Model("quarantine", "rejected_rows", tuple(f"staging.{m}" for m in (
         "stg_trial__subject", "stg_trial__randomisation", "stg_biobank__sample", "stg_lab__treg",
         "stg_lab__neurofilament", "stg_lab__transcript_summary", "int_transcript_gene__row_verdicts",

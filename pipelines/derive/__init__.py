@@ -1,4 +1,4 @@
-"""CDISC ADaM derivations (ADBM, ADSL) as small pure functions on polars DataFrames, admiral style.
+"""CDISC ADaM derivations (ADBM, ADSL, ADGENE's samples) as small pure functions on polars DataFrames, admiral style.
 
 Rules come from the study definition through arguments; the `create_*` templates chain the
 derivations in the order a statistician reads them. Callers fill the arguments from
@@ -6,6 +6,7 @@ derivations in the order a statistician reads them. Callers fill the arguments f
 """
 
 from pipelines.derive.adbm import ADBM_COLUMNS, CORE_TO_ADAM, create_adbm, rename_core_to_adam
+from pipelines.derive.adgene import ADGENE_SAMPLE_COLUMNS, create_adgene_samples
 from pipelines.derive.adsl import (
     ADSL_COLUMNS,
     compute_pnfh_stratum,
@@ -32,6 +33,7 @@ from pipelines.derive.checks import MissingColumnsError, assert_columns
 
 __all__ = [
     "ADBM_COLUMNS",
+    "ADGENE_SAMPLE_COLUMNS",
     "ADSL_COLUMNS",
     "CORE_TO_ADAM",
     "MissingColumnsError",
@@ -40,6 +42,7 @@ __all__ = [
     "assert_windows_disjoint",
     "compute_pnfh_stratum",
     "create_adbm",
+    "create_adgene_samples",
     "create_adsl",
     "derive_var_ablfl",
     "derive_var_anl01fl",

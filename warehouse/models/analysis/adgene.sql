@@ -1,13 +1,6 @@
 -- Gene-level expression in analysis shape: one row per subject x gene x sample, linked to
--- treatment and to the analysis visit that ADBM gave the same RNA sample.
-with
-
-rna_samples as (
-    select distinct STUDYID, USUBJID, SITEID, TRTP, TRTPN, TRTA, SAMPLEID, ADT, ADY, VISIT, AVISIT, AVISITN
-    from analysis.adbm
-    where SRCTBL = 'core.transcript_summary'
-)
-
+-- treatment and analysis visit through its RNA sample (analysis.adgene_samples, derived like
+-- ADBM), so every gene row in core reaches ADGENE, with or without a per-sample summary.
 select
     rna_samples.STUDYID,
     rna_samples.USUBJID,
@@ -30,4 +23,4 @@ select
     gene.file_name                  as SRCFILE,
     gene.row_number                 as SRCROW
 from core.transcript_gene as gene
-join rna_samples on rna_samples.SAMPLEID = gene.sample_id
+join analysis.adgene_samples as rna_samples on rna_samples.SAMPLEID = gene.sample_id

@@ -1,0 +1,41 @@
+"""ADGENE's sample part: treatment and analysis visit of each RNA sample, from the sample itself.
+
+Gene rows take their context from their sample, not from ADBM's per-sample RNA-seq records, so
+a sample whose summary is missing or held back still reaches ADGENE. The visit and treatment
+come from the same derivations as ADBM, so a sample in both carries the same values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+
+from pipelines.derive.bds import derive_var_trtp, derive_vars_avisit, derive_vars_dt_dy, derive_vars_merged
+from pipelines.derive.checks import assert_columns
+
+ADGENE_SAMPLE_COLUMNS: tuple[str, ...] = (
+    "STUDYID", "USUBJID", "SITEID", "TRTP", "TRTPN", "TRTA",
+    "SAMPLEID", "ADT", "ADY", "VISIT", "AVISIT", "AVISITN",
+)  # fmt: skip
+
+
+def create_adgene_samples(
+    samples: pl.DataFrame,
+    subject: pl.DataFrame,
+    visits: Sequence[Mapping[str, Any] | object],
+    arms: Sequence[str | Mapping[str, Any] | object],
+    studyid: str,
+) -> pl.DataFrame:
+    """One record per RNA sample (core.sample rows) with treatment and analysis visit."""
+    assert_columns(samples, ["usubjid", "sample_id", "visit_code", "collection_date", "study_day"], "create_adgene_samples")
+    return (
+        samples.rename({"usubjid": "USUBJID", "sample_id": "SAMPLEID", "visit_code": "VISIT"})
+        .pipe(derive_vars_merged, subject, by_vars={"USUBJID": "usubjid"}, new_vars={"siteid": "SITEID"})
+        .pipe(derive_vars_dt_dy)
+        .pipe(derive_vars_avisit, visits)
+        .pipe(derive_var_trtp, subject, arms)
+        .with_columns(pl.lit(studyid, dtype=pl.String).alias("STUDYID"))
+        .select(ADGENE_SAMPLE_COLUMNS)
+    )
