@@ -18,6 +18,7 @@ SERUM_SAMPLES = {
     "S110": "below a limit written in ng/mL",
     "S111": "above a limit written in the result",
     "S112": "below LLOQ without a number",
+    "S113": "ng/mL whose conversion is not exact in binary",
 }
 
 
@@ -40,6 +41,7 @@ def built(tmp_path_factory):
         nf("S110", "<0.01", unit="ng/mL", lloq=0.003, uloq=1.5),
         nf("S111", "> 2000", uloq=1500.0),
         nf("S112", "BLQ", lloq=3.0),
+        nf("S113", "0.0449", unit="ng/mL", lloq=0.0031, uloq=1.5),
         nf("S120", "8000", lloq=100.0, uloq=50000.0),
         nf("S120", "1.2", unit="ng/mL", analyte="pNfH", lloq=0.05, uloq=40.0),
     ])
@@ -59,6 +61,8 @@ def test_units_are_converted_to_pg_per_ml(built):
     assert rows[("S102", "NFLS")]["aval"] == pytest.approx(84.0)
     assert rows[("S102", "NFLS")]["lloq"] == pytest.approx(3.0)
     assert rows[("S103", "NFLS")]["aval"] == pytest.approx(70.0)
+    # exact, without conversion noise (0.0449 * 1000 is 44.900000000000006 in binary)
+    assert (rows[("S113", "NFLS")]["aval"], rows[("S113", "NFLS")]["lloq"]) == (44.9, 3.1)
     assert {r["aval_unit"] for r in rows.values()} == {"pg/mL"}
     assert rows[("S102", "NFLS")]["reported_result"] == "0.084"
     assert rows[("S102", "NFLS")]["reported_unit"] == "ng/mL"

@@ -37,11 +37,11 @@ final as (
         -- the limit of a censored result is the number written in it ('<10' is below 10),
         -- else the row's lloq/uloq column (schemas/study.yaml, censored_results)
         coalesce(
-            case when result.result_qualifier = '<' then result.result_number * result.factor end,
+            case when result.result_qualifier = '<' then result.value_std end,
             result.lloq_std
         )                                                               as lloq,
         coalesce(
-            case when result.result_qualifier = '>' then result.result_number * result.factor end,
+            case when result.result_qualifier = '>' then result.value_std end,
             result.uloq_std
         )                                                               as uloq,
         result.result                                                   as reported_result,

@@ -56,9 +56,11 @@ checked as (
 harmonised as (
     select
         *,
-        result_number * factor      as value_std,
-        lloq * factor               as lloq_std,
-        uloq * factor               as uloq_std
+        -- rounded to 6 decimals: converting adds float noise (0.0449 ng/mL x 1000 is
+        -- 44.900000000000006 pg/mL) that would break equality tests in analysts' code
+        round(result_number * factor, 6)    as value_std,
+        round(lloq * factor, 6)             as lloq_std,
+        round(uloq * factor, 6)             as uloq_std
     from checked
 ),
 
