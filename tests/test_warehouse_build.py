@@ -3,6 +3,9 @@ linkage to arm and visit, reconciliation, and what became of every injected faul
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -175,3 +178,25 @@ def test_checks_that_must_stop_publishing_are_blocking():
     # the publish asset is downstream of both, so a failing blocking check stops publishing
     publish = graph.get(dg.AssetKey(["publish", "warehouse"]))
     assert {dg.AssetKey(["audit", "reconciliation"]), dg.AssetKey(["core", "treg"])} <= publish.parent_keys
+
+
+def test_every_table_and_view_opens_in_the_analysts_duckdb_shell(trial):
+    """The warehouse is written for DuckDB 1.x clients (the duckdb-cli shell, R): every table
+    and view must be readable there, also views whose SQL uses a function 1.x does not know."""
+    _, built = trial
+    shell = Path(sys.executable).parent / "duckdb"
+    objects = built.rows(
+        "select schema_name || '.' || table_name from duckdb_tables() where database_name = current_database() "
+        "union all select schema_name || '.' || view_name from duckdb_views() "
+        "where database_name = current_database() and not internal order by 1"
+    )
+    assert len(objects) > 30
+    version = subprocess.run([str(shell), "-version"], capture_output=True, text=True, check=True).stdout
+    assert version.startswith("v1."), version
+    failures = {}
+    for (name,) in objects:
+        result = subprocess.run([str(shell), "-readonly", str(built.warehouse), "-c", f"select count(*) from {name}"],
+                                capture_output=True, text=True, timeout=120)
+        if result.returncode != 0 or "Error" in result.stderr:
+            failures[name] = result.stderr.strip()[:200]
+    assert failures == {}

@@ -27,8 +27,8 @@ gene_superseded as (
 gene_per_delivery as (
     select
         delivery_id,
-        sum(if(qc_rule is null, rows - rows_held_by_row_rules, 0))::bigint  as rows_loaded,
-        sum(if(qc_rule is null, rows_held_by_row_rules, rows))::bigint      as rows_quarantined
+        sum(case when qc_rule is null then rows - rows_held_by_row_rules else 0 end)::bigint  as rows_loaded,
+        sum(case when qc_rule is null then rows_held_by_row_rules else rows end)::bigint      as rows_quarantined
     from staging.int_transcript_gene__sample_verdicts
     group by delivery_id
 ),

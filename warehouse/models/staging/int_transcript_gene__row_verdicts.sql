@@ -9,7 +9,7 @@ select
     copies.rule                                             as copy_rule,
     copies.reason                                           as copy_reason,
     coalesce(failures.gx_rules, copies.rule)                as rule,
-    if(failures.gx_rules is not null, failures.gx_reasons, copies.reason) as reason
+    case when failures.gx_rules is not null then failures.gx_reasons else copies.reason end as reason
 from staging.stg_row_failures as failures
 full join staging.int_transcript_gene__copies as copies using (delivery_id, row_number)
 where delivery_id in (select delivery_id from audit.delivery where family = 'transcript_gene')

@@ -29,7 +29,7 @@ ruled as (
         * exclude (is_latest, row_rule, row_reason),
         -- a row-level rule first, then the sample's verdict
         coalesce(row_rule, sample_rule)                     as qc_rule,
-        if(row_rule is not null, row_reason, sample_reason) as qc_reason,
+        case when row_rule is not null then row_reason else sample_reason end as qc_reason,
         is_latest
     from judged
 )
