@@ -23,7 +23,7 @@ from pipelines.warehouse import read_connection, table_docs
 FILTER_COLUMNS = {
     "params": ("PARAMCD", "paramcd"),
     "visits": ("AVISIT", "visit_code"),
-    "arm": ("TRTP", "armcd"),
+    "arm": ("TRTP", "TRT01P", "armcd"),
 }
 
 
@@ -43,14 +43,23 @@ def resolve_table(table: str) -> str:
 
 
 def _arm_values(arm: str | Sequence[str], column: str) -> list[str]:
-    """Accept arm codes or arm labels, whichever the column holds."""
-    arms = load_study().arms
-    wanted = [arm] if isinstance(arm, str) else list(arm)
-    if column == "TRTP":
-        by_code = {a["armcd"]: a["arm"] for a in arms}
-        return [by_code.get(a, a) for a in wanted]
+    """Arm codes or labels, as the column holds them: labels in ADaM tables (TRTP, TRT01P),
+    codes in core tables. The real and the masked arms are both known (their codes and labels
+    differ), so the same call works on a blinded and on an unblinded warehouse."""
+    study = load_study()
+    arms = [*study.arms, *study.raw["blinding"]["masked_arms"]]
+    by_code = {a["armcd"]: a["arm"] for a in arms}
     by_label = {a["arm"]: a["armcd"] for a in arms}
-    return [by_label.get(a, a) for a in wanted]
+    wanted = [arm] if isinstance(arm, str) else list(arm)
+    unknown = [a for a in wanted if a not in by_code and a not in by_label]
+    if unknown:
+        raise ValueError(
+            f"Unknown arm {', '.join(map(repr, unknown))}; arms are {', '.join(sorted(by_code))} "
+            f"({', '.join(sorted(by_label))})"
+        )
+    if column == "armcd":
+        return [by_label.get(a, a) for a in wanted]
+    return [by_code.get(a, a) for a in wanted]
 
 
 def build_query(

@@ -7,7 +7,7 @@ import pyreadstat
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.api import load
+from pipelines.api import load, resolve_table
 from pipelines.cli import app
 from pipelines.dictionary import render_markdown
 from pipelines.study import PROJECT_ROOT, load_study
@@ -86,6 +86,20 @@ def test_load_pushes_filters_into_duckdb(unblinded_trial):
     assert len(pandas_frame) == built.scalar("select count(*) from core.neurofilament where paramcd = 'NFLS'")
     with pytest.raises(ValueError, match="Unknown table"):
         load("adxx", warehouse=built.warehouse)
+
+
+@pytest.mark.parametrize("table", ["adbm", "adsl", "core.treg"])
+def test_load_filters_by_masked_arm_in_a_blinded_warehouse(trial, table):
+    _, built = trial
+    column = {"adbm": "TRTP", "adsl": "TRT01P", "core.treg": "armcd"}[table]
+    wanted = {"TRTP": "Masked arm A", "TRT01P": "Masked arm A", "armcd": "A"}[column]
+    expected = built.scalar(f"select count(*) from {resolve_table(table)} where {column} = ?", [wanted])
+    assert expected > 0
+    for arm in ("A", "Masked arm A"):
+        frame = load(table, arm=arm, warehouse=built.warehouse)
+        assert frame.height == expected and set(frame[column]) == {wanted}
+    with pytest.raises(ValueError, match="Unknown arm 'C'"):
+        load(table, arm="C", warehouse=built.warehouse)
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "xpt"])
