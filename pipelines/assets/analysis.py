@@ -84,6 +84,7 @@ def adsl(warehouse: Warehouse, blinding: Blinding) -> dg.MaterializeResult:
             subject, analysis, study.studyid,
             rules["adsl_baselines"]["pnfh_paramcd"], rules["adsl_baselines"]["nfl_paramcd"],
             rules["pnfh_cutpoint_pgml"], rules["treg_responder"], blinding.mode.arms(),
+            rules["blq_imputation"]["factor"],
         )
         write_frame(con, "analysis", "adsl", frame)
     return dg.MaterializeResult(metadata=_counts(frame))

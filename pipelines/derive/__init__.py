@@ -12,6 +12,7 @@ from pipelines.derive.adsl import (
     compute_pnfh_stratum,
     create_adsl,
     derive_var_baseline_of,
+    derive_var_pnfh_stratum,
     derive_var_responder,
 )
 from pipelines.derive.bds import (
@@ -50,6 +51,7 @@ __all__ = [
     "derive_var_baseline_of",
     "derive_var_chg",
     "derive_var_pchg",
+    "derive_var_pnfh_stratum",
     "derive_var_r2base",
     "derive_var_responder",
     "derive_var_trtp",

@@ -84,6 +84,42 @@ def derive_var_baseline_of(adsl: pl.DataFrame, adbm: pl.DataFrame, paramcd: str,
     )
 
 
+def derive_var_pnfh_stratum(
+    adsl: pl.DataFrame,
+    adbm: pl.DataFrame,
+    paramcd: str,
+    cutpoint: float,
+    blq_factor: float,
+    new_var: str = "PNFHSTR",
+) -> pl.DataFrame:
+    """Add new_var, the pNfH stratum of the subject's baseline (ABLFL = 'Y') record of paramcd.
+
+    A censored baseline is placed only where its limit places it for certain: above a ULOQ
+    (AVAL is the limit) is HIGH when the limit is at or above the cut-point; below an LLOQ
+    (AVAL is the limit times ``blq_factor``) is LOW when the limit is at or below it. Otherwise
+    the stratum is unknown (null), never the side the imputed value happens to fall on.
+    """
+    assert_columns(adbm, ["USUBJID", "PARAMCD", "ABLFL", "AVAL", "BLQFL", "ALQFL"], "derive_var_pnfh_stratum (adbm)")
+    value, below, above = tmp("aval"), tmp("blq"), tmp("alq")
+    merged = derive_vars_merged(
+        adsl,
+        adbm,
+        by_vars={"USUBJID": "USUBJID"},
+        new_vars={"AVAL": value, "BLQFL": below, "ALQFL": above},
+        filter_add=(pl.col("PARAMCD") == paramcd) & (pl.col("ABLFL") == FLAG_Y),
+    )
+    low, high = pl.lit("LOW"), pl.lit("HIGH")
+    unknown = pl.lit(None, dtype=pl.String)
+    return merged.with_columns(
+        pl.when(pl.col(above) == FLAG_Y)
+        .then(pl.when(pl.col(value) >= cutpoint).then(high).otherwise(unknown))
+        .when(pl.col(below) == FLAG_Y)
+        .then(pl.when(pl.col(value) / blq_factor <= cutpoint).then(low).otherwise(unknown))
+        .otherwise(compute_pnfh_stratum(pl.col(value), cutpoint))
+        .alias(new_var)
+    ).drop(value, below, above)
+
+
 def create_adsl(
     subject: pl.DataFrame,
     adbm: pl.DataFrame,
@@ -93,9 +129,11 @@ def create_adsl(
     cutpoint: float,
     responder_rule: Mapping[str, Any],
     arms: Sequence[str | Mapping[str, Any] | object],
+    blq_factor: float,
     age_unit: str = "YEARS",
 ) -> pl.DataFrame:
-    """Build ADSL: one record per subject of the subject table."""
+    """Build ADSL: one record per subject of the subject table (``blq_factor``: the ADBM
+    imputation factor below the LLOQ, to read a censored baseline's limit back)."""
     required = [
         "usubjid", "siteid", "country", "sex", "age", "onset", "stratum", "randomisation_date",
         "randomised", "death_date", "withdrawal_date", "withdrawal_reason", "armcd", "arm",
@@ -132,7 +170,7 @@ def create_adsl(
         .rename({"TRTP": "TRT01P", "TRTA": "TRT01A", "TRTPN": "TRT01PN"})
         .pipe(derive_var_baseline_of, adbm, nfl_paramcd, "BNFLS")
         .pipe(derive_var_baseline_of, adbm, pnfh_paramcd, "BPNFHC")
-        .with_columns(compute_pnfh_stratum(pl.col("BPNFHC"), cutpoint).alias("PNFHSTR"))
+        .pipe(derive_var_pnfh_stratum, adbm, pnfh_paramcd, cutpoint, blq_factor)
         .pipe(
             derive_var_responder,
             adbm,

@@ -3,7 +3,7 @@
 import polars as pl
 from polars.testing import assert_frame_equal, assert_series_equal
 
-from pipelines.derive import compute_pnfh_stratum, derive_var_responder
+from pipelines.derive import compute_pnfh_stratum, derive_var_pnfh_stratum, derive_var_responder
 
 
 def frame(schema: dict, rows: list[tuple]) -> pl.DataFrame:
@@ -54,3 +54,21 @@ def test_responder_rule_and_flag_name_come_from_the_arguments():
     adsl = frame({"USUBJID": pl.String}, [("S1",), ("S3",)])
     actual = derive_var_responder(adsl, ADBM, "TREGPCT", "M1", 2.5, flag_name="M1RESPFL")
     assert dict(actual.iter_rows()) == {"S1": None, "S3": "Y"}
+
+
+def test_pnfh_stratum_of_a_censored_baseline_only_where_its_limit_places_it():
+    schema = {"USUBJID": pl.String, "PARAMCD": pl.String, "ABLFL": pl.String, "AVAL": pl.Float64,
+              "BLQFL": pl.String, "ALQFL": pl.String}  # fmt: skip
+    adbm = frame(schema, [
+        ("S1", "PNFHC", "Y", 2000.0, None, "Y"),   # above a ULOQ of 2000: could be either side of 3700
+        ("S2", "PNFHC", "Y", 5000.0, None, "Y"),   # above a ULOQ of 5000: HIGH for certain
+        ("S3", "PNFHC", "Y", 25.0, "Y", None),     # below an LLOQ of 50: LOW for certain
+        ("S4", "PNFHC", "Y", 2500.0, "Y", None),   # below an LLOQ of 5000: could be either side
+        ("S5", "PNFHC", "Y", 3700.0, None, None),  # quantified, at the cut-point: LOW
+        ("S6", "PNFHC", None, 9000.0, None, None), # not the baseline record
+        ("S7", "NFLS", "Y", 9000.0, None, None),   # another parameter
+    ])  # fmt: skip
+    adsl = frame({"USUBJID": pl.String}, [(f"S{i}",) for i in range(1, 8)])
+    actual = derive_var_pnfh_stratum(adsl, adbm, "PNFHC", 3700, 0.5)
+    assert dict(actual.iter_rows()) == {"S1": None, "S2": "HIGH", "S3": "LOW", "S4": None, "S5": "LOW",
+                                        "S6": None, "S7": None}

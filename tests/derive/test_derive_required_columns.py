@@ -41,7 +41,7 @@ CASES = [
     ("rename_core_to_adam", lambda: create_adbm(ONLY_SUBJECT, SUBJECT.with_columns(siteid=pl.lit("FR01")),
                                                 [], ["IL2"], "LLOQ/2", 0.5, "MIROCALS"),
      ["usubjid", "paramcd", "aval", "core_table", "delivery_id", "row_number", "study_day"]),
-    ("create_adsl (subject)", lambda: create_adsl(SUBJECT, ONLY_SUBJECT, "MIROCALS", "PNFHC", "NFLS", 3700, RULE, ["IL2"]),
+    ("create_adsl (subject)", lambda: create_adsl(SUBJECT, ONLY_SUBJECT, "MIROCALS", "PNFHC", "NFLS", 3700, RULE, ["IL2"], 0.5),
      ["siteid", "randomisation_date", "randomised"]),
 ]  # fmt: skip
 

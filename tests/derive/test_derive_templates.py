@@ -87,7 +87,7 @@ def adbm() -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def adsl(adbm) -> pl.DataFrame:
-    return create_adsl(SUBJECT, adbm, "MIROCALS", "PNFHC", "NFLS", 3700, RULE, ARMS)
+    return create_adsl(SUBJECT, adbm, "MIROCALS", "PNFHC", "NFLS", 3700, RULE, ARMS, 0.5)
 
 
 def test_adbm_columns_in_adam_order(adbm):
@@ -173,7 +173,7 @@ def test_templates_take_their_rules_from_the_study_definition():
     blq = analysis["blq_imputation"]
     adbm = create_adbm(CORE, SUBJECT, study.visits, study.arms, blq["rule"], blq["factor"], study.studyid)
     adsl = create_adsl(SUBJECT, adbm, study.studyid, "PNFHC", "NFLS", analysis["pnfh_cutpoint_pgml"],
-                       analysis["treg_responder"], study.arms)  # fmt: skip
+                       analysis["treg_responder"], study.arms, analysis["blq_imputation"]["factor"])  # fmt: skip
     assert adbm.height == CORE.height and adsl.height == SUBJECT.height
     assert adbm.filter(pl.col("IMPUTFL") == "Y").get_column("IMPUTRL").to_list() == [blq["rule"]]
     assert adsl.get_column("STUDYID").unique().to_list() == [study.studyid]
