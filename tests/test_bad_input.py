@@ -595,10 +595,27 @@ def test_check_refuses_what_the_build_refuses(bad, wide_cli, file_name):
     assert (sha256(bad.warehouse), sha256(work_file(bad.warehouse))) == before
 
 
+def test_check_refuses_the_bytes_of_a_delivery_already_loaded(bad, wide_cli, tmp_path):
+    copy = tmp_path / "labs" / "treg" / "treg_batch01_sent_again.parquet"
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes((bad.landing / TREG_FILE).read_bytes())
+    before = sha256(bad.warehouse)
+    result = _check(wide_cli, copy, bad.warehouse)
+    assert result.exit_code == 1, result.output
+    output = " ".join(result.output.split())
+    assert "REFUSED (treg) treg_batch01_sent_again.parquet: identical bytes" in output
+    assert f"({TREG_FILE}), already loaded; nothing new was loaded." in output
+    assert sha256(bad.warehouse) == before
+
+
 @pytest.mark.parametrize("file_name", [TREG_FILE, NF_FILE, TS_FILE, TG_FILE])
-def test_check_lists_the_rows_the_build_holds_back(bad, wide_cli, file_name):
+def test_check_lists_the_rows_the_build_holds_back(bad, wide_cli, file_name, tmp_path):
     before = sha256(bad.warehouse), sha256(work_file(bad.warehouse))
-    result = _check(wide_cli, bad.landing / file_name, bad.warehouse)
+    # the same rows exported again (other bytes): the loaded file itself would be a duplicate
+    again = tmp_path / file_name
+    again.parent.mkdir(parents=True)
+    pq.write_table(pq.read_table(bad.landing / file_name), again, compression="zstd")
+    result = _check(wide_cli, again, bad.warehouse)
     assert result.exit_code == 0, result.output
     rows = ACCEPTED[file_name]
     held = _held(bad, file_name)

@@ -2,8 +2,9 @@
 
 The file goes through the same code as a build: contract check, Great Expectations suite and
 the family's staging model, in a throw-away in-memory database. When a published warehouse is
-there, its subjects and samples are copied in so that reference checks (unknown sample, visit
-window, never randomised...) give the verdict the real build would give.
+there, its deliveries, subjects and samples are copied in so that the duplicate check and the
+reference checks (unknown sample, visit window, never randomised...) give the verdict the real
+build would give.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class RowVerdict:
 class FileVerdict:
     file: str
     family: str
-    status: str  # accepted | rejected
+    status: str  # accepted | rejected | duplicate
     rows: int | None
     reason: str | None = None
     rows_held: list[RowVerdict] = field(default_factory=list)
@@ -87,9 +88,12 @@ def check_file(path: Path, family: str | None = None, warehouse: Path | None = N
         create_raw_tables(con)
         load_reference_tables(con)
         copies = REFERENCE_COPIES.get(family, ())
-        reference = bool(copies) and warehouse is not None and warehouse.exists()
-        if reference:
+        published = warehouse is not None and warehouse.exists()
+        reference = bool(copies) and published
+        if published:
             con.execute(f"attach '{warehouse}' as published (read_only)")
+            # the deliveries already loaded: the same bytes again are a duplicate, as in a build
+            con.execute("insert into audit.delivery select * from published.audit.delivery where status = 'accepted'")
             for table in copies:
                 schema = table.split(".")[0]
                 con.execute(f"create schema if not exists {schema}")
