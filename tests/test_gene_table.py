@@ -86,15 +86,18 @@ def test_clustering_sorts_by_symbol_keeps_every_row_and_their_numbers():
         assert numbers == sorted(numbers)
 
 
+GENE_MANIFEST = [
+    sample("R001", IL2, "BASELINE", "PAXGENE_RNA", 1),
+    sample("R002", IL2, "M3", "PAXGENE_RNA", 85),
+    sample("R003", PBO, "BASELINE", "PAXGENE_RNA", -3),
+    sample("R004", PBO, "BASELINE", "SERUM", -3),
+]
+
+
 @pytest.fixture
 def gene_landing(tmp_path: Path) -> Path:
     landing = tmp_path / "landing"
-    write_reference(landing, samples=[
-        sample("R001", IL2, "BASELINE", "PAXGENE_RNA", 1),
-        sample("R002", IL2, "M3", "PAXGENE_RNA", 85),
-        sample("R003", PBO, "BASELINE", "PAXGENE_RNA", -3),
-        sample("R004", PBO, "BASELINE", "SERUM", -3),
-    ])
+    write_reference(landing, samples=GENE_MANIFEST)
     rows = _gene_rows("R001") + _gene_rows("R002") + _gene_rows("R003")
     rows.append(dict(rows[0]))                                   # exact copy of row 1
     rows.append({**rows[6], "expression": rows[6]["expression"] + 1})   # R002 GAPDH twice, values differ
@@ -220,9 +223,10 @@ def test_gene_audit_tables_read_from_verdict_tables_agree_with_every_row(gene_la
     assert len(rules) > 4, "an expectation's rule is among them"
     assert len(by_row["superseded"]) == 4
 
-    # The manifest now lists R404 as an RNA tube: its rows load, without the gene delivery again.
+    # The next manifest export also lists R404 as an RNA tube: its rows load, without the gene
+    # delivery again.
     write_delivery(gene_landing, "sample_manifest", "manifest_export_20190301.parquet",
-                   [sample("R404", PBO, "M3", "PAXGENE_RNA", 90)])
+                   [*GENE_MANIFEST, sample("R404", PBO, "M3", "PAXGENE_RNA", 90)])
     rebuilt = run_build(gene_landing, warehouse)
     assert _audit(rebuilt) == _row_by_row_audit(rebuilt)
     assert "sample_unknown" not in {rule for _, _, rule, *_ in _audit(rebuilt)["held"]}

@@ -292,8 +292,20 @@ def ingest_file(
         file_bytes=path.stat().st_size, received_at=now,
     )
     same_bytes = con.execute(
-        "select delivery_id, file_name from audit.delivery where file_sha256 = ? and status = 'accepted'", [sha]
-    ).fetchone()
+        "select delivery_id, file_name from audit.delivery where file_sha256 = ? and status = 'accepted' "
+        "order by delivery_id desc limit 1", [sha]
+    ).fetchall()
+    same_bytes = same_bytes[0] if same_bytes else None
+    resent = None
+    if same_bytes and contract.mode == "snapshot":
+        newest = con.execute(
+            "select max(delivery_id) from audit.delivery where family = ? and status = 'accepted'", [contract.family]
+        ).fetchone()[0]
+        if same_bytes[0] != newest:
+            # an earlier full export sent again (a correction undone): it is the newest export now
+            resent = (f"same bytes as delivery {same_bytes[0]} ({same_bytes[1]}), an earlier export; "
+                      "taken in again as the newest export")
+            same_bytes = None
     if same_bytes:
         rows = pq.read_metadata(path).num_rows
         reason = (
@@ -317,6 +329,8 @@ def ingest_file(
         _record_delivery(con, **base, rows_delivered=rows, status="rejected", rule=rejection.rule, reason=reason)
         return DeliveryOutcome(delivery_id, contract.family, file_name, "rejected", rows, 0, reason, None)
 
+    if resent:
+        checked.warnings.append(resent)
     delivered = checked.table
     stored = withhold_revealing_values(delivered, contract.family) if blinding is not None and blinding.blinded else delivered
     if stored is not delivered and stored["extra_columns"].null_count < stored.num_rows:

@@ -1,38 +1,40 @@
 -- Every loaded value that a later delivery replaced: the value before and after, the delivery
--- that replaced it and when. Nothing is corrected without a row here. Only keys delivered more
--- than once (a valid row that is no longer current) are looked at.
+-- that replaced it and when; and every subject or sample that the newest snapshot export
+-- removed (missing from it, or held back there): removed, with the export that removed it.
+-- Nothing is corrected or removed without a row here. Only keys with a valid row that is no
+-- longer current are looked at.
 with
 
 versions as (
     select 'subjects' as family, usubjid as record_key, delivery_id, file_name, row_number,
         to_json(struct_pack(siteid, sex, age, onset, diagnosis_date, consent_date, randomisation_date,
-            death_date, withdrawal_date, withdrawal_reason)) as delivered_values
+            death_date, withdrawal_date, withdrawal_reason)) as delivered_values, is_current
     from staging.stg_trial__subject where qc_rule is null
         and usubjid in (select usubjid from staging.stg_trial__subject where qc_rule is null and not is_current)
     union all
     select 'sample_manifest', sample_id, delivery_id, file_name, row_number,
-        to_json(struct_pack(usubjid, visit_code, matrix, collection_datetime))
+        to_json(struct_pack(usubjid, visit_code, matrix, collection_datetime)), is_current
     from staging.stg_biobank__sample where qc_rule is null
         and sample_id in (select sample_id from staging.stg_biobank__sample where qc_rule is null and not is_current)
     union all
     select 'treg', sample_id, delivery_id, file_name, row_number,
-        to_json(struct_pack(cd4_count, treg_count, treg_pct_cd4, panel_version, acquisition_date))
+        to_json(struct_pack(cd4_count, treg_count, treg_pct_cd4, panel_version, acquisition_date)), is_current
     from staging.stg_lab__treg where qc_rule is null
         and sample_id in (select sample_id from staging.stg_lab__treg where qc_rule is null and not is_current)
     union all
     select 'neurofilament', sample_id || ' ' || analyte, delivery_id, file_name, row_number,
-        to_json(struct_pack(result, unit, lloq, uloq, dilution, plate_id, run_date, cv_pct))
+        to_json(struct_pack(result, unit, lloq, uloq, dilution, plate_id, run_date, cv_pct)), is_current
     from staging.stg_lab__neurofilament where qc_rule is null
         and (sample_id, analyte) in (select sample_id, analyte from staging.stg_lab__neurofilament
             where qc_rule is null and not is_current)
     union all
     select 'transcript_summary', sample_id, delivery_id, file_name, row_number,
-        to_json(struct_pack(total_reads_m, pct_mapped, rin, treg_signature, run_id))
+        to_json(struct_pack(total_reads_m, pct_mapped, rin, treg_signature, run_id)), is_current
     from staging.stg_lab__transcript_summary where qc_rule is null
         and sample_id in (select sample_id from staging.stg_lab__transcript_summary where qc_rule is null and not is_current)
     union all
     select 'transcript_gene', latest.sample_id || ' ' || latest.gene_id, delivery_id, gene.file_name, row_number,
-        to_json(struct_pack(gene.gene_symbol, gene.expression))
+        to_json(struct_pack(gene.gene_symbol, gene.expression)), latest.is_latest
     -- the gene table is large: its keys delivered more than once are listed in
     -- int_transcript_gene__latest (valid rows only), and only their rows are read
     from staging.int_transcript_gene__latest as latest
@@ -41,6 +43,10 @@ versions as (
             select sample_id, gene_id from staging.int_transcript_gene__latest where not is_latest)
         and (delivery_id, latest.sample_id) in (
             select delivery_id, sample_id from staging.int_transcript_gene__sample_verdicts where qc_rule is null)
+),
+
+newest_delivery as (
+    select family, max(delivery_id) as delivery_id from audit.delivery where status = 'accepted' group by family
 ),
 
 sequenced as (
@@ -61,11 +67,18 @@ select
     sequenced.file_name                     as superseded_file_name,
     sequenced.row_number                    as superseded_row_number,
     sequenced.delivered_values              as superseded_values,
-    sequenced.next_delivery_id              as replaced_by_delivery_id,
-    sequenced.next_file_name                as replaced_by_file_name,
+    delivery.delivery_id                    as replaced_by_delivery_id,
+    delivery.file_name                      as replaced_by_file_name,
     sequenced.next_row_number               as replaced_by_row_number,
     sequenced.next_values                   as replacing_values,
     delivery.received_at                    as replaced_at,
-    sequenced.delivered_values <> sequenced.next_values as value_changed
+    sequenced.next_delivery_id is null      as removed,
+    sequenced.next_delivery_id is null
+        or sequenced.delivered_values <> sequenced.next_values as value_changed
 from sequenced
-join audit.delivery as delivery on delivery.delivery_id = sequenced.next_delivery_id
+-- the last valid version of a key replaces nothing: if it is not current either, the newest
+-- export of its (snapshot) family removed the key
+left join newest_delivery on newest_delivery.family = sequenced.family
+join audit.delivery as delivery
+    on delivery.delivery_id = coalesce(sequenced.next_delivery_id, newest_delivery.delivery_id)
+where sequenced.next_delivery_id is not null or not sequenced.is_current

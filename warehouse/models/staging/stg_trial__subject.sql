@@ -1,6 +1,11 @@
--- Subjects from the trial database exports. Each export is a full snapshot: the newest
--- export wins per subject, earlier rows stay loaded but are no longer current.
+-- Subjects from the trial database exports. Each export is a full snapshot: the current
+-- subjects are the valid rows of the newest export. Earlier rows stay loaded but are no longer
+-- current, and a subject missing from the newest export (or held back there) is not current.
 with
+
+newest_export as (
+    select max(delivery_id) as delivery_id from audit.delivery where family = 'subjects' and status = 'accepted'
+),
 
 source as (
     select * replace (upper(trim(usubjid)) as usubjid) from raw.subjects
@@ -33,8 +38,5 @@ ruled as (
 
 select
     ruled.*,
-    qc_rule is null
-        and row_number() over (
-            partition by usubjid, qc_rule is null order by delivery_id desc, row_number desc
-        ) = 1 as is_current
-from ruled
+    qc_rule is null and ruled.delivery_id = newest_export.delivery_id as is_current
+from ruled, newest_export

@@ -1,0 +1,98 @@
+"""Subjects and manifest exports are full snapshots: the newest export decides what is current.
+A subject or sample it lacks (or holds back) is no longer current, with a record in
+audit.correction; an earlier export sent again is taken in as the newest."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import run_build
+from tests.landing import IL2, PBO, RUNIN_ONLY, sample, subject, treg, write_delivery, write_reference
+
+FIRST_SUBJECTS = "reference/subjects/subjects_export_20190101.parquet"
+SECOND_SUBJECTS = "reference/subjects/subjects_export_20190201.parquet"
+SECOND_MANIFEST = "reference/sample_manifest/manifest_export_20190201.parquet"
+RESENT_SUBJECTS = "reference/subjects/subjects_export_20190301_resent.parquet"
+
+MANIFEST = [
+    sample("S002", IL2, "BASELINE", "WHOLE_BLOOD", 1),
+    sample("S003", IL2, "M3", "WHOLE_BLOOD", 85),
+    sample("S005", PBO, "BASELINE", "WHOLE_BLOOD", -3),
+    sample("S006", IL2, "M3", "SERUM", 90),
+]
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    landing = tmp_path_factory.mktemp("snapshots")
+    warehouse = tmp_path_factory.mktemp("snapshots_wh") / "mirocals.duckdb"
+    write_reference(landing, MANIFEST)
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002"), treg("S003", cd4=700.0), treg("S005")])
+    first = run_build(landing, warehouse)
+    first_state = {
+        "subjects": first.rows("select usubjid from core.subject order by 1"),
+        "samples": first.rows("select sample_id, visit_code from core.sample order by 1"),
+        "treg": first.rows("select sample_id from core.treg where paramcd = 'CD4CNT' order by 1"),
+    }
+    # the next exports: PBO left the trial database; S003 relabelled M1 (outside that window); S006 gone
+    write_delivery(landing, "subjects", "subjects_export_20190201.parquet",
+                   [subject(IL2, "FR01"), subject(RUNIN_ONLY, "UK01", randomised=False)])
+    write_delivery(landing, "sample_manifest", "manifest_export_20190201.parquet", [
+        MANIFEST[0], sample("S003", IL2, "M1", "WHOLE_BLOOD", 85), MANIFEST[2],
+    ])
+    second = run_build(landing, warehouse)
+    return landing, warehouse, first_state, second
+
+
+def test_the_first_build_has_everything(builds):
+    _, _, first, _ = builds
+    assert first["subjects"] == [(IL2,), (PBO,), (RUNIN_ONLY,)]
+    assert first["samples"] == [("S002", "BASELINE"), ("S003", "M3"), ("S005", "BASELINE"), ("S006", "M3")]
+    assert first["treg"] == [("S002",), ("S003",), ("S005",)]
+
+
+def test_a_subject_missing_from_the_newest_export_is_no_longer_current(builds):
+    second = builds[3]
+    assert second.rows("select usubjid from core.subject order by 1") == [(IL2,), (RUNIN_ONLY,)]
+    # its sample's results are held back, with the reason, not kept from the older export
+    assert second.scalar("select count(*) from core.treg where sample_id = 'S005'") == 0
+    held = second.rows("select rule, reason from quarantine.rejected_rows where family = 'treg' "
+                       "and json_extract_string(delivered_row, '$.sample_id') = 'S005'")
+    assert held and {rule for rule, _ in held} == {"subject_unknown"}, held
+
+
+def test_a_sample_missing_or_held_back_in_the_newest_manifest_is_no_longer_current(builds):
+    second = builds[3]
+    assert second.rows("select sample_id, visit_code from core.sample order by 1") == [("S002", "BASELINE")]
+    assert second.scalar("select count(*) from core.treg where sample_id = 'S003'") == 0
+    rules = dict(second.rows("select sample_id, qc_rule from staging.stg_biobank__sample where is_latest"))
+    assert rules["S003"] == "collection_out_of_window" and "S006" not in rules
+
+
+def test_every_removal_is_recorded_in_audit_correction(builds):
+    # S005 is still in the manifest: it is held back because its subject was removed, which is
+    # the removal recorded (its rows are in quarantine as subject_unknown)
+    second = builds[3]
+    removed = second.rows(
+        "select family, record_key, superseded_file_name, replaced_by_file_name, replacing_values, value_changed "
+        "from audit.correction where removed order by family, record_key")
+    assert removed == [
+        ("sample_manifest", "S003", "reference/sample_manifest/manifest_export_20190101.parquet", SECOND_MANIFEST, None, True),
+        ("sample_manifest", "S006", "reference/sample_manifest/manifest_export_20190101.parquet", SECOND_MANIFEST, None, True),
+        ("subjects", PBO, FIRST_SUBJECTS, SECOND_SUBJECTS, None, True),
+    ]
+    assert second.scalar("select bool_and(balanced) from audit.reconciliation") is True
+
+
+def test_an_earlier_export_sent_again_is_the_newest_export(builds, tmp_path):
+    landing, warehouse, _, _ = builds
+    (landing / RESENT_SUBJECTS).write_bytes((landing / FIRST_SUBJECTS).read_bytes())
+    third = run_build(landing, warehouse)
+    status, warnings = third.rows("select status, warnings from audit.delivery where file_name = ?", [RESENT_SUBJECTS])[0]
+    assert status == "accepted"
+    assert "an earlier export; taken in again as the newest export" in warnings
+    assert third.rows("select usubjid from core.subject order by 1") == [(IL2,), (PBO,), (RUNIN_ONLY,)]
+    # the same bytes once more, now the newest export, are a duplicate as before
+    (landing / "reference/subjects/subjects_export_20190302_again.parquet").write_bytes((landing / FIRST_SUBJECTS).read_bytes())
+    fourth = run_build(landing, warehouse)
+    assert fourth.scalar("select status from audit.delivery where file_name like '%20190302_again%'") == "duplicate"
