@@ -54,6 +54,11 @@ def test_the_first_build_has_everything(builds):
 def test_a_subject_missing_from_the_newest_export_is_no_longer_current(builds):
     second = builds[3]
     assert second.rows("select usubjid from core.subject order by 1") == [(IL2,), (RUNIN_ONLY,)]
+    # the blinded build's dummy randomisation is drawn for the current subjects only
+    assert second.rows(
+        "select usubjid from raw.randomisation where delivery_id = "
+        "(select max(delivery_id) from audit.delivery where family = 'randomisation' and status = 'accepted')"
+    ) == [(IL2,)]
     # its sample's results are held back, with the reason, not kept from the older export
     assert second.scalar("select count(*) from core.treg where sample_id = 'S005'") == 0
     held = second.rows("select rule, reason from quarantine.rejected_rows where family = 'treg' "

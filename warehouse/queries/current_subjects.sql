@@ -1,5 +1,6 @@
--- Subjects of the newest subjects export with their randomisation stratum: the input of the
--- blinded build's dummy randomisation and of the checks on a real randomisation list.
+-- Subjects of the newest subjects export (a full snapshot, as in staging) with their
+-- randomisation stratum: the input of the blinded build's dummy randomisation and of the checks
+-- on a real randomisation list.
 with
 
 latest as (
@@ -8,10 +9,11 @@ latest as (
         siteid,
         upper(trim(onset)) as onset,
         randomisation_date,
-        row_number() over (
-            partition by upper(trim(usubjid)) order by delivery_id desc, row_number desc
-        ) as recency
+        row_number() over (partition by upper(trim(usubjid)) order by row_number desc) as recency
     from raw.subjects
+    where delivery_id = (
+        select max(delivery_id) from audit.delivery where family = 'subjects' and status = 'accepted'
+    )
 )
 
 select
