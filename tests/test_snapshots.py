@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from pipelines.ingest.delivery import discover_files
+from pipelines.study import load_contracts
 from tests.conftest import run_build
 from tests.landing import IL2, PBO, RUNIN_ONLY, sample, subject, treg, write_delivery, write_reference
 
@@ -101,3 +103,12 @@ def test_an_earlier_export_sent_again_is_the_newest_export(builds, tmp_path):
     (landing / "reference/subjects/subjects_export_20190302_again.parquet").write_bytes((landing / FIRST_SUBJECTS).read_bytes())
     fourth = run_build(landing, warehouse)
     assert fourth.scalar("select status from audit.delivery where file_name like '%20190302_again%'") == "duplicate"
+
+
+def test_deliveries_are_taken_in_by_name_ignoring_case(tmp_path):
+    folder = tmp_path / "labs" / "neurofilament"
+    folder.mkdir(parents=True)
+    for name in ("NfL_batch02_corrected.parquet", "nfl_batch02.parquet", "nfl_batch01.parquet", "NFL_BATCH03.parquet"):
+        (folder / name).write_bytes(b"")
+    found = [p.name for p in discover_files(tmp_path, load_contracts()["neurofilament"])]
+    assert found == ["nfl_batch01.parquet", "nfl_batch02.parquet", "NfL_batch02_corrected.parquet", "NFL_BATCH03.parquet"]

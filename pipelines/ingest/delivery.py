@@ -80,7 +80,8 @@ PARQUET_SUFFIX = ".parquet"
 
 
 def discover_files(landing: Path, contract: FamilyContract) -> list[Path]:
-    """Files waiting in a family's folder, in delivery (name) order.
+    """Files waiting in a family's folder, in delivery order: by name, ignoring case (so that
+    ``NfL_batch02_corrected`` does not sort before ``nfl_batch02``, which it corrects).
 
     Every file counts, whatever its name ends with: one that is not ``*.parquet`` (any case) is
     refused by :func:`check_delivery` and recorded, never skipped unseen. Paths with a part
@@ -90,9 +91,12 @@ def discover_files(landing: Path, contract: FamilyContract) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(("_", ".")) for part in p.relative_to(landing).parts)
+        (
+            p
+            for p in folder.rglob("*")
+            if p.is_file() and not any(part.startswith(("_", ".")) for part in p.relative_to(landing).parts)
+        ),
+        key=lambda p: (p.relative_to(folder).as_posix().casefold(), p.as_posix()),
     )
 
 
