@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.ingest.expectations import SuiteResult, redact_values
-from pipelines.ingest.values import distinct_codes
+from pipelines.ingest.values import in_set
 from pipelines.study import load_contracts, load_study
 
 WITHHELD = "withheld (blinded build)"
@@ -53,12 +53,8 @@ def revealing_genes(field: str = "symbol") -> tuple[str, ...]:
     return tuple(gene[field] for gene in load_study().raw["blinding"]["treatment_revealing_genes"])
 
 
-def _matches(column: pa.ChunkedArray, values: tuple[str, ...]) -> np.ndarray:
-    """Per row, whether ``column`` (trimmed, upper case) is one of ``values``; judged on the
-    distinct values (~20,000 genes), not on every row."""
-    distinct, codes = distinct_codes(column)
-    hit = pc.fill_null(pc.is_in(pc.utf8_upper(pc.utf8_trim_whitespace(distinct)), value_set=pa.array(values)), False)
-    return hit.to_numpy(zero_copy_only=False)[codes]
+def _upper_trimmed(array: pa.Array) -> pa.Array:
+    return pc.utf8_upper(pc.utf8_trim_whitespace(array))
 
 
 def withhold_revealing_values(table: pa.Table, family: str) -> pa.Table:
@@ -69,14 +65,19 @@ def withhold_revealing_values(table: pa.Table, family: str) -> pa.Table:
         if column in table.column_names:
             index = table.column_names.index(column)
             table = table.set_column(index, column, pa.nulls(table.num_rows, table.schema.field(column).type))
-    if family == "transcript_gene" and "expression" in table.column_names:
-        revealing = np.zeros(table.num_rows, dtype=bool)
-        for column, field in (("gene_symbol", "symbol"), ("gene_id", "gene_id")):
-            if column in table.column_names:
-                revealing |= _matches(table[column], revealing_genes(field))
+    if family == "transcript_gene" and "expression" in table.column_names and (
+        "gene_symbol" in table.column_names or "gene_id" in table.column_names
+    ):
+        # judged on the distinct symbols and ids (~20,000 each), not on every row
+        matches = [
+            in_set(table[column], pa.array(revealing_genes(field)), _upper_trimmed)
+            for column, field in (("gene_symbol", "symbol"), ("gene_id", "gene_id"))
+            if column in table.column_names
+        ]
+        revealing = matches[0] if len(matches) == 1 else pc.or_(*matches)
         index = table.column_names.index("expression")
         table = table.set_column(
-            index, "expression", pc.if_else(pa.array(revealing), pa.scalar(None, pa.float64()), table["expression"])
+            index, "expression", pc.if_else(revealing, pa.scalar(None, pa.float64()), table["expression"])
         )
     if "extra_columns" in table.column_names and table["extra_columns"].null_count < table.num_rows:
         table = _withhold_extra_columns(table)

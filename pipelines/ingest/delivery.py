@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from pipelines.blinding import BlindingMode, mentions_revealing, withhold_revealing_failures, withhold_revealing_values
 from pipelines.ingest.expectations import RowFailure, SuiteResult, suite_parameters, validate_table, write_data_docs
-from pipelines.ingest.values import distinct_codes
+from pipelines.ingest.values import distinct_codes, in_set
 from pipelines.study import FamilyContract, load_contracts
 
 
@@ -394,11 +394,20 @@ def _with_conflicts_hidden_by_blinding(
         withheld_any = lost if withheld_any is None else pc.or_(withheld_any, lost)
     if withheld_any is None or not pc.any(withheld_any).as_py():
         return result
+    touched = delivered.filter(withheld_any).select(contract.key)
+    if other_keys:
+        # only rows that share the rest of the key with a touched row can share its key (for
+        # the gene table: the rows of the withheld genes, a few thousand of millions)
+        candidate = None
+        for key in other_keys:
+            hit = in_set(delivered[key], pc.unique(touched[key].combine_chunks()))
+            candidate = hit if candidate is None else pc.and_(candidate, hit)
+        delivered, withheld = delivered.filter(candidate), withheld.filter(candidate)
     con = duckdb.connect()
     try:
         con.register("delivered_all", delivered)
         con.register("withheld_all", withheld)
-        con.register("touched", delivered.filter(withheld_any).select(contract.key))
+        con.register("touched", touched)
         con.execute(
             f"create temp table repeated as select row_number from delivered_all "
             f"where ({key_of}) in (select ({key_of}) from touched) "

@@ -26,3 +26,25 @@ def distinct_codes(values: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.nda
         indices = pc.fill_null(indices, len(dictionary))
         dictionary = pa.concat_arrays([dictionary, pa.nulls(1, dictionary.type)])
     return dictionary, indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+
+
+def in_set(values: pa.ChunkedArray, value_set: pa.Array, normalise=None) -> pa.ChunkedArray:
+    """Per row, whether ``values`` (after ``normalise``, e.g. trim and upper-case) is in
+    ``value_set``; a null row is in it when ``value_set`` holds a null. A dictionary-encoded
+    chunk is judged on its dictionary and the verdicts taken by index, never row by row."""
+    if pa.types.is_dictionary(value_set.type):
+        value_set = value_set.dictionary_decode()
+    has_null = value_set.null_count > 0
+
+    def judge(array: pa.Array) -> pa.Array:
+        array = normalise(array) if normalise else array
+        return pc.fill_null(pc.is_in(array, value_set=value_set, skip_nulls=not has_null), False)
+
+    parts = []
+    for chunk in values.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            hit = judge(chunk.dictionary).take(chunk.indices)
+        else:
+            hit = judge(chunk)
+        parts.append(pc.fill_null(hit, has_null))
+    return pa.chunked_array(parts, pa.bool_())
