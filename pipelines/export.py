@@ -11,6 +11,7 @@ from pipelines.warehouse import read_connection, table_docs
 FORMATS = ("parquet", "csv", "xpt")
 XPT_NAME_LENGTH = 8
 XPT_LABEL_LENGTH = 40
+XPT_TEXT_BYTES = 200  # SAS transport v5 holds at most 200 bytes per character value
 
 
 def xpt_names(columns: list[str]) -> dict[str, str]:
@@ -42,7 +43,7 @@ def export_table(warehouse: Path, table: str, fmt: str, out: Path, **filters) ->
             option = "format parquet, compression zstd" if fmt == "parquet" else "format csv, header true"
             con.execute(f"copy ({sql}) to '{_sql_path(out)}' ({option})", values)
         else:
-            _write_xpt(con.execute(sql, values).df(), key, out)
+            write_xpt(con.execute(sql, values).df(), key, out)
     return rows
 
 
@@ -71,7 +72,7 @@ def _sql_path(path: Path) -> str:
     return str(path.resolve()).replace("'", "''")
 
 
-def _write_xpt(frame, key: str, out: Path) -> None:
+def write_xpt(frame, key: str, out: Path) -> None:
     import pyreadstat
 
     names = xpt_names(list(frame.columns))
@@ -81,6 +82,19 @@ def _write_xpt(frame, key: str, out: Path) -> None:
     for column in frame.columns:
         if str(frame[column].dtype) in ("boolean", "bool"):
             frame[column] = frame[column].map({True: "Y", False: "N"})
+    too_long = {}
+    for original, column in zip(names, frame.columns, strict=True):
+        if frame[column].dtype == object or str(frame[column].dtype).startswith("str"):
+            longest = frame[column].dropna().map(lambda v: len(str(v).encode("utf-8"))).max()
+            if longest and longest > XPT_TEXT_BYTES:
+                too_long[original] = int(longest)
+    if too_long:
+        # refused rather than cut: a truncated value would be a wrong value in SAS
+        raise ValueError(
+            f"{key} cannot be written as SAS transport v5: character values are limited to {XPT_TEXT_BYTES} bytes, "
+            + ", ".join(f"{c} holds up to {n}" for c, n in too_long.items())
+            + ". Export it as parquet or csv."
+        )
     pyreadstat.write_xport(
         frame, str(out), file_label=key[:XPT_LABEL_LENGTH], column_labels=labels,
         table_name=key.split(".")[1].upper()[:XPT_NAME_LENGTH], file_format_version=5,

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pandas as pd
 import polars as pl
 import pyreadstat
 import pytest
@@ -10,6 +11,7 @@ from typer.testing import CliRunner
 from pipelines.api import load, resolve_table
 from pipelines.cli import app
 from pipelines.dictionary import render_markdown
+from pipelines.export import write_xpt
 from pipelines.study import PROJECT_ROOT, load_study
 
 
@@ -100,6 +102,16 @@ def test_load_filters_by_masked_arm_in_a_blinded_warehouse(trial, table):
         assert frame.height == expected and set(frame[column]) == {wanted}
     with pytest.raises(ValueError, match="Unknown arm 'C'"):
         load(table, arm="C", warehouse=built.warehouse)
+
+
+def test_xpt_export_refuses_text_longer_than_sas_transport_holds(tmp_path):
+    frame = pd.DataFrame({"family": ["treg", "treg"], "superseded_values": ["x" * 120, "\u00e9" * 101]})
+    with pytest.raises(ValueError, match="superseded_values holds up to 202") as refused:
+        write_xpt(frame, "audit.correction", tmp_path / "correction.xpt")
+    assert "Export it as parquet or csv" in str(refused.value)
+    assert not (tmp_path / "correction.xpt").exists()
+    write_xpt(frame.assign(superseded_values=["x" * 200, None]), "audit.correction", tmp_path / "ok.xpt")
+    assert pyreadstat.read_xport(str(tmp_path / "ok.xpt"))[0].shape == (2, 2)
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "xpt"])
