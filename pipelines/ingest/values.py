@@ -16,9 +16,11 @@ def distinct_codes(values: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.nda
     """The distinct values of ``values`` (null last, if any row is null) and each row's
     position in them. Works on plain and dictionary-encoded columns alike."""
     if isinstance(values, pa.ChunkedArray):
-        if not pa.types.is_dictionary(values.type):
-            values = pc.dictionary_encode(values)
-        encoded = values.unify_dictionaries().combine_chunks()
+        if pa.types.is_dictionary(values.type):
+            encoded = values.unify_dictionaries().combine_chunks()
+        else:
+            # one hash pass over the whole column: cheaper than a dictionary per chunk, unified
+            encoded = pc.dictionary_encode(values.combine_chunks())
     else:
         encoded = values if pa.types.is_dictionary(values.type) else pc.dictionary_encode(values)
     dictionary, indices = encoded.dictionary, encoded.indices
