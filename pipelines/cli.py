@@ -148,6 +148,9 @@ def sql(
         raise typer.Exit(2)
     with read_connection(settings.warehouse, sandboxed=True) as con:
         try:
+            statements = con.extract_statements(query)
+            if len(statements) != 1:
+                raise ValueError(f"give one statement at a time ({len(statements)} given)")
             cursor = con.execute(query)
         except Exception as error:
             err.print(f"[red]Refused or failed:[/red] {error}")

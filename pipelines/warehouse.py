@@ -103,6 +103,9 @@ def write_connection(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         con.close()
 
 
+READER_SEARCH_PATH = "analysis,core,audit,quarantine,ref,main"
+
+
 @contextmanager
 def read_connection(path: Path, sandboxed: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the warehouse read-only; fails clearly if it has not been built.
@@ -114,6 +117,8 @@ def read_connection(path: Path, sandboxed: bool = False) -> Iterator[duckdb.Duck
         raise FileNotFoundError(f"No warehouse at {path}: run `mirocals build` (or `make demo`) first.")
     config = {"enable_external_access": False, "lock_configuration": True} if sandboxed else {}
     con = duckdb.connect(str(path), read_only=True, config=config)
+    # `adbm`, `treg`, `reconciliation` without their schema: the published layers first
+    con.execute(f"set search_path = '{READER_SEARCH_PATH}'")
     try:
         yield con
     finally:

@@ -168,6 +168,16 @@ def test_sql_cannot_write_or_reach_other_files(trial, query):
     assert built.scalar("select count(*) from core.subject") == 304
 
 
+def test_sql_finds_published_tables_without_their_schema_one_statement_at_a_time(trial):
+    _, built = trial
+    result = CliRunner().invoke(app, ["sql", "select count(*) as n from adbm", "--format", "json",
+                                      "--warehouse", str(built.warehouse)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == [{"n": built.scalar("select count(*) from analysis.adbm")}]
+    result = CliRunner().invoke(app, ["sql", "select 1; select 2", "--warehouse", str(built.warehouse)])
+    assert result.exit_code == 1 and "give one statement at a time (2 given)" in result.output
+
+
 # ---------------------------------------------------------------------------------------------
 # What a delivery can carry past the declared columns: nothing of it may reach a blinded build.
 # ---------------------------------------------------------------------------------------------
