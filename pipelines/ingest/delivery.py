@@ -302,9 +302,7 @@ def ingest_file(
     same_bytes = same_bytes[0] if same_bytes else None
     resent = None
     if same_bytes and contract.mode == "snapshot":
-        newest = con.execute(
-            "select max(delivery_id) from audit.delivery where family = ? and status = 'accepted'", [contract.family]
-        ).fetchone()[0]
+        newest = con.execute("select audit.newest_delivery(?)", [contract.family]).fetchone()[0]
         if same_bytes[0] != newest:
             # an earlier full export sent again (a correction undone): it is the newest export now
             resent = (f"same bytes as delivery {same_bytes[0]} ({same_bytes[1]}), an earlier export; "

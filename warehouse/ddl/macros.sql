@@ -1,3 +1,10 @@
+-- The newest accepted delivery of a family. For a snapshot family (subjects, sample manifest)
+-- it is the export that decides what is current; staging, the corrections audit, the dummy
+-- randomisation and the duplicate check on arrival all ask this one question.
+create or replace macro audit.newest_delivery(family_name) as (
+    select max(delivery_id) from audit.delivery where family = family_name and status = 'accepted'
+);
+
 -- Table macro used by the quarantine model: the rows a staging model held back, with the
 -- row exactly as delivered (contract columns and any extra columns, as JSON).
 create schema if not exists quarantine;

@@ -11,9 +11,7 @@ latest as (
         randomisation_date,
         row_number() over (partition by upper(trim(usubjid)) order by row_number desc) as recency
     from raw.subjects
-    where delivery_id = (
-        select max(delivery_id) from audit.delivery where family = 'subjects' and status = 'accepted'
-    )
+    where delivery_id = audit.newest_delivery('subjects')
 )
 
 select

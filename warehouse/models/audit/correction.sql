@@ -45,10 +45,6 @@ versions as (
             select delivery_id, sample_id from staging.int_transcript_gene__sample_verdicts where qc_rule is null)
 ),
 
-newest_delivery as (
-    select family, max(delivery_id) as delivery_id from audit.delivery where status = 'accepted' group by family
-),
-
 sequenced as (
     select
         *,
@@ -78,7 +74,6 @@ select
 from sequenced
 -- the last valid version of a key replaces nothing: if it is not current either, the newest
 -- export of its (snapshot) family removed the key
-left join newest_delivery on newest_delivery.family = sequenced.family
 join audit.delivery as delivery
-    on delivery.delivery_id = coalesce(sequenced.next_delivery_id, newest_delivery.delivery_id)
+    on delivery.delivery_id = coalesce(sequenced.next_delivery_id, audit.newest_delivery(sequenced.family))
 where sequenced.next_delivery_id is not null or not sequenced.is_current

@@ -4,10 +4,6 @@
 -- and a sample missing from it is no longer known.
 with
 
-newest_manifest as (
-    select max(delivery_id) as delivery_id from audit.delivery where family = 'sample_manifest' and status = 'accepted'
-),
-
 source as (
     select * replace (upper(trim(sample_id)) as sample_id, upper(trim(usubjid)) as usubjid)
     from raw.sample_manifest
@@ -93,9 +89,9 @@ ruled as (
 
 select
     ruled.*,
-    qc_rule is null and ruled.delivery_id = newest_manifest.delivery_id as is_current,
+    qc_rule is null and delivery_id = audit.newest_delivery('sample_manifest') as is_current,
     -- the sample's row in the newest manifest, valid or not (one row, also when it is there
     -- twice): lab results inherit its verdict
-    ruled.delivery_id = newest_manifest.delivery_id
-        and row_number() over (partition by ruled.sample_id order by ruled.delivery_id desc, ruled.row_number desc) = 1 as is_latest
-from ruled, newest_manifest
+    delivery_id = audit.newest_delivery('sample_manifest')
+        and row_number() over (partition by sample_id order by delivery_id desc, row_number desc) = 1 as is_latest
+from ruled

@@ -3,10 +3,6 @@
 -- current, and a subject missing from the newest export (or held back there) is not current.
 with
 
-newest_export as (
-    select max(delivery_id) as delivery_id from audit.delivery where family = 'subjects' and status = 'accepted'
-),
-
 source as (
     select * replace (upper(trim(usubjid)) as usubjid) from raw.subjects
 ),
@@ -38,5 +34,5 @@ ruled as (
 
 select
     ruled.*,
-    qc_rule is null and ruled.delivery_id = newest_export.delivery_id as is_current
-from ruled, newest_export
+    qc_rule is null and delivery_id = audit.newest_delivery('subjects') as is_current
+from ruled
