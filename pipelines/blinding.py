@@ -48,11 +48,6 @@ def revealing_columns(family: str) -> tuple[str, ...]:
     )
 
 
-def revealing_genes(field: str = "symbol") -> tuple[str, ...]:
-    """Symbols (or, with ``field="gene_id"``, Ensembl ids) of the treatment-revealing genes."""
-    return tuple(gene[field] for gene in load_study().raw["blinding"]["treatment_revealing_genes"])
-
-
 def _upper_trimmed(array: pa.Array) -> pa.Array:
     return pc.utf8_upper(pc.utf8_trim_whitespace(array))
 
@@ -69,8 +64,9 @@ def withhold_revealing_values(table: pa.Table, family: str) -> pa.Table:
         "gene_symbol" in table.column_names or "gene_id" in table.column_names
     ):
         # judged on the distinct symbols and ids (~20,000 each), not on every row
+        study = load_study()
         matches = [
-            in_set(table[column], pa.array(revealing_genes(field)), _upper_trimmed)
+            in_set(table[column], pa.array(study.revealing_genes(field)), _upper_trimmed)
             for column, field in (("gene_symbol", "symbol"), ("gene_id", "gene_id"))
             if column in table.column_names
         ]

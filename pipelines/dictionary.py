@@ -42,7 +42,7 @@ def render_markdown() -> str:
         + ", ".join(f"`{a['armcd']}` ({_cell(a['arm'])})" for a in blinding["masked_arms"])
         + ". Values withheld from blinded builds: parameters "
         + ", ".join(p.paramcd for p in study.parameters if p.treatment_revealing)
-        + "; genes " + ", ".join(g["symbol"] for g in blinding["treatment_revealing_genes"]) + ".",
+        + "; genes " + ", ".join(study.revealing_genes()) + ".",
     ]
     lines += ["", "## Tables", ""]
     for key, doc in table_docs().items():

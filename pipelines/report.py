@@ -53,7 +53,7 @@ def write_report(warehouse: Path, out: Path) -> Path:
         written=f"{datetime.now(UTC):%Y-%m-%d %H:%M}",
         blinded=blinded,
         masked_arms=", ".join(a["armcd"] for a in study.raw["blinding"]["masked_arms"]),
-        withheld=", ".join(withheld + [g["symbol"] for g in study.raw["blinding"]["treatment_revealing_genes"]]) if blinded else "",
+        withheld=", ".join(withheld + list(study.revealing_genes())) if blinded else "",
         unblinding=unblinding,
         families=families,
         rules=[{"family": f, "rule": r, "rows": n, "example": e} for f, r, n, e in rules],

@@ -90,6 +90,10 @@ class Study:
     def gene_expression(self) -> dict[str, Any]:
         return self.raw["gene_expression"]
 
+    def revealing_genes(self, field: str = "symbol") -> tuple[str, ...]:
+        """Symbols (or, with ``field="gene_id"``, Ensembl ids) of the treatment-revealing genes."""
+        return tuple(gene[field] for gene in self.raw["blinding"]["treatment_revealing_genes"])
+
 
 @dataclass(frozen=True)
 class ColumnContract:
