@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -36,6 +35,7 @@ from pipelines.build import build_warehouse
 from pipelines.study import load_contracts
 from pipelines.warehouse import work_file
 from tests.conftest import Built
+from tests.stored_text import columns_containing, warehouse_text
 from tests.landing import IL2, PBO, RANDOMISED, RUNIN_ONLY, nf, sample, subject, treg, write_delivery
 
 DEAD = "MIROCALS-FR02-0001"       # died on study day 100
@@ -777,37 +777,6 @@ def pii(tmp_path_factory):
     events = "\n".join(dg.serialize_value(entry) for entry in instance.all_logs(result.run_id))
     stored = {path: (warehouse_text(path), path.read_bytes()) for path in (warehouse, work_file(warehouse))}
     return Built(landing, warehouse, result), captured["output"], captured["logs"], events, stored
-
-
-def warehouse_text(path: Path) -> dict[str, str]:
-    """Every column of every table and view in the DuckDB file (all types cast to text), and the
-    column comments: ``schema.table.column`` -> the column's values joined."""
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        columns = con.execute(
-            "select table_schema, table_name, column_name from information_schema.columns "
-            "where table_catalog = current_database() order by all"
-        ).fetchall()
-        by_table: dict[tuple[str, str], list[str]] = {}
-        for schema, table, column in columns:
-            by_table.setdefault((schema, table), []).append(column)
-        text: dict[str, str] = {}
-        for (schema, table), names in by_table.items():
-            quoted = ['"' + n.replace('"', '""') + '"' for n in names]
-            values = con.execute(
-                f"select {', '.join(f'string_agg(cast({q} as varchar), chr(31))' for q in quoted)} "
-                f'from "{schema}"."{table}"'
-            ).fetchone()
-            text.update({f"{schema}.{table}.{n}": v or "" for n, v in zip(names, values)})
-        text["(column comments)"] = "\x1f".join(
-            c for (c,) in con.execute("select comment from duckdb_columns() where comment is not null").fetchall())
-        return text
-    finally:
-        con.close()
-
-
-def columns_containing(text: dict[str, str], value: str) -> list[str]:
-    return [column for column, values in text.items() if value in values]
 
 
 def test_the_scan_finds_what_is_stored(pii):
