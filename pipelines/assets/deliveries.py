@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 
 from pipelines.blinding import BlindingMode, make_dummy_randomisation, validate_randomisation_list
 from pipelines.ingest.delivery import DeliveryOutcome, discover_files, ingest_file
+from pipelines.ingest.expectations import load_suites
 from pipelines.resources import Blinding, LandingZone, Warehouse
 from pipelines.study import FamilyContract, load_contracts
 from pipelines.warehouse import query_sql
@@ -140,3 +141,4 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
 
 
 raw_assets = [build_raw_asset(contract) for contract in load_contracts().families.values()]
+load_suites([contract.suite for contract in load_contracts().families.values()])

@@ -1,0 +1,63 @@
+"""The Great Expectations suites are read into GX when the code location loads, so a suite GX
+cannot use stops the load with a message naming its file, before any delivery is touched."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import pipelines.ingest.expectations as expectations
+from pipelines.study import load_contracts
+
+
+def _write_suite(folder, name, items):
+    (folder / f"{name}.json").write_text(json.dumps({"name": name, "expectations": items}), encoding="utf-8")
+
+
+@pytest.fixture
+def suites_in(tmp_path, monkeypatch):
+    monkeypatch.setattr(expectations, "EXPECTATIONS_DIR", tmp_path)
+    return tmp_path
+
+
+def test_every_declared_suite_loads():
+    suites = [contract.suite for contract in load_contracts().families.values()]
+    expectations.load_suites(suites)
+    for suite in suites:
+        assert expectations._validation_definition(suite).suite.expectations, suite
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ({"type": "expect_column_values_to_be_purple", "kwargs": {"column": "sample_id"},
+          "meta": {"rule": "purple", "description": "sample_id must be purple"}},
+         "expect_column_values_to_be_purple not found"),
+        ({"type": "expect_column_values_to_be_between", "kwargs": {"min_value": 1},
+          "meta": {"rule": "range", "description": "value must be at least 1"}},
+         "column"),
+        ({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "sample_id"},
+          "meta": {"description": "sample_id must be present"}},
+         "expectation 1 (expect_column_values_to_not_be_null): meta needs rule"),
+    ],
+    ids=["unknown_type", "missing_argument", "no_rule"],
+)
+def test_a_suite_gx_cannot_use_is_refused_naming_its_file(suites_in, item, message):
+    name = f"broken_{abs(hash(json.dumps(item)))}"
+    _write_suite(suites_in, name, [item])
+    with pytest.raises(ValueError, match=rf"expectations/{name}\.json") as refused:
+        expectations.load_suites([name])
+    assert message in str(refused.value)
+
+
+def test_code_location_loads_the_suites():
+    """Importing the definitions (as the Dagster UI and every run do) reads every suite into GX."""
+    script = (
+        "import pipelines.definitions, pipelines.ingest.expectations as e; "
+        "_, context, _ = e._gx(); "
+        "print('\\n'.join(d.name for d in context.validation_definitions.all()))"
+    )
+    held = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    declared = {expectations.load_suite_json(c.suite)["name"] for c in load_contracts().families.values()}
+    assert declared <= set(held), declared - set(held)
