@@ -109,7 +109,9 @@ def rebuilt(tmp_path_factory):
 
 def test_rebuild_without_new_files_changes_nothing(rebuilt):
     first, second = rebuilt["first"], rebuilt["second"]
-    assert second["counts"] == first["counts"]
+    # audit.landing_file may gain the records of files that had not settled at the first build
+    counts = [{t: n for t, n in built["counts"].items() if t != "audit.landing_file"} for built in (first, second)]
+    assert counts[1] == counts[0]
     assert second["delivery"] == first["delivery"], "a rebuild added or changed a delivery"
     assert second["validation"] == first["validation"], "a rebuild re-validated a delivery"
     assert second["reconciliation"] == first["reconciliation"]

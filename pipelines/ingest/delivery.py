@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -74,6 +75,53 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# A file already taken in is recognised by its file-system record instead of being read and
+# hashed again at every build, as earlier deliveries pile up. Any write, copy or move gives a file
+# a new change time (ctime, which no program can set back), so a record stands only for the bytes
+# that were hashed. A file changed less than this long before it was hashed is not remembered (a
+# write within the same clock tick could leave its ctime as it was): it is hashed again next time.
+SETTLED_SECONDS = 2
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """What the file system says of a file: size, modification and change times, inode, device."""
+
+    file_bytes: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+    device: int
+
+    @classmethod
+    def of(cls, path: Path) -> FileStat:
+        stat = path.stat()
+        return cls(stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev)
+
+
+def taken_in_unchanged(con: duckdb.DuckDBPyConnection, file_name: str, stat: FileStat) -> bool:
+    """Whether ``file_name`` was taken in (whatever the verdict) and has not changed since."""
+    return con.execute(
+        "select count(*) from audit.landing_file as seen join audit.delivery using (file_name, file_sha256) "
+        "where seen.file_name = ? and (seen.file_bytes, seen.mtime_ns, seen.ctime_ns, seen.inode, seen.device) "
+        "= (?, ?, ?, ?, ?)",
+        [file_name, *astuple(stat)],
+    ).fetchone()[0] > 0
+
+
+def _remember_file(con: duckdb.DuckDBPyConnection, file_name: str, sha: str, stat: FileStat | None) -> None:
+    if stat is not None:
+        con.execute("insert or replace into audit.landing_file values (?, ?, ?, ?, ?, ?, ?)",
+                    [file_name, sha, *astuple(stat)])
+
+
+def _settled_stat(path: Path, before: FileStat, hashed_at_ns: int) -> FileStat | None:
+    """The file's record if it can stand for the bytes just hashed, else None."""
+    if FileStat.of(path) != before or hashed_at_ns - before.ctime_ns < SETTLED_SECONDS * 1_000_000_000:
+        return None
+    return before
 
 
 PARQUET_SUFFIX = ".parquet"
@@ -263,10 +311,11 @@ def _next_delivery_id(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("select coalesce(max(delivery_id), 0) + 1 from audit.delivery").fetchone()[0]
 
 
-def _record_delivery(con: duckdb.DuckDBPyConnection, **values) -> None:
+def _record_delivery(con: duckdb.DuckDBPyConnection, stat: FileStat | None, **values) -> None:
     columns = ", ".join(values)
     placeholders = ", ".join("?" for _ in values)
     con.execute(f"insert into audit.delivery ({columns}) values ({placeholders})", list(values.values()))
+    _remember_file(con, values["file_name"], values["file_sha256"], stat)
 
 
 def ingest_file(
@@ -283,17 +332,23 @@ def ingest_file(
     they are never stored, nor shown in failure reasons or examples.
     """
     file_name = path.relative_to(landing).as_posix()
+    before = FileStat.of(path)
+    if taken_in_unchanged(con, file_name, before):
+        return None
+    hashed_at = time.time_ns()
     sha = file_sha256(path)
+    stat = _settled_stat(path, before, hashed_at)
     seen = con.execute(
         "select delivery_id from audit.delivery where file_name = ? and file_sha256 = ?", [file_name, sha]
     ).fetchone()
     if seen:
+        _remember_file(con, file_name, sha, stat)
         return None
     delivery_id = _next_delivery_id(con)
     now = datetime.now(UTC).replace(tzinfo=None)
     base = dict(
         delivery_id=delivery_id, family=contract.family, file_name=file_name, file_sha256=sha,
-        file_bytes=path.stat().st_size, received_at=now,
+        file_bytes=before.file_bytes, received_at=now,
     )
     same_bytes = con.execute(
         "select delivery_id, file_name from audit.delivery where file_sha256 = ? and status = 'accepted' "
@@ -314,7 +369,7 @@ def ingest_file(
             f"{file_name}: identical bytes (SHA-256 {sha[:12]}...) to delivery {same_bytes[0]} "
             f"({same_bytes[1]}), already loaded; nothing new was loaded."
         )
-        _record_delivery(con, **base, rows_delivered=rows, status="duplicate", rule="duplicate_delivery",
+        _record_delivery(con, stat, **base, rows_delivered=rows, status="duplicate", rule="duplicate_delivery",
                          reason=reason, duplicate_of=same_bytes[0])
         return DeliveryOutcome(delivery_id, contract.family, file_name, "duplicate", rows, 0, reason, None)
 
@@ -328,7 +383,7 @@ def ingest_file(
             except Exception:
                 rows = None
         reason = str(rejection)
-        _record_delivery(con, **base, rows_delivered=rows, status="rejected", rule=rejection.rule, reason=reason)
+        _record_delivery(con, stat, **base, rows_delivered=rows, status="rejected", rule=rejection.rule, reason=reason)
         return DeliveryOutcome(delivery_id, contract.family, file_name, "rejected", rows, 0, reason, None)
 
     if resent:
@@ -356,7 +411,7 @@ def ingest_file(
         if repeated is not None:
             _store_repeated_keys(con, delivery_id, repeated)
         _record_delivery(
-            con, **base, rows_delivered=stored.num_rows, status="accepted",
+            con, stat, **base, rows_delivered=stored.num_rows, status="accepted",
             warnings="; ".join(checked.warnings) or None,
         )
         con.commit()

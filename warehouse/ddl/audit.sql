@@ -16,6 +16,19 @@ create table if not exists audit.delivery (
     received_at     timestamp not null
 );
 
+-- The file-system record of each landing file when it was last hashed, so that a build does not
+-- read every earlier delivery again (see SETTLED_SECONDS in pipelines/ingest/delivery.py). A
+-- file whose record changed is hashed again.
+create table if not exists audit.landing_file (
+    file_name       varchar primary key,   -- path relative to the landing zone
+    file_sha256     varchar not null,      -- SHA-256 of the bytes hashed under this record
+    file_bytes      bigint not null,
+    mtime_ns        bigint not null,
+    ctime_ns        bigint not null,
+    inode           bigint not null,
+    device          bigint not null
+);
+
 -- One row per delivered row that failed a Great Expectations expectation.
 create table if not exists audit.row_failure (
     delivery_id     integer not null,

@@ -1,0 +1,107 @@
+"""Earlier deliveries are not read again at every build: a file taken in is recognised by its
+file-system record (size, modification and change times, inode, device) kept in
+``audit.landing_file``; any write to the file changes its change time, and it is hashed and
+judged again."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+import pipelines.ingest.delivery as delivery
+from pipelines.ingest.delivery import FileStat
+from pipelines.synth import generate_landing_zone
+from tests.conftest import run_build
+
+TREG_FILE = "labs/treg/treg_batch01.parquet"
+
+
+def _write_plain(table: pa.Table, path) -> None:
+    # no compression or dictionary: changing one double leaves the file's size as it was
+    pq.write_table(table, path, compression="none", use_dictionary=False, write_statistics=False)
+
+
+@pytest.fixture
+def remembered(tmp_path, monkeypatch):
+    """A small landing zone built once, each file's record trusted at once (no settling wait)."""
+    monkeypatch.setattr(delivery, "SETTLED_SECONDS", 0)
+    landing = tmp_path / "landing"
+    generate_landing_zone(landing, seed=5, scale=0.05, genes=5)
+    _write_plain(pq.read_table(landing / TREG_FILE), landing / TREG_FILE)
+    warehouse = tmp_path / "warehouse" / "mirocals.duckdb"
+    return landing, warehouse, run_build(landing, warehouse)
+
+
+def test_every_file_taken_in_is_recorded_with_the_hash_of_its_bytes(remembered):
+    landing, _, built = remembered
+    records = built.dicts("select * from audit.landing_file")
+    delivered = {name for name, in built.rows("select file_name from audit.delivery")}
+    assert {r["file_name"] for r in records} == delivered
+    for record in records:
+        if record["file_name"].startswith("dummy/"):
+            continue  # the blinded build's dummy randomisation, written in the warehouse's work folder
+        path = landing / record["file_name"]
+        assert record["file_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest(), record["file_name"]
+        stat = FileStat.of(path)
+        assert (record["file_bytes"], record["mtime_ns"], record["ctime_ns"], record["inode"]) == (
+            stat.file_bytes, stat.mtime_ns, stat.ctime_ns, stat.inode)
+
+
+def test_a_rebuild_reads_no_earlier_delivery(remembered, monkeypatch):
+    landing, warehouse, built = remembered
+    hashed = []
+
+    def recording_sha256(path):
+        hashed.append(path)
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    monkeypatch.setattr(delivery, "file_sha256", recording_sha256)
+    again = run_build(landing, warehouse)
+    # only the dummy randomisation, written anew by every blinded build, is hashed again
+    assert [p.name for p in hashed] == ["dummy_randomisation.parquet"]
+    assert again.rows("select * from audit.delivery order by delivery_id") == built.rows(
+        "select * from audit.delivery order by delivery_id")
+
+
+def test_a_file_changed_in_place_with_its_size_and_time_kept_is_judged_again(remembered):
+    landing, warehouse, built = remembered
+    path = landing / TREG_FILE
+    before = FileStat.of(path)
+    table = pq.read_table(path)
+    changed = table.set_column(
+        table.schema.get_field_index("cd4_count"), "cd4_count",
+        pc.add(table["cd4_count"], pa.scalar(1.0, table.schema.field("cd4_count").type)),
+    )
+    _write_plain(changed, path)
+    os.utime(path, ns=(before.mtime_ns, before.mtime_ns))
+    after = FileStat.of(path)
+    assert (after.file_bytes, after.mtime_ns, after.inode) == (before.file_bytes, before.mtime_ns, before.inode)
+    assert after.ctime_ns != before.ctime_ns
+
+    rebuilt = run_build(landing, warehouse)
+    deliveries = rebuilt.rows(
+        "select status, file_sha256 from audit.delivery where file_name = ? order by delivery_id", [TREG_FILE])
+    assert [status for status, _ in deliveries] == ["accepted", "accepted"]
+    assert deliveries[1][1] == hashlib.sha256(path.read_bytes()).hexdigest() != deliveries[0][1]
+    assert rebuilt.scalar("select file_sha256 from audit.landing_file where file_name = ?", [TREG_FILE]) == deliveries[1][1]
+    current = rebuilt.scalar(
+        "select count(*) from core.treg where file_name = ? and paramcd = 'CD4CNT' and delivery_id = "
+        "(select max(delivery_id) from audit.delivery where file_name = ?)", [TREG_FILE, TREG_FILE])
+    assert current > 0, "the changed values are the current ones"
+
+
+def test_a_file_changed_moments_before_it_is_hashed_is_not_remembered(tmp_path):
+    path = tmp_path / "delivery.parquet"
+    path.write_bytes(b"first bytes")
+    stat = FileStat.of(path)
+    assert delivery._settled_stat(path, stat, time.time_ns()) is None
+    settled_at = stat.ctime_ns + delivery.SETTLED_SECONDS * 1_000_000_000
+    assert delivery._settled_stat(path, stat, settled_at) == stat
+    path.write_bytes(b"other bytes")  # changed while it was being hashed
+    assert delivery._settled_stat(path, stat, settled_at + 10**12) is None
