@@ -142,6 +142,10 @@ def run_child(mode: str, landing: Path, target: Path, work: Path, label: str, ma
     return Measured(report, process_s, maxrss_mb, samples, proc.returncode)
 
 
+def _step_seconds(measured: Measured, step: str) -> float | None:
+    return next((s["seconds"] for s in step_profile(measured) if s["step"] == step), None)
+
+
 def step_profile(measured: Measured) -> list[dict]:
     """Seconds and sampled peak RSS of every step of a build, slowest first."""
     rows = []
@@ -292,6 +296,9 @@ def print_report(results: dict) -> None:
         ("full / floor", f"{results['ratio_full_to_floor']:.2f} x", "ratio_full_to_floor"),
         ("incremental build (4 small deliveries)", f"{results['incremental_s']:.2f} s", None),
         ("incremental / full", f"{results['incremental_to_full']:.1%}", "incremental_to_full"),
+        ("build with nothing new", f"{results['unchanged_build_s']:.2f} s ({results['unchanged_to_full']:.1%})", None),
+        ("  publish step: full / incremental / nothing new",
+         " / ".join(f"{results['publish_s'][k]:.2f}" for k in ("full", "incremental", "unchanged")) + " s", None),
         ("peak RSS, full build", f"{results['peak_rss_mb']:,.0f} MB", "peak_rss_mb"),
         ("peak RSS, incremental build", f"{results['incremental_peak_rss_mb']:,.0f} MB", "incremental_peak_rss_mb"),
         ("peak RSS, floor", f"{results['floor_peak_rss_mb']:,.0f} MB", None),
@@ -373,6 +380,13 @@ def main(argv: list[str] | None = None) -> int:
                                f"(log {logs / 'incremental_build.log'})")
         console.print(f"  incremental build {incremental.report['seconds']:.2f} s, peak RSS {incremental.maxrss_mb:,.0f} MB")
 
+        # The same build again with nothing new: what every run costs whatever it takes in.
+        unchanged = run_child("build", landing, warehouse, logs, "unchanged_build", args.max_rss_mb)
+        if not unchanged.report.get("success"):
+            raise RuntimeError(f"build with nothing new failed: {unchanged.report.get('errors')} "
+                               f"(log {logs / 'unchanged_build.log'})")
+        console.print(f"  build with nothing new {unchanged.report['seconds']:.2f} s")
+
         query_ms, query_first_ms, gene = time_queries(warehouse)
 
         floor_s, full_s, incremental_s = floor.report["seconds"], full.report["seconds"], incremental.report["seconds"]
@@ -393,10 +407,15 @@ def main(argv: list[str] | None = None) -> int:
             "query_gene": gene,
             "ratio_full_to_floor": round(full_s / floor_s, 3),
             "incremental_to_full": round(incremental_s / full_s, 4),
+            "unchanged_build_s": round(unchanged.report["seconds"], 3),
+            "unchanged_to_full": round(unchanged.report["seconds"] / full_s, 4),
+            "publish_s": {label: _step_seconds(measured, "publish__warehouse")
+                          for label, measured in (("full", full), ("incremental", incremental), ("unchanged", unchanged))},
             # Whole child process, including interpreter start-up and imports (dagster, GX).
             "floor_process_s": round(floor.process_s, 3),
             "full_build_process_s": round(full.process_s, 3),
             "incremental_process_s": round(incremental.process_s, 3),
+            "unchanged_process_s": round(unchanged.process_s, 3),
             "landing": {
                 "mb": folder_mb(landing),
                 "files": floor.report["files"],
@@ -408,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             "failed_checks": {"full": full.report["failed_checks"], "incremental": incremental.report["failed_checks"]},
             "full_build_steps": step_profile(full),
             "incremental_steps": step_profile(incremental),
+            "unchanged_steps": step_profile(unchanged),
             "machine": machine_info(),
         }
         results["targets"] = evaluate_targets(results)

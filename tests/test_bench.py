@@ -14,7 +14,7 @@ VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 
 NUMBERS = (
     "scale", "genes", "generation_s", "floor_s", "full_build_s", "incremental_s", "peak_rss_mb",
-    "incremental_peak_rss_mb", "ratio_full_to_floor", "incremental_to_full",
+    "incremental_peak_rss_mb", "ratio_full_to_floor", "incremental_to_full", "unchanged_build_s",
 )
 QUERIES = ("adbm_param_visit_by_arm", "adgene_gene_by_visit", "reconciliation")
 
@@ -34,6 +34,7 @@ def test_bench_reports_every_figure(tmp_path):
     data = json.loads(results.read_text(encoding="utf-8"))
     for key in NUMBERS:
         assert isinstance(data[key], (int, float)) and data[key] > 0, (key, data.get(key))
+    assert all(isinstance(data["publish_s"][build], float) for build in ("full", "incremental", "unchanged"))
     assert set(data["query_ms"]) == set(QUERIES)
     assert all(isinstance(ms, (int, float)) and ms > 0 for ms in data["query_ms"].values()), data["query_ms"]
     machine = data["machine"]
