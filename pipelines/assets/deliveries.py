@@ -141,4 +141,5 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
 
 
 raw_assets = [build_raw_asset(contract) for contract in load_contracts().families.values()]
+# Every suite is read into Great Expectations as the code location loads (see load_suites).
 load_suites([contract.suite for contract in load_contracts().families.values()])
