@@ -38,6 +38,15 @@ class BlindingMode:
         study = load_study()
         return tuple(study.raw["blinding"]["masked_arms"]) if self.blinded else study.arms
 
+    def withheld_columns(self) -> tuple[tuple[str, str], ...]:
+        """(family, column) whose delivered values this build does not store: every
+        treatment-revealing column, and the gene table's expression (in the revealing genes'
+        rows). None in an unblinded build."""
+        if not self.blinded:
+            return ()
+        revealing = ((family, column) for family in load_contracts().families for column in revealing_columns(family))
+        return (*revealing, ("transcript_gene", "expression"))
+
 
 def revealing_columns(family: str) -> tuple[str, ...]:
     """Delivered columns of ``family`` whose values reveal the arm."""

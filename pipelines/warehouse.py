@@ -271,10 +271,15 @@ def _move_provenance_to_deliveries(con: duckdb.DuckDBPyConnection, family: str) 
             con.execute(f"alter table raw.{family}__rows drop column {column}")
 
 
-def load_reference_tables(con: duckdb.DuckDBPyConnection, arms: tuple[dict[str, str], ...] | None = None) -> dict[str, int]:
+def load_reference_tables(
+    con: duckdb.DuckDBPyConnection,
+    arms: tuple[dict[str, str], ...] | None = None,
+    withheld: tuple[tuple[str, str], ...] = (),
+) -> dict[str, int]:
     """Write the study definition into ``ref.*`` tables; returns row counts.
 
-    ``arms`` are the arms this build carries (masked codes in a blinded build).
+    ``arms`` are the arms this build carries (masked codes in a blinded build); ``withheld`` the
+    (family, column) whose values it does not store (a blinded build's), in ``ref.withheld_value``.
     """
     study = load_study()
     con.execute("create schema if not exists ref")
@@ -330,6 +335,11 @@ def load_reference_tables(con: duckdb.DuckDBPyConnection, arms: tuple[dict[str, 
         con.unregister("_ref_rows")
         apply_comments(con, "ref", name)
         counts[name] = len(rows)
+    con.execute("create or replace table ref.withheld_value (family varchar not null, column_name varchar not null)")
+    if withheld:
+        con.executemany("insert into ref.withheld_value values (?, ?)", [list(pair) for pair in withheld])
+    apply_comments(con, "ref", "withheld_value")
+    counts["withheld_value"] = len(withheld)
     gene = study.gene_expression
     con.execute(
         "create or replace table ref.gene_expression as select ? as matrix, ? as unit, ? as plausible_lo, ? as plausible_hi",

@@ -254,3 +254,30 @@ def test_an_unblinded_build_keeps_the_values_of_columns_outside_the_contract(sid
     assert sorted(subjects) == sorted(ARM_WORDS.items())
     subsets = unblinded.rows("select sample_id, extra_columns->>'treg_pct_cd45ra_neg' from raw.treg where extra_columns is not null")
     assert sorted(subsets) == [("S002", "31.73"), ("S005", "7.19")]
+
+
+@pytest.fixture(scope="module")
+def corrected_withheld(tmp_path_factory):
+    """A %Treg corrected (withheld when blinded) and a CD4 count corrected (stored), built blinded
+    and unblinded."""
+    landing = tmp_path_factory.mktemp("corrected_withheld")
+    write_reference(landing, [
+        sample("S002", IL2, "BASELINE", "WHOLE_BLOOD", 1),
+        sample("S005", PBO, "BASELINE", "WHOLE_BLOOD", -3),
+    ])
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002", pct=5.0), treg("S005", cd4=800.0)])
+    write_delivery(landing, "treg", "treg_batch02_corrections.parquet", [treg("S002", pct=9.5), treg("S005", cd4=650.0)])
+    listed = next(landing.rglob("randomisation_list.parquet"))
+    warehouses = tmp_path_factory.mktemp("corrected_withheld_wh")
+    return run_build(landing, warehouses / "mirocals.duckdb"), run_build(landing, warehouses / "unblinded.duckdb", listed)
+
+
+def test_a_correction_of_withheld_values_is_not_called_unchanged_in_a_blinded_build(corrected_withheld):
+    blinded, unblinded = corrected_withheld
+    query = "select record_key, value_changed from audit.correction where family = 'treg' order by 1"
+    # blinded: S002's stored values agree, its %Treg was not stored: whether it changed is unknown
+    assert blinded.rows(query) == [("S002", None), ("S005", True)]
+    assert unblinded.rows(query) == [("S002", True), ("S005", True)]
+    assert blinded.rows("select * from ref.withheld_value where family = 'treg' order by 2") == [
+        ("treg", "treg_count"), ("treg", "treg_pct_cd4")]
+    assert unblinded.scalar("select count(*) from ref.withheld_value") == 0

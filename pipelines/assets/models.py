@@ -84,7 +84,7 @@ MODELS: tuple[Model, ...] = (
     Model("audit", "correction", tuple(f"staging.{m}" for m in (
         "stg_trial__subject", "stg_biobank__sample", "stg_lab__treg", "stg_lab__neurofilament",
         "stg_lab__transcript_summary", "int_transcript_gene__latest", "int_transcript_gene__sample_verdicts"))
-          + ("raw.transcript_gene",)),
+          + ("raw.transcript_gene", "ref.study_definition")),
 )
 
 # The staging model that judges each delivery family's rows (qc_rule, qc_reason, is_current).

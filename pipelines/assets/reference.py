@@ -24,7 +24,7 @@ def study_definition(warehouse: Warehouse, blinding: Blinding) -> dg.Materialize
         run_ddl(con, "audit")
         run_ddl(con, "macros")
         create_raw_tables(con)
-        counts = load_reference_tables(con, mode.arms())
+        counts = load_reference_tables(con, mode.arms(), mode.withheld_columns())
         if not mode.blinded:
             run_ddl(con, "unblinding")
             listed = Path(mode.randomisation_file).resolve()

@@ -69,8 +69,19 @@ select
     sequenced.next_values                   as replacing_values,
     delivery.received_at                    as replaced_at,
     sequenced.next_delivery_id is null      as removed,
-    sequenced.next_delivery_id is null
-        or sequenced.delivered_values <> sequenced.next_values as value_changed
+    case
+        when sequenced.next_delivery_id is null then true
+        when sequenced.delivered_values <> sequenced.next_values then true
+        -- a blinded build compares only what it stores: where a withheld value is missing from
+        -- either version, whether the key's values changed is not known
+        when exists (
+            select 1 from ref.withheld_value as withheld
+            where withheld.family = sequenced.family
+                and (sequenced.delivered_values ->> withheld.column_name is null
+                    or sequenced.next_values ->> withheld.column_name is null)
+        ) then null
+        else false
+    end                                     as value_changed
 from sequenced
 -- the last valid version of a key replaces nothing: if it is not current either, the newest
 -- export of its (snapshot) family removed the key
