@@ -301,6 +301,7 @@ def print_report(results: dict) -> None:
          " / ".join(f"{results['publish_s'][k]:.2f}" for k in ("full", "incremental", "unchanged")) + " s", None),
         ("peak RSS, full build", f"{results['peak_rss_mb']:,.0f} MB", "peak_rss_mb"),
         ("peak RSS, incremental build", f"{results['incremental_peak_rss_mb']:,.0f} MB", "incremental_peak_rss_mb"),
+        ("peak RSS, build with nothing new", f"{results['unchanged_peak_rss_mb']:,.0f} MB", None),
         ("peak RSS, floor", f"{results['floor_peak_rss_mb']:,.0f} MB", None),
     ]
     for name, ms in results["query_ms"].items():
@@ -401,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
             "incremental_s": round(incremental_s, 3),
             "peak_rss_mb": round(full.maxrss_mb, 1),
             "incremental_peak_rss_mb": round(incremental.maxrss_mb, 1),
+            "unchanged_peak_rss_mb": round(unchanged.maxrss_mb, 1),
             "floor_peak_rss_mb": round(floor.maxrss_mb, 1),
             "query_ms": query_ms,
             "query_first_run_ms": query_first_ms,
