@@ -42,6 +42,24 @@ def resolve_table(table: str) -> str:
     raise UnknownTable(f"Unknown table {table!r}; published tables: {', '.join(sorted(declared))}")
 
 
+def _as_list(wanted: str | Sequence[str]) -> list[str]:
+    """One value or several: a bare string is one value, not its letters."""
+    return [wanted] if isinstance(wanted, str) else list(wanted)
+
+
+def _known_values(name: str, wanted: str | Sequence[str]) -> list[str]:
+    """Parameter or visit codes, refused when the study does not declare them (a misspelt code
+    would otherwise match nothing and return an empty table)."""
+    study = load_study()
+    known = [p.paramcd for p in study.parameters] if name == "params" else [v.visit_code for v in study.visits]
+    values = _as_list(wanted)
+    unknown = [v for v in values if v not in known]
+    if unknown:
+        label = "parameter" if name == "params" else "visit"
+        raise ValueError(f"Unknown {label} {', '.join(map(repr, unknown))}; {label}s are {', '.join(known)}")
+    return values
+
+
 def _arm_values(arm: str | Sequence[str], column: str) -> list[str]:
     """Arm codes or labels, as the column holds them: labels in ADaM tables (TRTP, TRT01P),
     codes in core tables. The real and the masked arms are both known (their codes and labels
@@ -50,7 +68,7 @@ def _arm_values(arm: str | Sequence[str], column: str) -> list[str]:
     arms = [*study.arms, *study.raw["blinding"]["masked_arms"]]
     by_code = {a["armcd"]: a["arm"] for a in arms}
     by_label = {a["arm"]: a["armcd"] for a in arms}
-    wanted = [arm] if isinstance(arm, str) else list(arm)
+    wanted = _as_list(arm)
     unknown = [a for a in wanted if a not in by_code and a not in by_label]
     if unknown:
         raise ValueError(
@@ -64,8 +82,8 @@ def _arm_values(arm: str | Sequence[str], column: str) -> list[str]:
 
 def build_query(
     table: str,
-    params: Sequence[str] | None = None,
-    visits: Sequence[str] | None = None,
+    params: str | Sequence[str] | None = None,
+    visits: str | Sequence[str] | None = None,
     arm: str | Sequence[str] | None = None,
     columns: Sequence[str] | None = None,
 ) -> tuple[str, list]:
@@ -84,7 +102,7 @@ def build_query(
         column = next((c for c in FILTER_COLUMNS[name] if c in declared), None)
         if column is None:
             raise ValueError(f"{key} cannot be filtered by {name}")
-        items = _arm_values(wanted, column) if name == "arm" else list(wanted)
+        items = _arm_values(wanted, column) if name == "arm" else _known_values(name, wanted)
         where.append(f"{column} in ({', '.join('?' for _ in items)})")
         values.extend(items)
     sql = f"select {selected} from {key}" + (f" where {' and '.join(where)}" if where else "")
@@ -93,8 +111,8 @@ def build_query(
 
 def load(
     table: str,
-    params: Sequence[str] | None = None,
-    visits: Sequence[str] | None = None,
+    params: str | Sequence[str] | None = None,
+    visits: str | Sequence[str] | None = None,
     arm: str | Sequence[str] | None = None,
     columns: Sequence[str] | None = None,
     warehouse: str | Path | None = None,

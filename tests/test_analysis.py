@@ -90,6 +90,22 @@ def test_load_pushes_filters_into_duckdb(unblinded_trial):
         load("adxx", warehouse=built.warehouse)
 
 
+def test_load_takes_one_code_as_a_string_and_refuses_what_cannot_match(trial):
+    _, built = trial
+    expected = built.scalar("select count(*) from analysis.adbm where PARAMCD = 'NFLS' and AVISIT = 'M3'")
+    assert expected > 0
+    assert load("adbm", params="NFLS", visits="M3", warehouse=built.warehouse).height == expected
+    with pytest.raises(ValueError, match="Unknown parameter 'NFL'; parameters are .*NFLS"):
+        load("adbm", params=["NFL"], warehouse=built.warehouse)
+    with pytest.raises(ValueError, match="Unknown visit 'MONTH3'"):
+        load("adbm", visits="MONTH3", warehouse=built.warehouse)
+    # tables without the column say so, instead of failing in DuckDB
+    with pytest.raises(ValueError, match="core.sample cannot be filtered by params"):
+        load("core.sample", params="NFLS", warehouse=built.warehouse)
+    with pytest.raises(ValueError, match=r"core.treg has no column\(s\) matrix"):
+        load("core.treg", columns=["usubjid", "matrix"], warehouse=built.warehouse)
+
+
 @pytest.mark.parametrize("table", ["adbm", "adsl", "core.treg"])
 def test_load_filters_by_masked_arm_in_a_blinded_warehouse(trial, table):
     _, built = trial

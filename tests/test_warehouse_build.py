@@ -149,7 +149,7 @@ def test_corrections_supersede_earlier_values(trial):
     assert superseded == corrections
 
 
-def test_published_tables_and_columns_carry_comments(trial):
+def test_published_tables_and_columns_carry_comments_and_no_other_column_is_documented(trial):
     _, built = trial
     for key, doc in table_docs().items():
         schema, table = key.split(".")
@@ -158,6 +158,8 @@ def test_published_tables_and_columns_carry_comments(trial):
         assert columns, f"{key} is documented but not built"
         undocumented = [name for name, comment in columns if not comment]
         assert undocumented == [], f"{key}: columns without a description: {undocumented}"
+        phantom = sorted(set(doc.get("columns", {})) - {name for name, _ in columns})
+        assert phantom == [], f"{key}: documented columns the table does not have: {phantom}"
         assert built.scalar("select comment from duckdb_tables() where schema_name = ? and table_name = ? "
                             "union all select comment from duckdb_views() where schema_name = ? and view_name = ?",
                             [schema, table, schema, table])
