@@ -54,6 +54,8 @@ class Parameter:
     lloq: float | None = None
     uloq: float | None = None
     treatment_revealing: bool = False
+    # False for a scale where ratios mean nothing (a z-score): no PCHG or R2BASE in ADBM
+    ratio_scale: bool = True
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,14 @@ def test_treg_ratio_to_baseline_rises_on_ld_il2_only(unblinded_trial):
     assert 0.9 < ratios[arms["PBO"]] < 1.1
 
 
+def test_a_z_score_gets_change_from_baseline_but_no_percent_change_or_ratio(unblinded_trial):
+    _, built = unblinded_trial
+    chg, pchg, r2base = built.rows(
+        "select count(CHG), count(PCHG), count(R2BASE) from analysis.adbm where PARAMCD = 'TRSIG'")[0]
+    assert chg > 0 and (pchg, r2base) == (0, 0)
+    assert built.scalar("select count(PCHG) from analysis.adbm where PARAMCD = 'NFLS'") > 0
+
+
 def test_pnfh_strata_split_as_generated(trial):
     _, built = trial
     split = dict(built.rows("select coalesce(PNFHSTR, 'MISSING'), count(*) from analysis.adsl where ITTFL = 'Y' group by all"))

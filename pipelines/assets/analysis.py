@@ -62,6 +62,7 @@ def adbm(warehouse: Warehouse, blinding: Blinding) -> dg.MaterializeResult:
         frame = create_adbm(
             core, subject, study.visits, blinding.mode.arms(),
             rules["blq_imputation"]["rule"], rules["blq_imputation"]["factor"], study.studyid,
+            ratio_params=[p.paramcd for p in study.parameters if p.ratio_scale],
         )
         write_frame(con, "analysis", "adbm", frame)
     return dg.MaterializeResult(metadata={**_counts(frame), **_plots(frame, subject, blinding.mode.blinded)})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -76,8 +76,12 @@ def create_adbm(
     imputation_factor: float,
     studyid: str,
     baseline_day: int = 1,
+    ratio_params: Collection[str] | None = None,
 ) -> pl.DataFrame:
-    """Build ADBM (one record per core value) with analysis visit, baseline and change from baseline."""
+    """Build ADBM (one record per core value) with analysis visit, baseline and change from baseline.
+
+    ``ratio_params``: the parameters given PCHG and R2BASE (all when None); others, such as a
+    z-score, keep CHG only."""
     assert_columns(subject, ["usubjid", "siteid", "armcd", "arm"], "create_adbm (subject)")
     return (
         rename_core_to_adam(core)
@@ -88,8 +92,8 @@ def create_adbm(
         .pipe(derive_var_ablfl, baseline_day)
         .pipe(derive_var_base)
         .pipe(derive_var_chg, baseline_day)
-        .pipe(derive_var_pchg)
-        .pipe(derive_var_r2base, baseline_day)
+        .pipe(derive_var_pchg, ratio_params)
+        .pipe(derive_var_r2base, baseline_day, ratio_params)
         .pipe(derive_var_anl01fl)
         .pipe(derive_var_trtp, subject, arms)
         .with_columns(pl.lit(studyid, dtype=pl.String).alias("STUDYID"))

@@ -9,7 +9,7 @@ Every rule (windows, imputation, baseline day, arm order) arrives as an argument
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -206,17 +206,32 @@ def derive_var_chg(df: pl.DataFrame, baseline_day: int = 1) -> pl.DataFrame:
     )
 
 
-def derive_var_pchg(df: pl.DataFrame) -> pl.DataFrame:
-    """Add PCHG = 100 * CHG / BASE, null when BASE is 0 or null."""
-    assert_columns(df, ["CHG", "BASE"], "derive_var_pchg")
-    return df.with_columns(_safe_ratio(100 * pl.col("CHG"), pl.col("BASE")).cast(pl.Float64).alias("PCHG"))
+def _on_ratio_scale(ratio_params: Collection[str] | None) -> pl.Expr:
+    """Records of parameters whose ratios mean something (all when ``ratio_params`` is None)."""
+    return pl.lit(True) if ratio_params is None else pl.col("PARAMCD").is_in(list(ratio_params))
 
 
-def derive_var_r2base(df: pl.DataFrame, baseline_day: int = 1) -> pl.DataFrame:
-    """Add R2BASE = AVAL / BASE for post-baseline records, null when BASE is 0 or null."""
-    assert_columns(df, ["AVAL", "BASE", "ADY"], "derive_var_r2base")
+def derive_var_pchg(df: pl.DataFrame, ratio_params: Collection[str] | None = None) -> pl.DataFrame:
+    """Add PCHG = 100 * CHG / BASE, null when BASE is 0 or null, and for parameters not in
+    ``ratio_params`` (a z-score's or a log value's percent change means nothing)."""
+    assert_columns(df, ["CHG", "BASE"] + (["PARAMCD"] if ratio_params is not None else []), "derive_var_pchg")
     return df.with_columns(
-        pl.when(_post_baseline(baseline_day))
+        pl.when(_on_ratio_scale(ratio_params))
+        .then(_safe_ratio(100 * pl.col("CHG"), pl.col("BASE")))
+        .otherwise(None)
+        .cast(pl.Float64)
+        .alias("PCHG")
+    )
+
+
+def derive_var_r2base(
+    df: pl.DataFrame, baseline_day: int = 1, ratio_params: Collection[str] | None = None
+) -> pl.DataFrame:
+    """Add R2BASE = AVAL / BASE for post-baseline records, null when BASE is 0 or null, and for
+    parameters not in ``ratio_params``."""
+    assert_columns(df, ["AVAL", "BASE", "ADY"] + (["PARAMCD"] if ratio_params is not None else []), "derive_var_r2base")
+    return df.with_columns(
+        pl.when(_post_baseline(baseline_day) & _on_ratio_scale(ratio_params))
         .then(_safe_ratio(pl.col("AVAL"), pl.col("BASE")))
         .otherwise(None)
         .cast(pl.Float64)

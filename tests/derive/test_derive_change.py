@@ -1,6 +1,7 @@
 """Change from baseline (derive_var_chg, derive_var_pchg, derive_var_r2base)."""
 
 import polars as pl
+import pytest
 from polars.testing import assert_frame_equal
 
 from pipelines.derive import derive_var_chg, derive_var_pchg, derive_var_r2base
@@ -64,3 +65,18 @@ def test_pchg_null_when_base_is_zero_or_missing():
         ("S4", 29, 3.0, -6.0, -50.0),
     ])  # fmt: skip
     assert_frame_equal(derive_var_pchg(data).sort(KEYS), expected.sort(KEYS))
+
+
+def test_pchg_and_r2base_only_for_parameters_on_a_ratio_scale():
+    schema = {"USUBJID": pl.String, "PARAMCD": pl.String, "ADY": pl.Int64, "AVAL": pl.Float64, "BASE": pl.Float64}
+    data = frame(schema, [
+        ("S1", "TREGPCT", 29, 9.0, 6.0),
+        ("S1", "TRSIG", 29, 1.77, -0.0315),  # a z-score: its ratio to baseline means nothing
+    ])  # fmt: skip
+    changed = derive_var_chg(data)
+    pchg = derive_var_pchg(changed, ratio_params={"TREGPCT"}).get_column("PCHG").to_list()
+    r2base = derive_var_r2base(changed, ratio_params={"TREGPCT"}).get_column("R2BASE").to_list()
+    assert pchg == [50.0, None] and r2base == [1.5, None]
+    assert changed.get_column("CHG").to_list() == [3.0, pytest.approx(1.8015)]
+    # without ratio_params every parameter gets both, as before
+    assert derive_var_pchg(changed).get_column("PCHG").null_count() == 0
