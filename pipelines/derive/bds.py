@@ -138,7 +138,12 @@ def derive_vars_blq(
     lloq_var: str = "lloq",
     uloq_var: str = "uloq",
 ) -> pl.DataFrame:
-    """Add AVALC, BLQFL, ALQFL, IMPUTFL, IMPUTRL; impute AVAL below LLOQ (lloq * factor) and above ULOQ (uloq)."""
+    """Add AVALC, BLQFL, ALQFL, IMPUTFL, IMPUTRL; impute AVAL below LLOQ (lloq * factor) and above ULOQ (uloq).
+
+    AVALC is the analysis value as text, in AVAL's unit: ``<LLOQ`` / ``>ULOQ`` for a censored
+    result (the lab's own text when its limit is unknown), else AVAL. The lab's text in the lab's
+    unit stays in the source table (a converted 0.0680 ng/mL is AVAL 68.0, AVALC "68.0" pg/mL).
+    """
     assert_columns(df, ["AVAL", result_var, blq_var, alq_var, lloq_var, uloq_var], "derive_vars_blq")
     blq = pl.col(blq_var).cast(pl.Boolean).fill_null(False)
     alq = pl.col(alq_var).cast(pl.Boolean).fill_null(False)
@@ -151,7 +156,14 @@ def derive_vars_blq(
     imputed_blq = blq & lloq.is_not_null()
     imputed_alq = alq & uloq.is_not_null()
     return df.with_columns(
-        pl.col(result_var).cast(pl.String).alias("AVALC"),
+        pl.when(imputed_blq)
+        .then(pl.lit("<") + lloq.cast(pl.String))
+        .when(imputed_alq)
+        .then(pl.lit(">") + uloq.cast(pl.String))
+        .when(blq | alq)
+        .then(pl.col(result_var).cast(pl.String))
+        .otherwise(pl.col("AVAL").cast(pl.Float64).cast(pl.String))
+        .alias("AVALC"),
         _flag(blq).alias("BLQFL"),
         _flag(alq).alias("ALQFL"),
         pl.when(imputed_blq)

@@ -29,6 +29,7 @@ INPUT = frame(
         (4, 5.2, "5.2", None, None, None, None),  # flow cytometry: no limits, flags null
         (5, None, "<LLOQ", True, False, None, None),  # below LLOQ without the limit: flagged, not imputed
         (6, None, None, False, False, 3.0, 1500.0),  # missing result stays missing
+        (7, 68.0, "0.0680", False, False, 3.0, 1500.0),  # reported in ng/mL, AVAL converted to pg/mL
     ],
 )
 
@@ -39,10 +40,11 @@ def test_blq_imputes_half_the_lloq_and_caps_at_the_uloq():
         [
             (1, 55.0, "55.0", False, False, 3.0, 1500.0, "55.0", None, None, None, None),
             (2, 1.5, "<3.0", True, False, 3.0, 1500.0, "<3.0", "Y", None, "Y", "LLOQ/2"),
-            (3, 1500.0, ">1500", False, True, 3.0, 1500.0, ">1500", None, "Y", "Y", "ULOQ"),
+            (3, 1500.0, ">1500", False, True, 3.0, 1500.0, ">1500.0", None, "Y", "Y", "ULOQ"),
             (4, 5.2, "5.2", None, None, None, None, "5.2", None, None, None, None),
             (5, None, "<LLOQ", True, False, None, None, "<LLOQ", "Y", None, None, None),
             (6, None, None, False, False, 3.0, 1500.0, None, None, None, None, None),
+            (7, 68.0, "0.0680", False, False, 3.0, 1500.0, "68.0", None, None, None, None),
         ],
     )
     actual = derive_vars_blq(INPUT, "LLOQ/2", 0.5)
