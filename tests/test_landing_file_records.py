@@ -105,3 +105,52 @@ def test_a_file_changed_moments_before_it_is_hashed_is_not_remembered(tmp_path):
     assert delivery._settled_stat(path, stat, settled_at) == stat
     path.write_bytes(b"other bytes")  # changed while it was being hashed
     assert delivery._settled_stat(path, stat, settled_at + 10**12) is None
+
+
+def test_a_file_changed_back_to_earlier_bytes_is_taken_in_as_the_newest(remembered):
+    landing, warehouse, built = remembered
+    path = landing / TREG_FILE
+    original = path.read_bytes()
+    values = "select sample_id, aval from core.treg where paramcd = 'CD4CNT' and file_name = ?"
+    first = dict(built.rows(values, [TREG_FILE]))
+    table = pq.read_table(path)
+    _write_plain(table.set_column(
+        table.schema.get_field_index("cd4_count"), "cd4_count", pc.add(table["cd4_count"], 50.0)), path)
+    run_build(landing, warehouse)
+    path.write_bytes(original)  # the lab undoes its change
+
+    undone = run_build(landing, warehouse)
+    deliveries = undone.rows("select status, file_sha256, warnings from audit.delivery where file_name = ? "
+                             "order by delivery_id", [TREG_FILE])
+    assert [status for status, _, _ in deliveries] == ["accepted", "accepted", "accepted"]
+    assert deliveries[2][1] == deliveries[0][1] == hashlib.sha256(original).hexdigest()
+    assert "an earlier version of this file; taken in again as the newest" in deliveries[2][2]
+    assert first and dict(undone.rows(values, [TREG_FILE])) == first
+
+
+def test_a_file_replaced_between_hashing_and_reading_is_not_loaded_under_the_wrong_hash(remembered, monkeypatch):
+    landing, warehouse, built = remembered
+    table = pq.read_table(landing / TREG_FILE)
+    path = landing / "labs/treg/treg_batch99_in_transfer.parquet"
+    pq.write_table(table.slice(0, 4), path)
+    before = built.scalar("select count(*) from audit.delivery")
+    replacement = table.slice(4, 2)
+    real_sha256 = delivery.file_sha256
+
+    def hash_then_replace(hashed):
+        digest = real_sha256(hashed)
+        if hashed == path:
+            staged = path.with_name(".replacement")
+            pq.write_table(replacement, staged)
+            os.replace(staged, path)  # a transfer lands the new file right after the hash
+        return digest
+
+    monkeypatch.setattr(delivery, "file_sha256", hash_then_replace)
+    with pytest.raises(AssertionError, match="changed while it was being taken in"):
+        run_build(landing, warehouse)
+    monkeypatch.undo()
+    after = run_build(landing, warehouse)
+    assert after.scalar("select count(*) from audit.delivery") == before + 1
+    taken_in = after.rows("select file_sha256, rows_delivered, status from audit.delivery where file_name = ?",
+                          ["labs/treg/treg_batch99_in_transfer.parquet"])
+    assert taken_in == [(hashlib.sha256(path.read_bytes()).hexdigest(), 2, "accepted")]

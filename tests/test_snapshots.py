@@ -105,6 +105,19 @@ def test_an_earlier_export_sent_again_is_the_newest_export(builds, tmp_path):
     assert fourth.scalar("select status from audit.delivery where file_name like '%20190302_again%'") == "duplicate"
 
 
+def test_an_earlier_export_moved_into_a_subfolder_changes_nothing(builds):
+    landing, warehouse, _, _ = builds
+    current = run_build(landing, warehouse).rows("select usubjid from core.subject order by 1")
+    archive = landing / "reference/subjects/archive"
+    archive.mkdir()
+    (landing / SECOND_SUBJECTS).rename(archive / "subjects_export_20190201.parquet")
+    moved = run_build(landing, warehouse)
+    status, reason = moved.rows("select status, reason from audit.delivery where file_name like '%archive%'")[0]
+    assert status == "duplicate"
+    assert f"{SECOND_SUBJECTS} is no longer there: the file was moved or renamed" in reason
+    assert moved.rows("select usubjid from core.subject order by 1") == current
+
+
 def test_deliveries_are_taken_in_by_name_ignoring_case(tmp_path):
     folder = tmp_path / "labs" / "neurofilament"
     folder.mkdir(parents=True)

@@ -34,6 +34,10 @@ from pipelines.study import FamilyContract, load_contracts
 ROWS_PER_INSERT = 2_000_000
 
 
+class DeliveryChanged(RuntimeError):
+    """A file that changed between being hashed and being read: nothing of it is loaded."""
+
+
 class DeliveryRejected(Exception):
     """A delivered file that cannot be loaded at all; ``rule`` names the contract rule."""
 
@@ -338,10 +342,12 @@ def ingest_file(
     hashed_at = time.time_ns()
     sha = file_sha256(path)
     stat = _settled_stat(path, before, hashed_at)
-    seen = con.execute(
-        "select delivery_id from audit.delivery where file_name = ? and file_sha256 = ?", [file_name, sha]
+    # Already taken in: this file's newest delivery holds these bytes. (A file changed back to
+    # bytes it had before is a new delivery: the change is undone, see below.)
+    newest_of_file = con.execute(
+        "select file_sha256 from audit.delivery where file_name = ? order by delivery_id desc limit 1", [file_name]
     ).fetchone()
-    if seen:
+    if newest_of_file and newest_of_file[0] == sha:
         _remember_file(con, file_name, sha, stat)
         return None
     delivery_id = _next_delivery_id(con)
@@ -356,10 +362,16 @@ def ingest_file(
     ).fetchall()
     same_bytes = same_bytes[0] if same_bytes else None
     resent = None
-    if same_bytes and contract.mode == "snapshot":
+    if same_bytes and same_bytes[1] == file_name:
+        # this file was changed, and is now back to bytes it had before: the change is undone
+        resent = (f"same bytes as delivery {same_bytes[0]}, an earlier version of this file; "
+                  "taken in again as the newest")
+        same_bytes = None
+    elif same_bytes and contract.mode == "snapshot" and (landing / same_bytes[1]).exists():
         newest = con.execute("select audit.newest_delivery(?)", [contract.family]).fetchone()[0]
         if same_bytes[0] != newest:
-            # an earlier full export sent again (a correction undone): it is the newest export now
+            # an earlier full export sent again (a correction undone): it is the newest export now.
+            # (The earlier file gone from where it was means it was moved: a duplicate.)
             resent = (f"same bytes as delivery {same_bytes[0]} ({same_bytes[1]}), an earlier export; "
                       "taken in again as the newest export")
             same_bytes = None
@@ -368,6 +380,8 @@ def ingest_file(
         reason = (
             f"{file_name}: identical bytes (SHA-256 {sha[:12]}...) to delivery {same_bytes[0]} "
             f"({same_bytes[1]}), already loaded; nothing new was loaded."
+            + ("" if (landing / same_bytes[1]).exists() else
+               f" {same_bytes[1]} is no longer there: the file was moved or renamed.")
         )
         _record_delivery(con, stat, **base, rows_delivered=rows, status="duplicate", rule="duplicate_delivery",
                          reason=reason, duplicate_of=same_bytes[0])
@@ -375,6 +389,11 @@ def ingest_file(
 
     try:
         checked = check_delivery(path, file_name, contract)
+        if FileStat.of(path) != before:
+            raise DeliveryChanged(
+                f"{file_name} changed while it was being taken in (its bytes no longer match SHA-256 "
+                f"{sha[:12]}...); nothing of it was loaded. Build again once the transfer is complete."
+            )
     except DeliveryRejected as rejection:
         rows = rejection.rows
         if rows is None:
