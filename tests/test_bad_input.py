@@ -666,7 +666,9 @@ PERSONAL = {
 
 
 @pytest.mark.parametrize("column", ["year_of_birth", "Birth year", "nom_de_naissance", "Nom d'usage", "Date de naissance",
-                                    "téléphone_portable", "code_postal", "courriel", "num_secu", *PERSONAL])
+                                    "téléphone_portable", "code_postal", "courriel", "num_secu", "postal_code", "zip",
+                                    "address_line1", "address1", "contact_email", "email_1", "mail_patient",
+                                    "cell_phone", "work_phone", "phone1", "initiales", "ville", "city", *PERSONAL])
 def test_personal_data_column_names_are_recognised(column):
     assert load_contracts().is_personal_data(column)
 
@@ -674,7 +676,8 @@ def test_personal_data_column_names_are_recognised(column):
 def test_no_contract_column_or_common_lab_column_looks_like_personal_data():
     contracts = load_contracts()
     names = [c.name for f in contracts.families.values() for c in f.columns]
-    names += ["notes", "nominal_dose", "telomere_length", "panel", "operator_comment", "address_type", "n_cells"]
+    names += ["notes", "nominal_dose", "telomere_length", "panel", "operator_comment", "address_type", "n_cells",
+              "initial_volume", "zip_archive_name", "mail_date", "phone_model", "postdose_hours", "site_city"]
     assert [n for n in names if contracts.is_personal_data(n)] == []
 PII_FAMILIES = ("treg", "neurofilament", "transcript_summary", "transcript_gene", "sample_manifest", "subjects")
 
@@ -834,6 +837,30 @@ def test_valid_deliveries_next_to_personal_data_load(pii):
     assert built.rows("select sample_id, aval from core.neurofilament") == [("SNV01", 33.3)]
     assert built.scalar("select count(*) from core.subject") == 5
     assert built.scalar("select bool_and(coalesce(balanced, false)) from audit.reconciliation") is True
+
+
+def test_two_columns_whose_names_differ_only_in_case_are_refused(tmp_path):
+    from pipelines.ingest.delivery import DeliveryRejected, check_delivery
+
+    path = write_delivery(tmp_path, "treg", "treg_batch01.parquet", [treg("S002", CD4_Count=1.0)], CD4_Count=pa.float64())
+    with pytest.raises(DeliveryRejected) as refused:
+        check_delivery(path, "labs/treg/treg_batch01.parquet", load_contracts()["treg"])
+    assert refused.value.rule == "unique_column_names"
+    assert "column(s) 'cd4_count', 'CD4_Count' differ only in case" in str(refused.value)
+
+
+def test_personal_data_inside_a_struct_column_is_refused(tmp_path):
+    from pipelines.ingest.delivery import DeliveryRejected, check_delivery
+
+    patient = pa.struct([("name", pa.string()), ("dob", pa.date32()), ("visits", pa.int32())])
+    path = write_delivery(tmp_path, "treg", "treg_batch01.parquet",
+                          [treg("S002", details={"name": "Jean Dupont", "dob": dt.date(1950, 1, 2), "visits": 3})],
+                          details=patient)
+    with pytest.raises(DeliveryRejected) as refused:
+        check_delivery(path, "labs/treg/treg_batch01.parquet", load_contracts()["treg"])
+    assert refused.value.rule == "no_personal_data"
+    assert "column(s) 'details.name', 'details.dob' look like personal data" in str(refused.value)
+    assert "Dupont" not in str(refused.value)
 
 
 @pytest.mark.parametrize("column", ["patient_name", "patient_dob"])

@@ -163,6 +163,17 @@ def _wrong_folder_hint(present: set[str], contract: FamilyContract) -> str:
     return ""
 
 
+def _field_paths(schema: pa.Schema) -> list[str]:
+    """Every column name, and the names inside struct (and list of struct) columns as ``a.b``."""
+    def walk(name: str, data_type: pa.DataType) -> list[str]:
+        while pa.types.is_list(data_type) or pa.types.is_large_list(data_type) or pa.types.is_fixed_size_list(data_type):
+            data_type = data_type.value_type
+        inner = [f for f in data_type] if pa.types.is_struct(data_type) else []
+        return [name, *(p for f in inner for p in walk(f"{name}.{f.name}", f.type))]
+
+    return [p for f in schema for p in walk(f.name, f.type)]
+
+
 def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> CheckedDelivery:
     """Read ``path`` and hold it against ``contract``; raises :class:`DeliveryRejected`."""
     if path.suffix.lower() != PARQUET_SUFFIX:
@@ -181,7 +192,7 @@ def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> Chec
         ) from None
 
     contracts = load_contracts()
-    personal = [name for name in schema.names if contracts.is_personal_data(name)]
+    personal = [path for path in _field_paths(schema) if contracts.is_personal_data(path.rsplit(".", 1)[-1])]
     if personal:
         # Only column names are named: no value of a refused file is ever read or stored.
         raise DeliveryRejected(
@@ -203,6 +214,15 @@ def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> Chec
         raise DeliveryRejected(file_name, "has_rows", "the file has a valid header but zero rows.", rows=0)
 
     by_normalised = {_normalise(name): name for name in table.column_names}
+    if len(by_normalised) < table.num_columns:
+        clashing = [n for n in table.column_names if [_normalise(m) for m in table.column_names].count(_normalise(n)) > 1]
+        raise DeliveryRejected(
+            file_name,
+            "unique_column_names",
+            f"column(s) {', '.join(repr(n) for n in clashing)} differ only in case or surrounding spaces, so it "
+            "cannot be told which one holds the values; deliver the file with one column of each name.",
+            rows=table.num_rows,
+        )
     warnings: list[str] = []
     missing = [c for c in contract.required_columns if c not in by_normalised]
     declared = set(contract.column_names)
