@@ -146,18 +146,25 @@ def test_ui_lists_assets_and_checks_sensor_ingests_once_and_a_ui_build_succeeds(
         assert {r["mirocals/family"] for r in first} == {"subjects", "sample_manifest"}
         assert all(r["status"] == "SUCCESS" for r in first)
 
-        # a new delivery is taken in by the sensor, once, keyed by its SHA-256
+        # a new delivery is taken in by the sensor, once, keyed by the file, its SHA-256 and its change time
         new = write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002"), treg("S003", pct=11.0), treg("S005")])
         sha = file_sha256(new)
         runs = _wait_for_sensor_runs(port, 3)
         mine = [r for r in runs if r.get("mirocals/sha256") == sha]
-        assert len(mine) == 1 and mine[0]["status"] == "SUCCESS" and mine[0]["dagster/run_key"] == sha
+        assert len(mine) == 1 and mine[0]["status"] == "SUCCESS"
+        assert mine[0]["dagster/run_key"] == f"labs/treg/treg_batch01.parquet@{sha}@{new.stat().st_ctime_ns}#0"
         assert [d for d in _deliveries(warehouse) if d[0] == "labs/treg/treg_batch01.parquet"] == [
             ("labs/treg/treg_batch01.parquet", sha, "accepted")
         ]
 
-        # the same bytes under another name have the same run key: the sensor starts no second run
-        (landing / "labs" / "treg" / "treg_batch01_resent.parquet").write_bytes(new.read_bytes())
+        # the same bytes under another name: one run records it as a duplicate (for a snapshot
+        # family the same thing can be an earlier export sent again, which counts)
+        resent = landing / "labs" / "treg" / "treg_batch01_resent.parquet"
+        resent.write_bytes(new.read_bytes())
+        _wait_for_sensor_runs(port, 4)
+        assert [d for d in _deliveries(warehouse) if d[0] == "labs/treg/treg_batch01_resent.parquet"] == [
+            ("labs/treg/treg_batch01_resent.parquet", sha, "duplicate")
+        ]
         started = time.monotonic()
 
         # a build started from the UI is queued, run by the daemon, succeeds and publishes
@@ -173,6 +180,7 @@ def test_ui_lists_assets_and_checks_sensor_ingests_once_and_a_ui_build_succeeds(
             con.close()
 
         time.sleep(max(0.0, SETTLE_SECONDS + 3 * SENSOR_INTERVAL_SECONDS - (time.monotonic() - started)))
+        # nothing new since: the sensor starts no further run
         runs = _sensor_runs(port)
-        assert len([r for r in runs if r.get("mirocals/sha256") == sha]) == 1
-        assert len(runs) == 3
+        assert len([r for r in runs if r.get("mirocals/sha256") == sha]) == 2
+        assert len(runs) == 4

@@ -1,40 +1,45 @@
-"""Automation: a sensor that ingests each new file once, and a nightly refresh."""
+"""Automation: a sensor that takes in each new or changed file, and a nightly refresh."""
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import astuple
 from pathlib import Path
 
 import dagster as dg
 
-from pipelines.ingest.delivery import discover_files, file_sha256
+from pipelines.ingest.delivery import FileStat, discover_files, file_sha256
 from pipelines.study import load_contracts
 from pipelines.warehouse import read_connection
 
 # A file must be left alone this long before it is taken in (a transfer may still be writing it).
 SETTLE_SECONDS = 5
+# A file whose runs failed this many times (another build held the warehouse, say) is left to the
+# nightly build.
+MAX_ATTEMPTS = 3
+ARRIVAL_TAG = "mirocals/arrival"
 NIGHTLY_CRON = "0 2 * * *"
 # The randomisation list is never picked up from the landing zone (see pipelines/blinding.py).
 WATCHED_FAMILIES = [c for c in load_contracts().families.values() if c.family != "randomisation"]
 
 
-def new_files(landing: Path, seen: dict[str, list], now: float) -> tuple[list[tuple[str, str, str]], dict[str, list]]:
-    """Settled files whose (size, mtime) changed since the last tick: (family, relative path, SHA-256)."""
+def landing_files(landing: Path, seen: dict[str, list], now: float) -> tuple[list[tuple[str, str, str, int]], dict[str, list]]:
+    """Settled files as (family, relative path, SHA-256, change time in ns), and the cursor that
+    keeps each file's record with its SHA-256: a file is hashed again only when its record (size,
+    mtime, ctime, inode, device) changed, so a rewrite that keeps size and mtime is still seen."""
     found, cursor = [], {}
     for contract in WATCHED_FAMILIES:
         for path in discover_files(landing, contract):
-            stat = path.stat()
+            stat = FileStat.of(path)
             relative = path.relative_to(landing).as_posix()
-            if now - stat.st_mtime < SETTLE_SECONDS:
+            if now - max(stat.mtime_ns, stat.ctime_ns) / 1e9 < SETTLE_SECONDS:
                 continue
+            record = list(astuple(stat))
             previous = seen.get(relative)
-            if previous and previous[:2] == [stat.st_size, stat.st_mtime_ns]:
-                cursor[relative] = previous
-                continue
-            sha = file_sha256(path)
-            cursor[relative] = [stat.st_size, stat.st_mtime_ns, sha]
-            found.append((contract.family, relative, sha))
+            sha = previous[-1] if previous and previous[:-1] == record else file_sha256(path)
+            cursor[relative] = [*record, sha]
+            found.append((contract.family, relative, sha, stat.ctime_ns))
     return found, cursor
 
 
@@ -51,12 +56,14 @@ def downstream_keys(assets: list[dg.AssetsDefinition], start: dg.AssetKey) -> li
     return sorted(selected, key=lambda k: k.to_user_string())
 
 
-def delivered_files(warehouse: Path) -> set[tuple[str, str]]:
-    """(file name, SHA-256) of every file the published warehouse has already taken in."""
+def taken_in(warehouse: Path) -> dict[str, str]:
+    """The SHA-256 of each file's newest delivery in the published warehouse, by file name."""
     if not warehouse.exists():
-        return set()
+        return {}
     with read_connection(warehouse) as con:
-        return set(con.execute("select file_name, file_sha256 from audit.delivery").fetchall())
+        return dict(con.execute(
+            "select file_name, arg_max(file_sha256, delivery_id) from audit.delivery group by file_name"
+        ).fetchall())
 
 
 def build_delivery_sensor(
@@ -78,21 +85,32 @@ def build_delivery_sensor(
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            "Watches the landing zone. Each new file becomes a run keyed by its SHA-256, so the same "
-            "bytes are taken in once; the run ingests the file's family and rebuilds everything downstream."
+            "Watches the landing zone. Each settled file whose bytes are not its newest delivery in the "
+            "published warehouse becomes a run, keyed by the file, its SHA-256 and its change time; a "
+            "failed run is requested again (up to 3 times). The run ingests the file's family and "
+            "rebuilds everything downstream."
         ),
     )
     def landing_zone_sensor(context: dg.SensorEvaluationContext):
         seen = json.loads(context.cursor) if context.cursor else {}
-        found, cursor = new_files(landing, seen, time.time())
-        known = delivered_files(warehouse) if found else set()
-        for family, relative, sha in found:
-            if (relative, sha) in known:
+        found, cursor = landing_files(landing, seen, time.time())
+        known = taken_in(warehouse) if found else {}
+        for family, relative, sha, changed_ns in found:
+            if known.get(relative) == sha:
+                continue
+            # one arrival: these bytes at this path, written at this time (a file changed back to
+            # earlier bytes is a new arrival); a failed run is requested again, up to MAX_ATTEMPTS
+            arrival = f"{relative}@{sha}@{changed_ns}"
+            failed = len(context.instance.get_run_records(
+                filters=dg.RunsFilter(tags={ARRIVAL_TAG: arrival},
+                                      statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED])))
+            if failed >= MAX_ATTEMPTS:
+                context.log.warning(f"{relative}: {failed} runs failed; left to the nightly build")
                 continue
             yield dg.RunRequest(
-                run_key=sha,
+                run_key=f"{arrival}#{failed}",
                 asset_selection=selections[family],
-                tags={"mirocals/family": family, "mirocals/file": relative, "mirocals/sha256": sha},
+                tags={"mirocals/family": family, "mirocals/file": relative, "mirocals/sha256": sha, ARRIVAL_TAG: arrival},
             )
         context.update_cursor(json.dumps(cursor, sort_keys=True))
 

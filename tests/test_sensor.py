@@ -1,0 +1,98 @@
+"""The landing-zone sensor, evaluated tick by tick against a real Dagster instance: which files
+become runs, when a run is asked for again, and which changes it sees. (The sensor running under
+the daemon is in test_dagster_ui.py.)"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+import pytest
+
+from pipelines.assets import automation
+from pipelines.definitions import build_definitions
+from tests.conftest import run_build
+from tests.landing import treg, write_delivery, write_reference
+
+MANIFEST = "reference/sample_manifest/manifest_export_20190101.parquet"
+TREG = "labs/treg/treg_batch01.parquet"
+
+
+@pytest.fixture
+def landing(tmp_path, monkeypatch):
+    monkeypatch.setattr(automation, "SETTLE_SECONDS", 0)  # every file counts as settled at once
+    landing = tmp_path / "landing"
+    write_reference(landing)
+    return landing
+
+
+def _tick(landing, warehouse, instance, cursor=None) -> tuple[dict[str, dg.RunRequest], str]:
+    sensor = build_definitions(str(landing), str(warehouse)).resolve_sensor_def("landing_zone_sensor")
+    data = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor))
+    return {r.tags["mirocals/file"]: r for r in data.run_requests}, data.cursor
+
+
+def _fail_run(instance: dg.DagsterInstance, tags: dict[str, str]) -> None:
+    """A real run in the instance that fails as a build does when another build holds the warehouse."""
+
+    @dg.op
+    def take_in():
+        raise RuntimeError("Another build is writing this warehouse")
+
+    @dg.job
+    def build_warehouse():
+        take_in()
+
+    assert not build_warehouse.execute_in_process(instance=instance, tags=tags, raise_on_error=False).success
+
+
+def test_a_failed_run_is_requested_again_up_to_three_times(landing, tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    warehouse = tmp_path / "warehouse" / "mirocals.duckdb"
+    requests, cursor = _tick(landing, warehouse, instance)
+    assert set(requests) == {MANIFEST, "reference/subjects/subjects_export_20190101.parquet"}
+    keys = []
+    for _ in range(automation.MAX_ATTEMPTS):
+        request = requests[MANIFEST]
+        keys.append(request.run_key)
+        _fail_run(instance, request.tags)
+        requests, cursor = _tick(landing, warehouse, instance, cursor)
+    assert len(set(keys)) == automation.MAX_ATTEMPTS and keys[0].endswith("#0") and keys[-1].endswith("#2")
+    # after three failures the file is left to the nightly build; the other file is still asked for
+    assert set(requests) == {"reference/subjects/subjects_export_20190101.parquet"}
+
+
+def test_a_rewrite_that_keeps_size_and_mtime_is_seen(landing):
+    found, cursor = automation.landing_files(landing, {}, 1e12)
+    before = {relative: sha for _, relative, sha, _ in found}
+    path = landing / MANIFEST
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF  # same length
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    found, _ = automation.landing_files(landing, cursor, 1e12)
+    after = {relative: sha for _, relative, sha, _ in found}
+    assert after[MANIFEST] != before[MANIFEST]
+    assert {k: v for k, v in after.items() if k != MANIFEST} == {k: v for k, v in before.items() if k != MANIFEST}
+
+
+def test_files_taken_in_are_not_asked_for_but_a_file_changed_back_is(landing, tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    warehouse = tmp_path / "warehouse" / "mirocals.duckdb"
+    path = write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002", cd4=800.0)])
+    original = path.read_bytes()
+    run_build(landing, warehouse)
+    requests, cursor = _tick(landing, warehouse, instance)
+    assert requests == {}
+
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002", cd4=850.0)])
+    requests, cursor = _tick(landing, warehouse, instance, cursor)
+    assert set(requests) == {TREG}
+    run_build(landing, warehouse)
+
+    path.write_bytes(original)  # the lab undoes its correction: bytes the file had before
+    requests, _ = _tick(landing, warehouse, instance, cursor)
+    assert set(requests) == {TREG}
+    assert requests[TREG].tags["mirocals/sha256"] == automation.file_sha256(path)
