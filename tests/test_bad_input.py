@@ -599,13 +599,18 @@ def test_check_refuses_the_bytes_of_a_delivery_already_loaded(bad, wide_cli, tmp
     copy = tmp_path / "labs" / "treg" / "treg_batch01_sent_again.parquet"
     copy.parent.mkdir(parents=True)
     copy.write_bytes((bad.landing / TREG_FILE).read_bytes())
-    before = sha256(bad.warehouse)
-    result = _check(wide_cli, copy, bad.warehouse)
+    # a warehouse whose path holds a quote
+    warehouse = tmp_path / "o'brien" / "mirocals.duckdb"
+    warehouse.parent.mkdir()
+    warehouse.write_bytes(bad.warehouse.read_bytes())
+    before = sha256(warehouse)
+    result = _check(wide_cli, copy, warehouse)
     assert result.exit_code == 1, result.output
     output = " ".join(result.output.split())
     assert "REFUSED (treg) treg_batch01_sent_again.parquet: identical bytes" in output
     assert f"({TREG_FILE}), already loaded; nothing new was loaded." in output
-    assert sha256(bad.warehouse) == before
+    assert "no longer there" not in output  # the landing zone is not where the checked file is
+    assert sha256(warehouse) == before
 
 
 @pytest.mark.parametrize("file_name", [TREG_FILE, NF_FILE, TS_FILE, TG_FILE])

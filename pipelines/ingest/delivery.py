@@ -349,12 +349,19 @@ def ingest_file(
     contract: FamilyContract,
     blinding: BlindingMode | None = None,
     docs_dir: Path | None = None,
+    checking_outside_the_zone: bool = False,
 ) -> DeliveryOutcome | None:
     """Load one file into the warehouse; ``None`` if this exact file was already processed.
 
     In a blinded build the values of treatment-revealing measures are checked, then withheld:
     they are never stored, nor shown in failure reasons or examples.
+    ``checking_outside_the_zone``: ``landing`` is not the landing zone (``mirocals check`` on a
+    file anywhere), so earlier deliveries' files cannot be looked for there.
     """
+
+    def still_there(earlier_file: str) -> bool:
+        return checking_outside_the_zone or (landing / earlier_file).exists()
+
     file_name = path.relative_to(landing).as_posix()
     before = FileStat.of(path)
     if taken_in_unchanged(con, file_name, before):
@@ -387,7 +394,7 @@ def ingest_file(
         resent = (f"same bytes as delivery {same_bytes[0]}, an earlier version of this file; "
                   "taken in again as the newest")
         same_bytes = None
-    elif same_bytes and contract.mode == "snapshot" and (landing / same_bytes[1]).exists():
+    elif same_bytes and contract.mode == "snapshot" and still_there(same_bytes[1]):
         newest = con.execute("select audit.newest_delivery(?)", [contract.family]).fetchone()[0]
         if same_bytes[0] != newest:
             # an earlier full export sent again (a correction undone): it is the newest export now.
@@ -400,7 +407,7 @@ def ingest_file(
         reason = (
             f"{file_name}: identical bytes (SHA-256 {sha[:12]}...) to delivery {same_bytes[0]} "
             f"({same_bytes[1]}), already loaded; nothing new was loaded."
-            + ("" if (landing / same_bytes[1]).exists() else
+            + ("" if still_there(same_bytes[1]) else
                f" {same_bytes[1]} is no longer there: the file was moved or renamed.")
         )
         _record_delivery(con, stat, **base, rows_delivered=rows, status="duplicate", rule="duplicate_delivery",
