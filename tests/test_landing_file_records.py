@@ -16,8 +16,8 @@ import pytest
 
 import pipelines.ingest.delivery as delivery
 from pipelines.ingest.delivery import FileStat
-from pipelines.synth import generate_landing_zone
 from tests.conftest import run_build
+from tests.landing import treg, write_delivery, write_reference
 
 TREG_FILE = "labs/treg/treg_batch01.parquet"
 
@@ -32,8 +32,11 @@ def remembered(tmp_path, monkeypatch):
     """A small landing zone built once, each file's record trusted at once (no settling wait)."""
     monkeypatch.setattr(delivery, "SETTLED_SECONDS", 0)
     landing = tmp_path / "landing"
-    generate_landing_zone(landing, seed=5, scale=0.05, genes=5)
-    _write_plain(pq.read_table(landing / TREG_FILE), landing / TREG_FILE)
+    write_reference(landing)
+    table = pa.Table.from_pylist([treg("S002"), treg("S003", cd4=700.0), treg("S005", cd4=910.0)])
+    (landing / TREG_FILE).parent.mkdir(parents=True, exist_ok=True)
+    _write_plain(table.cast(pq.read_schema(write_delivery(tmp_path / "typed", "treg", "t.parquet", [treg("S002")]))),
+                 landing / TREG_FILE)
     warehouse = tmp_path / "warehouse" / "mirocals.duckdb"
     return landing, warehouse, run_build(landing, warehouse)
 
@@ -128,13 +131,14 @@ def test_a_file_changed_back_to_earlier_bytes_is_taken_in_as_the_newest(remember
     assert first and dict(undone.rows(values, [TREG_FILE])) == first
 
 
-def test_a_file_replaced_between_hashing_and_reading_is_not_loaded_under_the_wrong_hash(remembered, monkeypatch):
+@pytest.mark.parametrize("rows, status", [(2, "accepted"), (0, "rejected")])
+def test_a_file_replaced_between_hashing_and_reading_is_not_loaded_under_the_wrong_hash(remembered, monkeypatch, rows, status):
     landing, warehouse, built = remembered
     table = pq.read_table(landing / TREG_FILE)
     path = landing / "labs/treg/treg_batch99_in_transfer.parquet"
-    pq.write_table(table.slice(0, 4), path)
+    pq.write_table(table, path)
     before = built.scalar("select count(*) from audit.delivery")
-    replacement = table.slice(4, 2)
+    replacement = table.slice(0, rows)
     real_sha256 = delivery.file_sha256
 
     def hash_then_replace(hashed):
@@ -153,4 +157,4 @@ def test_a_file_replaced_between_hashing_and_reading_is_not_loaded_under_the_wro
     assert after.scalar("select count(*) from audit.delivery") == before + 1
     taken_in = after.rows("select file_sha256, rows_delivered, status from audit.delivery where file_name = ?",
                           ["labs/treg/treg_batch99_in_transfer.parquet"])
-    assert taken_in == [(hashlib.sha256(path.read_bytes()).hexdigest(), 2, "accepted")]
+    assert taken_in == [(hashlib.sha256(path.read_bytes()).hexdigest(), rows, status)]

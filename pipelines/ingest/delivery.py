@@ -415,13 +415,16 @@ def ingest_file(
         return DeliveryOutcome(delivery_id, contract.family, file_name, "duplicate", rows, 0, reason, None)
 
     try:
-        checked = check_delivery(path, file_name, contract)
-        if FileStat.of(path) != before:
-            raise DeliveryChanged(
-                f"{file_name} changed while it was being taken in (its bytes no longer match SHA-256 "
-                f"{sha[:12]}...); nothing of it was loaded. Build again once the transfer is complete."
-            )
-    except DeliveryRejected as rejection:
+        checked, rejection = check_delivery(path, file_name, contract), None
+    except DeliveryRejected as refused:
+        checked, rejection = None, refused
+    if FileStat.of(path) != before:
+        # the verdict would be on other bytes than the SHA-256 it is recorded under
+        raise DeliveryChanged(
+            f"{file_name} changed while it was being taken in (its bytes no longer match SHA-256 "
+            f"{sha[:12]}...); nothing of it was loaded. Build again once the transfer is complete."
+        )
+    if rejection is not None:
         rows = rejection.rows
         if rows is None:
             try:
