@@ -179,6 +179,7 @@ def check(
     file: Annotated[Path, typer.Argument(help="Parquet file to check before delivery.", exists=True, dir_okay=False)],
     family: Annotated[Optional[str], typer.Option(help="Delivery family (default: from the folder or the columns).")] = None,
     warehouse: WarehouseOption = None,
+    landing: LandingOption = None,
     rows: Annotated[int, typer.Option(help="How many held-back rows to list.")] = 20,
 ) -> None:
     """Give the verdicts a build would give one file, without loading anything.
@@ -187,9 +188,9 @@ def check(
     """
     from pipelines.ingest.check import UnknownFamily, check_file
 
-    settings = get_settings(warehouse=warehouse)
+    settings = get_settings(landing, warehouse)
     try:
-        verdict = check_file(file, family, settings.warehouse)
+        verdict = check_file(file, family, settings.warehouse, settings.landing)
     except UnknownFamily as unknown:
         err.print(f"[red]{unknown}[/red]")
         raise typer.Exit(2) from None

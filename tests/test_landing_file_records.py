@@ -131,6 +131,21 @@ def test_a_file_changed_back_to_earlier_bytes_is_taken_in_as_the_newest(remember
     assert first and dict(undone.rows(values, [TREG_FILE])) == first
 
 
+def test_a_file_put_back_after_a_refused_replacement_is_not_taken_in_again(remembered):
+    landing, warehouse, built = remembered
+    path = landing / TREG_FILE
+    original = path.read_bytes()
+    values = "select sample_id, aval, delivery_id from core.treg where paramcd = 'CD4CNT' order by 1"
+    first = built.rows(values)
+    path.write_bytes(original[:1000])  # caught mid-transfer: refused as unreadable
+    run_build(landing, warehouse)
+    path.write_bytes(original)  # the transfer completes: the file is as it was loaded
+    after = run_build(landing, warehouse)
+    statuses = after.rows("select status from audit.delivery where file_name = ? order by delivery_id", [TREG_FILE])
+    assert statuses == [("accepted",), ("rejected",)]
+    assert after.rows(values) == first
+
+
 @pytest.mark.parametrize("rows, status", [(2, "accepted"), (0, "rejected")])
 def test_a_file_replaced_between_hashing_and_reading_is_not_loaded_under_the_wrong_hash(remembered, monkeypatch, rows, status):
     landing, warehouse, built = remembered

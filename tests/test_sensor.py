@@ -96,3 +96,16 @@ def test_files_taken_in_are_not_asked_for_but_a_file_changed_back_is(landing, tm
     requests, _ = _tick(landing, warehouse, instance, cursor)
     assert set(requests) == {TREG}
     assert requests[TREG].tags["mirocals/sha256"] == automation.file_sha256(path)
+
+
+def test_a_file_put_back_as_it_was_loaded_after_a_refused_replacement_starts_no_run(landing, tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    warehouse = tmp_path / "warehouse" / "mirocals.duckdb"
+    path = write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002", cd4=800.0)])
+    original = path.read_bytes()
+    run_build(landing, warehouse)
+    path.write_bytes(original[:1000])  # caught mid-transfer: refused as unreadable
+    run_build(landing, warehouse)
+    path.write_bytes(original)
+    requests, _ = _tick(landing, warehouse, instance)
+    assert requests == {}

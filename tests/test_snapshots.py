@@ -5,7 +5,9 @@ audit.correction; an earlier export sent again is taken in as the newest."""
 from __future__ import annotations
 
 import pytest
+from typer.testing import CliRunner
 
+from pipelines.cli import app
 from pipelines.ingest.delivery import discover_files
 from pipelines.study import load_contracts
 from tests.conftest import run_build
@@ -114,8 +116,26 @@ def test_an_earlier_export_moved_into_a_subfolder_changes_nothing(builds):
     moved = run_build(landing, warehouse)
     status, reason = moved.rows("select status, reason from audit.delivery where file_name like '%archive%'")[0]
     assert status == "duplicate"
-    assert f"{SECOND_SUBJECTS} is no longer there: the file was moved or renamed" in reason
+    assert f"({SECOND_SUBJECTS}), already loaded; nothing new was loaded. It is that file, moved or renamed." in reason
     assert moved.rows("select usubjid from core.subject order by 1") == current
+
+
+def test_an_earlier_export_sent_again_after_the_original_was_archived_is_the_newest(builds):
+    landing, warehouse, _, _ = builds
+    archived = landing / "reference/subjects/archive/subjects_export_20190201.parquet"
+    again = landing / "reference/subjects/subjects_export_20190401_sent_again.parquet"
+    again.write_bytes(archived.read_bytes())  # a copy (a new file), not the archived file moved
+    runner = CliRunner()
+    env = {"COLUMNS": "400", "NO_COLOR": "1"}
+    # `mirocals check` gives the build's verdicts: the new copy would load, the archived file not again
+    checked = runner.invoke(app, ["check", str(again), "--landing", str(landing), "--warehouse", str(warehouse)], env=env)
+    assert checked.exit_code == 0 and "ACCEPTED (subjects)" in checked.output, checked.output
+    checked = runner.invoke(app, ["check", str(archived), "--landing", str(landing), "--warehouse", str(warehouse)], env=env)
+    assert checked.exit_code == 1 and "was taken in already" in " ".join(checked.output.split()), checked.output
+    resent = run_build(landing, warehouse)
+    status, warnings = resent.rows("select status, warnings from audit.delivery where file_name like '%sent_again%'")[0]
+    assert status == "accepted" and "taken in again as the newest export" in warnings
+    assert resent.rows("select usubjid from core.subject order by 1") == [(IL2,), (RUNIN_ONLY,)]
 
 
 def test_deliveries_are_taken_in_by_name_ignoring_case(tmp_path):

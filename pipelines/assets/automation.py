@@ -56,14 +56,17 @@ def downstream_keys(assets: list[dg.AssetsDefinition], start: dg.AssetKey) -> li
     return sorted(selected, key=lambda k: k.to_user_string())
 
 
-def taken_in(warehouse: Path) -> dict[str, str]:
-    """The SHA-256 of each file's newest delivery in the published warehouse, by file name."""
+def taken_in(warehouse: Path) -> dict[str, set[str]]:
+    """By file name, the bytes the published warehouse need not take in again: its newest
+    delivery's and its newest accepted delivery's SHA-256 (as ``current_bytes`` in a build)."""
     if not warehouse.exists():
         return {}
     with read_connection(warehouse) as con:
-        return dict(con.execute(
-            "select file_name, arg_max(file_sha256, delivery_id) from audit.delivery group by file_name"
-        ).fetchall())
+        rows = con.execute(
+            "select file_name, arg_max(file_sha256, delivery_id), "
+            "arg_max(file_sha256, delivery_id) filter (where status = 'accepted') from audit.delivery group by file_name"
+        ).fetchall()
+    return {name: {newest, loaded} - {None} for name, newest, loaded in rows}
 
 
 def build_delivery_sensor(
@@ -96,7 +99,7 @@ def build_delivery_sensor(
         found, cursor = landing_files(landing, seen, time.time())
         known = taken_in(warehouse) if found else {}
         for family, relative, sha, changed_ns in found:
-            if known.get(relative) == sha:
+            if sha in known.get(relative, ()):
                 continue
             # one arrival: these bytes at this path, written at this time (a file changed back to
             # earlier bytes is a new arrival); a failed run is requested again, up to MAX_ATTEMPTS

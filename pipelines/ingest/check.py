@@ -77,8 +77,12 @@ def infer_family(path: Path) -> str:
     )
 
 
-def check_file(path: Path, family: str | None = None, warehouse: Path | None = None) -> FileVerdict:
-    """Check ``path`` as a delivery of ``family`` (inferred when not given)."""
+def check_file(
+    path: Path, family: str | None = None, warehouse: Path | None = None, landing: Path | None = None
+) -> FileVerdict:
+    """Check ``path`` as a delivery of ``family`` (inferred when not given). A file inside the
+    ``landing`` zone is named and judged as a build names and judges it (its earlier versions,
+    moves); one elsewhere by its bytes only."""
     family = family or infer_family(path)
     contract = load_contracts()[family]
     con = duckdb.connect()
@@ -93,7 +97,10 @@ def check_file(path: Path, family: str | None = None, warehouse: Path | None = N
         if published:
             con.execute("attach '{}' as published (read_only)".format(str(warehouse).replace("'", "''")))
             # the deliveries already loaded: the same bytes again are a duplicate, as in a build
-            con.execute("insert into audit.delivery select * from published.audit.delivery where status = 'accepted'")
+            con.execute("insert into audit.delivery select * from published.audit.delivery")
+            if con.execute("select count(*) from duckdb_tables() where database_name = 'published' "
+                           "and schema_name = 'audit' and table_name = 'landing_file'").fetchone()[0]:
+                con.execute("insert into audit.landing_file select * from published.audit.landing_file")
             for table in copies:
                 schema = table.split(".")[0]
                 con.execute(f"create schema if not exists {schema}")
@@ -101,7 +108,17 @@ def check_file(path: Path, family: str | None = None, warehouse: Path | None = N
             con.execute("detach published")
         # Verdicts as a blinded build gives them: treatment-revealing values are never shown.
         blinding = BlindingMode(randomisation_file=str(path) if family == "randomisation" else None)
-        outcome = ingest_file(con, path.parent, path, contract, blinding, checking_outside_the_zone=True)
+        inside = landing is not None and path.resolve().is_relative_to(landing.resolve())
+        root = landing.resolve() if inside else path.parent
+        outcome = ingest_file(con, root, path.resolve() if inside else path, contract, blinding,
+                              checking_outside_the_zone=not inside)
+        if outcome is None:
+            name = path.resolve().relative_to(root).as_posix()
+            taken = con.execute("select max(delivery_id) from audit.delivery where file_name = ?", [name]).fetchone()[0]
+            return FileVerdict(
+                file=str(path), family=family, status="duplicate", rows=pq.read_metadata(path).num_rows,
+                reason=f"{name} was taken in already (delivery {taken}); a build skips it, nothing new would load.",
+            )
         verdict = FileVerdict(
             file=str(path), family=family, status=outcome.status, rows=outcome.rows_delivered,
             reason=outcome.reason, reference_checks=reference,

@@ -115,6 +115,16 @@ def taken_in_unchanged(con: duckdb.DuckDBPyConnection, file_name: str, stat: Fil
     ).fetchone()[0] > 0
 
 
+def current_bytes(con: duckdb.DuckDBPyConnection, file_name: str) -> set[str]:
+    """SHA-256 of ``file_name``'s newest delivery and of its newest accepted one: the bytes that
+    need not be taken in again."""
+    history = con.execute(
+        "select file_sha256, status from audit.delivery where file_name = ? order by delivery_id desc", [file_name]
+    ).fetchall()
+    newest_accepted = next((sha for sha, status in history if status == "accepted"), None)
+    return {sha for sha in (history[0][0] if history else None, newest_accepted) if sha is not None}
+
+
 def _remember_file(con: duckdb.DuckDBPyConnection, file_name: str, sha: str, stat: FileStat | None) -> None:
     if stat is not None:
         con.execute("insert or replace into audit.landing_file values (?, ?, ?, ?, ?, ?, ?)",
@@ -359,8 +369,15 @@ def ingest_file(
     file anywhere), so earlier deliveries' files cannot be looked for there.
     """
 
-    def still_there(earlier_file: str) -> bool:
-        return checking_outside_the_zone or (landing / earlier_file).exists()
+    def moved(earlier_file: str) -> bool:
+        """Whether this file is ``earlier_file`` itself, moved: the same inode on the same device
+        as recorded when that file was taken in (without a record: that path is gone)."""
+        if checking_outside_the_zone:
+            return False
+        record = con.execute("select inode, device from audit.landing_file where file_name = ?", [earlier_file]).fetchone()
+        if record is not None:
+            return tuple(record) == (before.inode, before.device)
+        return not (landing / earlier_file).exists()
 
     file_name = path.relative_to(landing).as_posix()
     before = FileStat.of(path)
@@ -369,12 +386,10 @@ def ingest_file(
     hashed_at = time.time_ns()
     sha = file_sha256(path)
     stat = _settled_stat(path, before, hashed_at)
-    # Already taken in: this file's newest delivery holds these bytes. (A file changed back to
-    # bytes it had before is a new delivery: the change is undone, see below.)
-    newest_of_file = con.execute(
-        "select file_sha256 from audit.delivery where file_name = ? order by delivery_id desc limit 1", [file_name]
-    ).fetchone()
-    if newest_of_file and newest_of_file[0] == sha:
+    # Already taken in: the bytes of this file's newest delivery, or of its newest loaded one (the
+    # file put back as it was loaded, after a replacement that was refused). A file changed back
+    # to bytes it had before that is a new delivery: the change is undone, see below.
+    if sha in current_bytes(con, file_name):
         _remember_file(con, file_name, sha, stat)
         return None
     delivery_id = _next_delivery_id(con)
@@ -394,11 +409,11 @@ def ingest_file(
         resent = (f"same bytes as delivery {same_bytes[0]}, an earlier version of this file; "
                   "taken in again as the newest")
         same_bytes = None
-    elif same_bytes and contract.mode == "snapshot" and still_there(same_bytes[1]):
+    elif same_bytes and contract.mode == "snapshot" and not moved(same_bytes[1]):
         newest = con.execute("select audit.newest_delivery(?)", [contract.family]).fetchone()[0]
         if same_bytes[0] != newest:
             # an earlier full export sent again (a correction undone): it is the newest export now.
-            # (The earlier file gone from where it was means it was moved: a duplicate.)
+            # (The earlier file itself, moved elsewhere in the landing zone, is a duplicate.)
             resent = (f"same bytes as delivery {same_bytes[0]} ({same_bytes[1]}), an earlier export; "
                       "taken in again as the newest export")
             same_bytes = None
@@ -407,8 +422,7 @@ def ingest_file(
         reason = (
             f"{file_name}: identical bytes (SHA-256 {sha[:12]}...) to delivery {same_bytes[0]} "
             f"({same_bytes[1]}), already loaded; nothing new was loaded."
-            + ("" if still_there(same_bytes[1]) else
-               f" {same_bytes[1]} is no longer there: the file was moved or renamed.")
+            + (f" It is that file, moved or renamed." if moved(same_bytes[1]) else "")
         )
         _record_delivery(con, stat, **base, rows_delivered=rows, status="duplicate", rule="duplicate_delivery",
                          reason=reason, duplicate_of=same_bytes[0])
