@@ -78,12 +78,18 @@ def test_a_rewrite_that_keeps_size_and_mtime_is_seen(landing):
     assert {k: v for k, v in after.items() if k != MANIFEST} == {k: v for k, v in before.items() if k != MANIFEST}
 
 
-def test_files_taken_in_are_not_asked_for_but_a_file_changed_back_is(landing, tmp_path):
-    instance = dg.DagsterInstance.ephemeral()
+@pytest.fixture
+def treg_taken_in(landing, tmp_path):
+    """A Treg batch taken in by a build: (warehouse, the batch's path, its bytes)."""
     warehouse = tmp_path / "warehouse" / "mirocals.duckdb"
     path = write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002", cd4=800.0)])
-    original = path.read_bytes()
     run_build(landing, warehouse)
+    return warehouse, path, path.read_bytes()
+
+
+def test_files_taken_in_are_not_asked_for_but_a_file_changed_back_is(landing, treg_taken_in):
+    instance = dg.DagsterInstance.ephemeral()
+    warehouse, path, original = treg_taken_in
     requests, cursor = _tick(landing, warehouse, instance)
     assert requests == {}
 
@@ -98,14 +104,10 @@ def test_files_taken_in_are_not_asked_for_but_a_file_changed_back_is(landing, tm
     assert requests[TREG].tags["mirocals/sha256"] == automation.file_sha256(path)
 
 
-def test_a_file_put_back_as_it_was_loaded_after_a_refused_replacement_starts_no_run(landing, tmp_path):
+def test_a_file_put_back_as_it_was_loaded_after_a_refused_replacement_starts_no_run(landing, treg_taken_in):
     instance = dg.DagsterInstance.ephemeral()
-    warehouse = tmp_path / "warehouse" / "mirocals.duckdb"
-    path = write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002", cd4=800.0)])
-    original = path.read_bytes()
-    run_build(landing, warehouse)
+    warehouse, path, original = treg_taken_in
     path.write_bytes(original[:1000])  # caught mid-transfer: refused as unreadable
     run_build(landing, warehouse)
     path.write_bytes(original)
-    requests, _ = _tick(landing, warehouse, instance)
-    assert requests == {}
+    assert _tick(landing, warehouse, instance)[0] == {}
