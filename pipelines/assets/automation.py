@@ -11,7 +11,7 @@ import dagster as dg
 
 from pipelines.ingest.delivery import FileStat, discover_files, file_sha256
 from pipelines.study import load_contracts
-from pipelines.warehouse import read_connection
+from pipelines.warehouse import query_sql, read_connection
 
 # A file must be left alone this long before it is taken in (a transfer may still be writing it).
 SETTLE_SECONDS = 5
@@ -62,10 +62,7 @@ def taken_in(warehouse: Path) -> dict[str, set[str]]:
     if not warehouse.exists():
         return {}
     with read_connection(warehouse) as con:
-        rows = con.execute(
-            "select file_name, arg_max(file_sha256, delivery_id), "
-            "arg_max(file_sha256, delivery_id) filter (where status = 'accepted') from audit.delivery group by file_name"
-        ).fetchall()
+        rows = con.execute(query_sql("taken_in_bytes")).fetchall()
     return {name: {newest, loaded} - {None} for name, newest, loaded in rows}
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass, field, replace
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from pipelines.blinding import BlindingMode, mentions_revealing, withhold_reveal
 from pipelines.ingest.expectations import RowFailure, SuiteResult, suite_parameters, validate_table, write_data_docs
 from pipelines.ingest.values import distinct_codes, in_set
 from pipelines.study import FamilyContract, load_contracts
+from pipelines.warehouse import query_sql
 
 
 # A clustered delivery is sorted and inserted this many rows at a time (bounds the sorted copy).
@@ -117,12 +119,11 @@ def taken_in_unchanged(con: duckdb.DuckDBPyConnection, file_name: str, stat: Fil
 
 def current_bytes(con: duckdb.DuckDBPyConnection, file_name: str) -> set[str]:
     """SHA-256 of ``file_name``'s newest delivery and of its newest accepted one: the bytes that
-    need not be taken in again."""
-    history = con.execute(
-        "select file_sha256, status from audit.delivery where file_name = ? order by delivery_id desc", [file_name]
-    ).fetchall()
-    newest_accepted = next((sha for sha, status in history if status == "accepted"), None)
-    return {sha for sha in (history[0][0] if history else None, newest_accepted) if sha is not None}
+    need not be taken in again (warehouse/queries/taken_in_bytes.sql)."""
+    found = con.execute(
+        f"select newest_sha256, loaded_sha256 from ({query_sql('taken_in_bytes')}) where file_name = ?", [file_name]
+    ).fetchone()
+    return {sha for sha in found or () if sha is not None}
 
 
 def _remember_file(con: duckdb.DuckDBPyConnection, file_name: str, sha: str, stat: FileStat | None) -> None:
@@ -225,7 +226,8 @@ def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> Chec
 
     by_normalised = {_normalise(name): name for name in table.column_names}
     if len(by_normalised) < table.num_columns:
-        clashing = [n for n in table.column_names if [_normalise(m) for m in table.column_names].count(_normalise(n)) > 1]
+        counts = Counter(_normalise(name) for name in table.column_names)
+        clashing = [name for name in table.column_names if counts[_normalise(name)] > 1]
         raise DeliveryRejected(
             file_name,
             "unique_column_names",
@@ -401,8 +403,7 @@ def ingest_file(
     same_bytes = con.execute(
         "select delivery_id, file_name from audit.delivery where file_sha256 = ? and status = 'accepted' "
         "order by delivery_id desc limit 1", [sha]
-    ).fetchall()
-    same_bytes = same_bytes[0] if same_bytes else None
+    ).fetchone()
     resent = None
     if same_bytes and same_bytes[1] == file_name:
         # this file was changed, and is now back to bytes it had before: the change is undone
@@ -422,7 +423,7 @@ def ingest_file(
         reason = (
             f"{file_name}: identical bytes (SHA-256 {sha[:12]}...) to delivery {same_bytes[0]} "
             f"({same_bytes[1]}), already loaded; nothing new was loaded."
-            + (f" It is that file, moved or renamed." if moved(same_bytes[1]) else "")
+            + (" It is that file, moved or renamed." if moved(same_bytes[1]) else "")
         )
         _record_delivery(con, stat, **base, rows_delivered=rows, status="duplicate", rule="duplicate_delivery",
                          reason=reason, duplicate_of=same_bytes[0])
