@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from string import Template
 from typing import Any
 
 import duckdb
@@ -196,9 +197,14 @@ def query_sql(name: str) -> str:
     return (WAREHOUSE_SQL_DIR.parent / "queries" / f"{name}.sql").read_text(encoding="utf-8")
 
 
+def ddl_sql(name: str) -> str:
+    """The text of a DDL script in ``warehouse/ddl``."""
+    return (WAREHOUSE_SQL_DIR.parent / "ddl" / f"{name}.sql").read_text(encoding="utf-8")
+
+
 def run_ddl(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """Run a DDL script from ``warehouse/ddl`` (idempotent ``create ... if not exists``)."""
-    con.execute((WAREHOUSE_SQL_DIR.parent / "ddl" / f"{name}.sql").read_text(encoding="utf-8"))
+    con.execute(ddl_sql(name))
 
 
 @cache
@@ -340,6 +346,11 @@ def load_reference_tables(
         con.executemany("insert into ref.withheld_value values (?, ?)", [list(pair) for pair in withheld])
     apply_comments(con, "ref", "withheld_value")
     counts["withheld_value"] = len(withheld)
+    patterns = {
+        key: _quote("|".join(f"(?:{pattern})" for pattern in study.raw["censored_results"][key]))
+        for key in ("below", "above")
+    }
+    con.execute(Template(ddl_sql("censoring")).substitute(patterns))
     gene = study.gene_expression
     con.execute(
         "create or replace table ref.gene_expression as select ? as matrix, ? as unit, ? as plausible_lo, ? as plausible_hi",

@@ -11,11 +11,7 @@ parsed as (
     select
         *,
         -- '<' below the LLOQ, '>' above the ULOQ, in any spelling declared in the study definition
-        (
-            select any_value(censoring.qualifier)
-            from ref.result_censoring as censoring
-            where regexp_full_match(trim(source.result), censoring.pattern, 'i')
-        )                                                                       as result_qualifier,
+        ref.result_qualifier(result)                                            as result_qualifier,
         try_cast(regexp_extract(result, '([0-9]+(\.[0-9]+)?)', 1) as double)    as result_number
     from source
 ),
