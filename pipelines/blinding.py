@@ -57,8 +57,17 @@ def revealing_columns(family: str) -> tuple[str, ...]:
     )
 
 
-def _upper_trimmed(array: pa.Array) -> pa.Array:
-    return pc.utf8_upper(pc.utf8_trim_whitespace(array))
+def gene_symbol_key(array: pa.Array) -> pa.Array:
+    """A gene symbol as compared for blinding: upper-cased, without spaces, hyphens, dots or
+    underscores (``ctla-4`` is ``CTLA4``)."""
+    return pc.replace_substring_regex(pc.utf8_upper(array.cast(pa.string())), pattern=r"[\s\-._]", replacement="")
+
+
+def gene_id_key(array: pa.Array) -> pa.Array:
+    """An Ensembl gene id as compared for blinding: upper-cased, trimmed, without its version
+    (``ENSG00000134460.17`` is ``ENSG00000134460``; ``.5_PAR_Y`` too)."""
+    trimmed = pc.utf8_upper(pc.utf8_trim_whitespace(array.cast(pa.string())))
+    return pc.replace_substring_regex(trimmed, pattern=r"\.[0-9]+(_PAR_Y)?$", replacement="")
 
 
 def withhold_revealing_values(table: pa.Table, family: str) -> pa.Table:
@@ -74,9 +83,13 @@ def withhold_revealing_values(table: pa.Table, family: str) -> pa.Table:
     ):
         # judged on the distinct symbols and ids (~20,000 each), not on every row
         study = load_study()
+        revealing_keys = {
+            "gene_symbol": (gene_symbol_key, pa.array(study.revealing_gene_names())),
+            "gene_id": (gene_id_key, pa.array(study.revealing_genes("gene_id"))),
+        }
         matches = [
-            in_set(table[column], pa.array(study.revealing_genes(field)), _upper_trimmed)
-            for column, field in (("gene_symbol", "symbol"), ("gene_id", "gene_id"))
+            in_set(table[column], key(names), key)
+            for column, (key, names) in revealing_keys.items()
             if column in table.column_names
         ]
         revealing = matches[0] if len(matches) == 1 else pc.or_(*matches)

@@ -96,6 +96,12 @@ class Study:
         """Symbols (or, with ``field="gene_id"``, Ensembl ids) of the treatment-revealing genes."""
         return tuple(gene[field] for gene in self.raw["blinding"]["treatment_revealing_genes"])
 
+    def revealing_gene_names(self) -> tuple[str, ...]:
+        """Every symbol a treatment-revealing gene may be delivered under: its symbol and aliases."""
+        return tuple(
+            name for gene in self.raw["blinding"]["treatment_revealing_genes"] for name in (gene["symbol"], *gene["aliases"])
+        )
+
 
 @dataclass(frozen=True)
 class ColumnContract:

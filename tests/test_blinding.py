@@ -207,11 +207,19 @@ def side_channels(tmp_path_factory):
     table = pq.read_table(comma)
     table = table.set_column(table.column_names.index("treg_pct_cd4"), "treg_pct_cd4", pa.array(["13,37", "4,21"]))
     pq.write_table(table, comma)
-    # revealing genes delivered by Ensembl id only, and under an alias
+    # revealing genes delivered by Ensembl id only, under an alias, with a versioned id (GENCODE
+    # style), and by alias or symbol spelling alone next to an id that is not one
     write_delivery(landing, "transcript_gene", "tg_batch01.parquet", [
         {"sample_id": "R001", "gene_id": "ENSG00000049768", "gene_symbol": None, "expression": 4.4661},
         {"sample_id": "R001", "gene_id": "ENSG00000134460", "gene_symbol": "CD25", "expression": 5.0338},
         {"sample_id": "R001", "gene_id": "ENSG00000198851", "gene_symbol": "CD3E", "expression": 7.25},
+    ])
+    write_delivery(landing, "transcript_gene", "tg_batch02_reanalysis.parquet", [
+        {"sample_id": "R001", "gene_id": "ENSG00000163599.14", "gene_symbol": "CD152", "expression": 5.4612},
+        {"sample_id": "R001", "gene_id": "ENSG00000030419.2", "gene_symbol": None, "expression": 4.6033},
+        {"sample_id": "R001", "gene_id": "IKZF2-like", "gene_symbol": " helios ", "expression": 6.1234},
+        {"sample_id": "R001", "gene_id": "unknown", "gene_symbol": "Foxp-3", "expression": 3.9876},
+        {"sample_id": "R001", "gene_id": "ENSG00000198851.3", "gene_symbol": "CD3E", "expression": 7.5},
     ])
     return run_build(landing, tmp_path_factory.mktemp("side_channels_wh") / "mirocals.duckdb")
 
@@ -236,11 +244,18 @@ def test_a_refused_file_does_not_quote_revealing_values(side_channels):
 
 def test_revealing_genes_are_withheld_by_gene_id_as_well_as_symbol(side_channels):
     raw = dict(side_channels.rows("select gene_id, expression from raw.transcript_gene"))
-    assert raw == {"ENSG00000049768": None, "ENSG00000134460": None, "ENSG00000198851": 7.25}
+    assert raw == {
+        "ENSG00000049768": None, "ENSG00000134460": None, "ENSG00000198851": 7.25,
+        # versioned ids, an id missing its symbol, aliases and symbol spellings: all withheld;
+        # another gene's versioned id is not
+        "ENSG00000163599.14": None, "ENSG00000030419.2": None, "IKZF2-like": None, "unknown": None,
+        "ENSG00000198851.3": 7.5,
+    }
 
 
 def test_no_planted_value_is_stored_anywhere(side_channels):
-    planted = [*ARM_WORDS.values(), "13.37", "4.21", "31.73", "7.19", "13,37", "4,21", "4.4661", "5.0338"]
+    planted = [*ARM_WORDS.values(), "13.37", "4.21", "31.73", "7.19", "13,37", "4,21", "4.4661", "5.0338",
+               "5.4612", "4.6033", "6.1234", "3.9876"]
     text = warehouse_text(side_channels.warehouse)
     assert {value: columns_containing(text, value) for value in planted} == {value: [] for value in planted}
     data = side_channels.warehouse.read_bytes()
