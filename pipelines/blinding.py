@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -46,6 +48,35 @@ class BlindingMode:
             return ()
         revealing = ((family, column) for family in load_contracts().families for column in revealing_columns(family))
         return (*revealing, ("transcript_gene", "expression"))
+
+
+class MixedBlinding(Exception):
+    """A build met a warehouse of the other blinding (a blinded build and an unblinded file, or
+    the reverse)."""
+
+
+def refuse_other_blinding(con: duckdb.DuckDBPyConnection, mode: BlindingMode, published: Path) -> None:
+    """Stop a build whose work copy ``con`` was built with the other blinding: a blinded build
+    never writes into (nor publishes) a warehouse that holds the real arms, and an unblinded
+    build never turns a blinded warehouse into an unblinded one. An unblinded warehouse is
+    told by its ``audit.unblinding`` table (written by its first build)."""
+    tables = {
+        name for (name,) in con.execute(
+            "select table_name from duckdb_tables() where schema_name = 'audit' and table_name in ('delivery', 'unblinding')"
+        ).fetchall()
+    }
+    if mode.blinded and "unblinding" in tables:
+        raise MixedBlinding(
+            f"{published} was built unblinded (audit.unblinding records it): a blinded build never writes "
+            f"an unblinded warehouse. Point MIROCALS_WAREHOUSE at the blinded warehouse; if this file is to "
+            f"be blinded, delete it and its work folder {published.parent / '.work'} and build again."
+        )
+    if not mode.blinded and "delivery" in tables and "unblinding" not in tables:
+        raise MixedBlinding(
+            f"{published} is a blinded warehouse: an unblinded build writes its own file "
+            f"(mirocals unblind --out, by default under warehouse/build/unblinded/) and never turns a "
+            f"blinded warehouse into an unblinded one."
+        )
 
 
 def revealing_columns(family: str) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from pipelines.assets.analysis import analysis_assets
 from pipelines.assets.automation import build_delivery_sensor, build_nightly_schedule
 from pipelines.assets.publish import build_publish_asset
 from pipelines.assets.reference import study_definition
-from pipelines.resources import Blinding, LandingZone, Warehouse
+from pipelines.resources import Blinding, LandingZone, Unblinding, Warehouse
 from pipelines.settings import get_settings
 
 BUILD_JOB = "build_warehouse"
@@ -34,6 +34,7 @@ def build_definitions(
         if Path(warehouse).resolve() == defaults.warehouse:
             raise ValueError(f"An unblinded build cannot write the blinded warehouse {defaults.warehouse}")
     settings = get_settings(landing, warehouse)
+    blinding = Unblinding(randomisation_file=str(Path(randomisation_file).resolve())) if unblinded else Blinding()
     assets = [*ASSETS, build_publish_asset(ASSETS)]
     job = dg.define_asset_job(
         BUILD_JOB, selection=dg.AssetSelection.all(), description="Take in new deliveries and rebuild every table."
@@ -45,8 +46,8 @@ def build_definitions(
         schedules=[build_nightly_schedule(job)],
         resources={
             "landing": LandingZone(path=str(settings.landing)),
-            "warehouse": Warehouse(database=str(settings.warehouse), owner_only=unblinded),
-            "blinding": Blinding(randomisation_file=str(Path(randomisation_file).resolve()) if unblinded else None),
+            "warehouse": Warehouse(database=str(settings.warehouse), blinding=blinding),
+            "blinding": blinding,
         },
         # DuckDB allows one writer per file: steps of a run execute one after another.
         executor=dg.in_process_executor,

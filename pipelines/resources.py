@@ -10,7 +10,7 @@ import dagster as dg
 import duckdb
 from pydantic import PrivateAttr
 
-from pipelines.blinding import BlindingMode
+from pipelines.blinding import BlindingMode, MixedBlinding, refuse_other_blinding
 from pipelines.locking import BuildLock
 from pipelines.warehouse import lock_file, open_for_writing, publish, work_file
 
@@ -26,9 +26,20 @@ class LandingZone(dg.ConfigurableResource):
 
 
 class Blinding(dg.ConfigurableResource):
-    """Blinded (the default) unless an unblinded build names the real randomisation list."""
+    """A blinded build: masked arms, treatment-revealing values withheld. It has nothing to
+    configure, so a run launched from the UI or ``dagster job execute`` cannot name a
+    randomisation list (run config that tries is refused)."""
 
-    randomisation_file: str | None = None
+    @property
+    def mode(self) -> BlindingMode:
+        return BlindingMode(None)
+
+
+class Unblinding(Blinding):
+    """An unblinded build, made only by ``mirocals unblind`` (pipelines/build.py) with the real
+    randomisation list; never part of the code location the UI and daemon load."""
+
+    randomisation_file: str
 
     @property
     def mode(self) -> BlindingMode:
@@ -40,7 +51,7 @@ class Warehouse(dg.ConfigurableResource):
     its work copy under the build lock and the publish asset swaps it in atomically."""
 
     database: str
-    owner_only: bool = False
+    blinding: Blinding
     _lock: BuildLock | None = PrivateAttr(default=None)
     _con: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
 
@@ -51,6 +62,11 @@ class Warehouse(dg.ConfigurableResource):
     @property
     def work_file(self) -> Path:
         return work_file(self.file)
+
+    @property
+    def owner_only(self) -> bool:
+        """An unblinded warehouse is readable by its owner only."""
+        return not self.blinding.mode.blinded
 
     @property
     def data_docs(self) -> Path:
@@ -82,7 +98,13 @@ class Warehouse(dg.ConfigurableResource):
                 self.work_file.parent.mkdir(parents=True, exist_ok=True)
                 self.work_file.parent.chmod(0o700)
                 self.file.parent.chmod(0o700)
-            self._con = open_for_writing(self.work_file)
+            con = open_for_writing(self.work_file)
+            try:
+                refuse_other_blinding(con, self.blinding.mode, self.file)
+            except MixedBlinding:
+                con.close()
+                raise
+            self._con = con
         else:
             # a step before may have left a read unfinished (fetchone reads one row); DuckDB
             # refuses relation queries on the connection until that result is run to its end

@@ -5,6 +5,7 @@ import json
 import re
 import stat
 
+import dagster as dg
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -12,6 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.blinding import RandomisationListRefused, validate_randomisation_list
+from pipelines.build import build_warehouse
+from pipelines.definitions import BUILD_JOB, build_definitions
 from pipelines.cli import app
 from tests.blinding_scan import arm_words, association_findings, scan_warehouse, true_arms
 from tests.conftest import run_build
@@ -296,3 +299,51 @@ def test_a_correction_of_withheld_values_is_not_called_unchanged_in_a_blinded_bu
     assert blinded.rows("select * from ref.withheld_value where family = 'treg' order by 2") == [
         ("treg", "treg_count"), ("treg", "treg_pct_cd4")]
     assert unblinded.scalar("select count(*) from ref.withheld_value") == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Blinding cannot be changed at launch, and a build never mixes blinded and unblinded files.
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("resources", [
+    {"blinding": {"config": {"randomisation_file": "/secure/randomisation_list.parquet"}}},
+    {"warehouse": {"config": {"owner_only": True}}},
+])
+def test_a_run_launched_from_the_ui_cannot_unblind(tmp_path, resources):
+    # the Launchpad and `dagster job execute -c` hand run config to the code location's job
+    job = build_definitions(str(tmp_path / "landing"), str(tmp_path / "mirocals.duckdb")).resolve_job_def(BUILD_JOB)
+    with pytest.raises(dg.DagsterInvalidConfigError, match="unexpected config entry"):
+        job.execute_in_process(run_config={"resources": resources}, instance=dg.DagsterInstance.ephemeral())
+    assert not (tmp_path / "mirocals.duckdb").exists()
+
+
+@pytest.fixture(scope="module")
+def small_trial(tmp_path_factory):
+    landing = tmp_path_factory.mktemp("small_trial")
+    write_reference(landing, [sample("S002", IL2, "BASELINE", "WHOLE_BLOOD", 1),
+                              sample("S005", PBO, "BASELINE", "WHOLE_BLOOD", -3)])
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002", pct=13.37), treg("S005", pct=4.21)])
+    return landing, next(landing.rglob("randomisation_list.parquet"))
+
+
+def test_a_blinded_build_refuses_an_unblinded_warehouse(small_trial, tmp_path):
+    landing, listed = small_trial
+    unblinded = run_build(landing, tmp_path / "mirocals_unblinded.duckdb", listed)
+    before = unblinded.warehouse.read_bytes()
+    result = build_warehouse(landing, unblinded.warehouse, instance=dg.DagsterInstance.ephemeral())
+    assert not result.success
+    assert any("was built unblinded (audit.unblinding records it)" in e for e in result.errors), result.errors
+    assert unblinded.warehouse.read_bytes() == before
+    assert sorted(unblinded.rows("select armcd from core.subject where randomised")) == [("IL2",), ("PBO",)]
+
+
+def test_an_unblinded_build_refuses_a_blinded_warehouse(small_trial, tmp_path):
+    landing, listed = small_trial
+    blinded = run_build(landing, tmp_path / "mirocals.duckdb")
+    before = blinded.warehouse.read_bytes()
+    result = build_warehouse(landing, blinded.warehouse, instance=dg.DagsterInstance.ephemeral(), randomisation_file=listed)
+    assert not result.success
+    assert any("is a blinded warehouse: an unblinded build writes its own file" in e for e in result.errors), result.errors
+    assert blinded.warehouse.read_bytes() == before
+    assert blinded.scalar("select count(treg_pct_cd4) from raw.treg") == 0
