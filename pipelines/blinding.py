@@ -168,19 +168,26 @@ def make_dummy_randomisation(subjects: list[tuple[str, str, object]]) -> pa.Tabl
     block_size = int(study.strata["block_size"])
     rng = np.random.default_rng(int(blinding["dummy_seed"]))
     ordered = sorted(subjects, key=lambda s: (str(s[2]), s[0]))
-    rows = {"usubjid": [], "randomisation_number": [], "stratum": [], "block_id": [], "armcd": []}
+    # Blocks are filled in an order drawn by the seed, not in randomisation order: the real
+    # list's blocks follow randomisation order within strata, so dummy blocks that did too would
+    # group the very subjects of the real blocks (one arm leaking would then tell its block's).
+    allocated: dict[str, tuple[str, str]] = {}
     counters: dict[str, list] = {}
-    for number, (usubjid, stratum, _) in enumerate(ordered, start=1):
+    for index in rng.permutation(len(ordered)):
+        usubjid, stratum, _ = ordered[index]
         queue, blocks = counters.setdefault(stratum, [[], 0])
         if not queue:
             block = np.repeat(codes, block_size // len(codes))
             queue.extend(rng.permutation(block).tolist())
             counters[stratum][1] = blocks = blocks + 1
+        allocated[usubjid] = (f"DUMMY-{stratum}-{blocks:03d}", queue.pop(0))
+    rows = {"usubjid": [], "randomisation_number": [], "stratum": [], "block_id": [], "armcd": []}
+    for number, (usubjid, stratum, _) in enumerate(ordered, start=1):
         rows["usubjid"].append(usubjid)
         rows["randomisation_number"].append(number)
         rows["stratum"].append(stratum)
-        rows["block_id"].append(f"DUMMY-{stratum}-{blocks:03d}")
-        rows["armcd"].append(queue.pop(0))
+        rows["block_id"].append(allocated[usubjid][0])
+        rows["armcd"].append(allocated[usubjid][1])
     contract = load_contracts()["randomisation"]
     types = {"VARCHAR": pa.string(), "INTEGER": pa.int32()}
     return pa.table({c.name: pa.array(rows[c.name], types[c.type]) for c in contract.columns})

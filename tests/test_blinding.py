@@ -30,7 +30,8 @@ def real_list(trial):
 
 def test_blinded_build_ignores_the_real_list_and_masks_arms(trial, real_list):
     _, built = trial
-    assert real_list.exists()  # the real list sits in the landing zone...
+    assert real_list.exists()  # the real list sits in the landing zone (owner-only)...
+    assert stat.S_IMODE(real_list.stat().st_mode) == 0o600 and stat.S_IMODE(real_list.parent.stat().st_mode) == 0o700
     files = [r[0] for r in built.rows("select file_name from audit.delivery where family = 'randomisation'")]
     assert files == ["dummy/dummy_randomisation.parquet"]  # ...and was never read
     arms = true_arms(real_list)
@@ -45,6 +46,19 @@ def test_blinded_build_ignores_the_real_list_and_masks_arms(trial, real_list):
         "from core.subject where randomised group by stratum"
     ):
         assert abs(a - b) <= 2, stratum
+
+
+def test_dummy_blocks_do_not_group_the_subjects_of_real_blocks(trial, real_list):
+    _, built = trial
+    real_block = {r["usubjid"]: r["block_id"] for r in pq.read_table(real_list).to_pylist()}
+    dummy_blocks: dict[str, set] = {}
+    for usubjid, block in built.rows("select usubjid, block_id from raw.randomisation"):
+        dummy_blocks.setdefault(block, set()).add(usubjid)
+    # a dummy block whose subjects all share one real block tells, once one arm leaks, the others'
+    inside_one_real_block = [b for b, members in dummy_blocks.items()
+                             if len(members) > 1 and len({real_block[u] for u in members}) == 1]
+    assert len(dummy_blocks) > 40
+    assert len(inside_one_real_block) <= len(dummy_blocks) / 10, inside_one_real_block
 
 
 def test_treatment_revealing_values_are_withheld(trial):

@@ -73,7 +73,11 @@ def generate_landing_zone(
         out, contracts[MANIFEST_FAMILY], f"manifest_export_{export}.parquet", manifest_columns(samples)
     )
     files.append(manifest)
-    files.append(write_rows(out, contracts[RANDOMISATION_FAMILY], "randomisation_list.parquet", list(cohort.randomisation)))
+    listed = write_rows(out, contracts[RANDOMISATION_FAMILY], "randomisation_list.parquet", list(cohort.randomisation))
+    # the real list is for unblinded builds only: readable by its owner alone
+    (Path(out) / listed.path).chmod(0o600)
+    (Path(out) / listed.path).parent.chmod(0o700)
+    files.append(listed)
 
     faults: list[InjectedFault] = [
         InjectedFault(MANIFEST_FAMILY, manifest.path, None, s.sample_id, s.fault, s.detail)
