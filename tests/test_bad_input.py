@@ -673,7 +673,10 @@ PERSONAL = {
 @pytest.mark.parametrize("column", ["year_of_birth", "Birth year", "nom_de_naissance", "Nom d'usage", "Date de naissance",
                                     "téléphone_portable", "code_postal", "courriel", "num_secu", "postal_code", "zip",
                                     "address_line1", "address1", "contact_email", "email_1", "mail_patient",
-                                    "cell_phone", "work_phone", "phone1", "initiales", "ville", "city", *PERSONAL])
+                                    "cell_phone", "work_phone", "phone1", "initiales", "ville", "city", "forename",
+                                    "forenames", "middle_name", "name_first", "social_security_number", "socialsecurityno",
+                                    "national_id", "place_of_birth", "birth_place", "medical_record_number",
+                                    "passport_number", "dob_patient", "fecha_nacimiento", "Vorname", *PERSONAL])
 def test_personal_data_column_names_are_recognised(column):
     assert load_contracts().is_personal_data(column)
 
@@ -682,7 +685,8 @@ def test_no_contract_column_or_common_lab_column_looks_like_personal_data():
     contracts = load_contracts()
     names = [c.name for f in contracts.families.values() for c in f.columns]
     names += ["notes", "nominal_dose", "telomere_length", "panel", "operator_comment", "address_type", "n_cells",
-              "initial_volume", "zip_archive_name", "mail_date", "phone_model", "postdose_hours", "site_city"]
+              "initial_volume", "zip_archive_name", "mail_date", "phone_model", "postdose_hours", "site_city",
+              "gene_name", "analyte_name", "national_site_id", "birth_cohort", "middle_dilution"]
     assert [n for n in names if contracts.is_personal_data(n)] == []
 PII_FAMILIES = ("treg", "neurofilament", "transcript_summary", "transcript_gene", "sample_manifest", "subjects")
 
