@@ -97,11 +97,13 @@ MANIFEST: dict[str, tuple[str, str, str, int]] = {
     "SNK01": (IL2, "M9", "SERUM", 253),
     "SNL01": (IL2, "M12", "SERUM", 337),
     "SNL02": (IL2, "M15", "SERUM", 421),
+    **{f"SNL0{i}": (PBO, "M15", "SERUM", 421) for i in range(3, 7)},
     # PAXgene RNA
     "SRN01": (IL2, "BASELINE", "PAXGENE_RNA", 1),
     "SRN02": (PBO, "BASELINE", "PAXGENE_RNA", -3),
     "SRN03": (IL2, "M3", "PAXGENE_RNA", 85),
     "SRN04": (PBO, "M3", "PAXGENE_RNA", 85),
+    "SRN05": (PBO, "BASELINE", "PAXGENE_RNA", -3),
 }
 # Sample-level faults: the manifest row is held back, and so is every result on the sample.
 SAMPLE_FAULTS = {
@@ -180,6 +182,7 @@ TREG_ROWS: list[Row] = [
     Row(_treg("SWB11", cd4=600.0)),                                                             # 20 corrected later
     Row(_treg("SWB12", cd4=1234.5, pct=7.5)),                                                   # 21
     Row(_treg("SSERUM"), "matrix_mismatch", None, "sample SSERUM is SERUM, flow cytometry needs WHOLE_BLOOD"),
+    Row(_treg("SWB16", panel_version=None), "panel_version_present", "panel_version", "panel_version must be present"),
     # same sample, same CD4 count, different %Treg (a treatment-revealing value that a blinded
     # build withholds): still two different results
     Row(_treg("SWB15", cd4=900.0, pct=4.0), "conflicting_values", None, "sample SWB15 has 2 different results"),
@@ -204,6 +207,10 @@ NF_ROWS: list[Row] = [
     Row(nf("SNK01", "40.0")),                                                                    # 14 corrected later
     Row(nf("SNL01", "62.0", lloq=math.nan), "lloq_present", "lloq", "lloq must be present"),      # 15
     Row(nf("SNL02", "62.0", uloq=math.nan), "uloq_present", "uloq", "uloq must be present"),      # 16
+    Row(nf("SNL03", "62.0", analyte=None), "analyte_present", "analyte", "analyte must be present (delivered: missing)"),
+    Row(nf("SNL04", "62.0", unit=None), "unit_present", "unit", "unit must be present"),
+    Row(nf("SNL05", "62.0", dilution=None), "dilution_present", "dilution", "dilution must be present"),
+    Row(nf("SNL06", "62.0", run_date=None), "run_date_present", "run_date", "run_date must be present"),
     *[Row(nf(sample_id, result)) for sample_id, result in CENSORED.items()],                     # 15..
 ]
 NF_2_ROWS = [Row(nf("SNK01", "41.5"))]
@@ -220,6 +227,7 @@ TS_ROWS: list[Row] = [
     Row(_summary("SRN02", rin=11.0), "rin_in_range", "rin", "(delivered: 11.0)"),
     Row(_summary("SRN03", rin=math.nan), "rin_present", "rin", "rin must be present"),
     Row(_summary("SRN04", total_reads_m=-3.0), "total_reads_m_in_range", "total_reads_m", "(delivered: -3.0)"),
+    Row(_summary("SRN05", run_id=None), "run_id_present", "run_id", "run_id must be present"),
 ]
 
 
@@ -235,6 +243,7 @@ TG_ROWS: list[Row] = [
     Row(_gene("SRN01", "ENSG123", "CD8A", 3.1), "gene_id_format", "gene_id", "(delivered: ENSG123)"),
     Row(_gene("SRN01", "ENSG00000153563", "CD8A", math.nan), "expression_present", "expression",
         "expression must be present"),
+    Row(_gene("SRN01", None, "CD19", 6.2), "gene_id_present", "gene_id", "gene_id must be present"),
     # a treatment-revealing gene (withheld in a blinded build) reported twice with different values
     Row(_gene("SRN02", "ENSG00000049768", "FOXP3", 4.1), "conflicting_values", None,
         ("sample SRN02 has 2 different", "ENSG00000049768 in this delivery")),
