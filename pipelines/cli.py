@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -108,11 +109,11 @@ def _run_build(landing: Path, warehouse: Path, randomisation_file: Path | None =
             )
         except BuildLocked as locked:
             progress.stop()
-            err.print(f"[red]{locked}[/red]")
+            err.print(f"[red]{escape(str(locked))}[/red]")
             raise typer.Exit(3) from None
     if not settings.warehouse.exists():
         for error in result.errors:
-            err.print(f"[red]{error}[/red]")
+            err.print(f"[red]{escape(str(error))}[/red]")
         err.print(f"[red]Build failed before the warehouse was published[/red] (run {result.run_id}).")
         raise typer.Exit(1)
     table = Table(title=f"Warehouse {settings.warehouse}")
@@ -122,10 +123,10 @@ def _run_build(landing: Path, warehouse: Path, randomisation_file: Path | None =
         table.add_row(family, str(deliveries), f"{delivered:,}", f"{loaded:,}", f"{quarantined:,}", str(refused), "yes" if balanced else "[red]NO[/red]")
     console.print(table)
     for check in result.failed_checks:
-        console.print(f"[yellow]check failed:[/yellow] {check}")
+        console.print(f"[yellow]check failed:[/yellow] {escape(check)}")
     if not result.success:
         for error in result.errors:
-            err.print(f"[red]{error}[/red]")
+            err.print(f"[red]{escape(str(error))}[/red]")
         err.print(f"[red]Build failed[/red] (run {result.run_id}); the published warehouse was not changed.")
         raise typer.Exit(1)
 
@@ -153,7 +154,7 @@ def sql(
                 raise ValueError(f"give one statement at a time ({len(statements)} given)")
             cursor = con.execute(query)
         except Exception as error:
-            err.print(f"[red]Refused or failed:[/red] {error}")
+            err.print(f"[red]Refused or failed:[/red] {escape(str(error))}")
             raise typer.Exit(1) from None
         if cursor.description is None:
             return
@@ -170,7 +171,7 @@ def sql(
         for column in columns:
             table.add_column(column)
         for row in rows:
-            table.add_row(*("" if v is None else str(v) for v in row))
+            table.add_row(*("" if v is None else escape(str(v)) for v in row))
         console.print(table)
 
 
@@ -192,10 +193,10 @@ def check(
     try:
         verdict = check_file(file, family, settings.warehouse, settings.landing)
     except UnknownFamily as unknown:
-        err.print(f"[red]{unknown}[/red]")
+        err.print(f"[red]{escape(str(unknown))}[/red]")
         raise typer.Exit(2) from None
     if not verdict.ok:
-        console.print(f"[red]REFUSED[/red] ({verdict.family}) {verdict.reason}")
+        console.print(f"[red]REFUSED[/red] ({verdict.family}) {escape(verdict.reason)}")
         raise typer.Exit(1)
     held = verdict.rows_held
     console.print(
@@ -209,7 +210,7 @@ def check(
         for column in ("row", "rule", "reason"):
             table.add_column(column)
         for row in held[:rows]:
-            table.add_row(str(row.row_number), row.rule, row.reason)
+            table.add_row(str(row.row_number), row.rule, escape(row.reason))
         console.print(table)
         if len(held) > rows:
             console.print(f"... and {len(held) - rows} more (--rows N to list them).")
@@ -236,7 +237,7 @@ def export(
             return
         rows = export_table(settings.warehouse, table, format, out, params=param, visits=visit)
     except (UnknownTable, ValueError) as error:
-        err.print(f"[red]{error}[/red]")
+        err.print(f"[red]{escape(str(error))}[/red]")
         raise typer.Exit(2) from None
     console.print(f"Wrote {rows:,} rows of {table} to {out} ({format}).")
 

@@ -20,6 +20,7 @@ import re
 import sys
 import tempfile
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,7 @@ MANIFEST: dict[str, tuple[str, str, str, int]] = {
     "SWB14": (IL2, "M15", "WHOLE_BLOOD", 421),
     "SWB15": (PBO, "M12", "WHOLE_BLOOD", 337),
     "SWB16": (PBO, "M15", "WHOLE_BLOOD", 421),
+    "SWB17": (PBO, "M6", "WHOLE_BLOOD", 169),
     # samples whose collection cannot be used: held back with every result measured on them
     "SRUNIN": (RUNIN_ONLY, "SCREEN", "WHOLE_BLOOD", -90),
     "SDEAD": (DEAD, "M6", "WHOLE_BLOOD", 169),
@@ -135,6 +137,7 @@ NF_FILE_2 = "labs/neurofilament/nf_batch02.parquet"
 TS_FILE = "labs/transcript_summary/ts_batch01.parquet"
 TG_FILE = "labs/transcript_gene/tg_batch01.parquet"
 EXTRA_COMMENT = "re-acquired on cytometer 2"
+ODD_EXTRA_FILE = "labs/treg/treg_batch96_odd_extra_names.parquet"
 
 
 class Row:
@@ -274,13 +277,29 @@ REFUSED: dict[str, tuple[str, list[str], int | None]] = {
                              "Unexpected column(s) present: 'cd4_cells_per_ul' (renamed?)."], 2),
     "labs/treg/treg_batch92_wrong_type.parquet": (
         "column_types", ["column 'cd4_count' is delivered as string, expected DOUBLE;",
-                         "values that cannot be read as DOUBLE: row 2: 'abc', row 4: '12,5'."], 4),
+                         "values that cannot be read as DOUBLE without changing them: row 2: 'abc', row 4: '12,5'."], 4),
     "labs/transcript_summary/treg_batch93_wrong_folder.parquet": (
         "required_columns", ["missing for family transcript_summary.",
                              "The columns match the treg family: was the file dropped in the wrong folder "
                              "(labs/treg expected)?"], 2),
     "reference/subjects/subjects_export_20190301_wrong_type.parquet": (
         "column_types", ["column 'age' is delivered as string, expected INTEGER;", "row 2: 'sixty'"], 2),
+    "reference/subjects/subjects_export_20190302_age_fraction.parquet": (
+        "column_types", ["column 'age' is delivered as double, expected INTEGER;",
+                         "without changing them: row 2: '58.6'"], 2),
+    "reference/sample_manifest/manifest_export_20190102_time_zone.parquet": (
+        "column_types", ["column 'collection_datetime' is delivered as a timestamp with time zone Europe/Paris;",
+                         "expects TIMESTAMP in site-local time without a zone"], 2),
+    "labs/treg/treg_batch96_time_of_day.parquet": (
+        "column_types", ["column 'acquisition_date' is delivered as timestamp",
+                         "expected DATE; values that cannot be read as DATE without changing them: "
+                         "row 2: '2019-03-01 23:59:00'"], 2),
+    "labs/treg/treg_batch96_true_false.parquet": (
+        "column_types", ["column 'cd4_count' is delivered as true/false, expected a number (DOUBLE)."], 2),
+    "labs/treg/treg_batch97_unnamed_column.parquet": (
+        "column_names", ["column(s) at position(s) 7 have no name; every column must be named."], 1),
+    "labs/treg/treg_batch97_same_column_twice.parquet": (
+        "unique_column_names", ["column(s) 'cd4_count', 'cd4_count' appear more than once"], 1),
     "labs/treg/treg_batch94_export.csv": (
         "parquet_file", ["not a Parquet delivery: deliveries are Parquet files named *.parquet (this one ends in '.csv')"],
         None),
@@ -347,6 +366,32 @@ def write_bad_landing(landing: Path) -> None:
     _replace_column(subjects, "age", pa.array(["61", "sixty"]))
     (landing / "labs/treg/treg_batch94_export.csv").write_text(
         "sample_id,cd4_count\nSWB01,800\n", encoding="utf-8")
+    # casts that would change values, and columns without a name or named twice
+    fraction = write_delivery(landing, "subjects", "subjects_export_20190302_age_fraction.parquet",
+                              [subject(IL2, "FR01", age=61), subject(PBO, "FR01", age=58)])
+    _replace_column(fraction, "age", pa.array([61.0, 58.6]))
+    zoned = write_delivery(landing, "sample_manifest", "manifest_export_20190102_time_zone.parquet",
+                           [sample(s, *MANIFEST[s]) for s in ("SWB01", "SWB02")])
+    _replace_column(zoned, "collection_datetime",
+                    pq.read_table(zoned)["collection_datetime"].cast(pa.timestamp("us", tz="Europe/Paris")))
+    timed = write_delivery(landing, "treg", "treg_batch96_time_of_day.parquet", [_treg("SWB01"), _treg("SWB03")])
+    _replace_column(timed, "acquisition_date",
+                    pa.array([dt.datetime(2019, 3, 1), dt.datetime(2019, 3, 1, 23, 59)], pa.timestamp("us")))
+    flagged = write_delivery(landing, "treg", "treg_batch96_true_false.parquet", [_treg("SWB01"), _treg("SWB03")])
+    _replace_column(flagged, "cd4_count", pa.array([True, False]))
+    unnamed = write_delivery(landing, "treg", "treg_batch97_unnamed_column.parquet", [_treg("SWB01")])
+    pq.write_table(pq.read_table(unnamed).append_column("", pa.array(["x"])), unnamed)
+    twice = write_delivery(landing, "treg", "treg_batch97_same_column_twice.parquet", [_treg("SWB01")])
+    table = pq.read_table(twice)
+    pq.write_table(table.append_column("cd4_count", table["cd4_count"]), twice)
+    # extra columns whose names need quoting, and 256-bit decimals (read as their exact text)
+    odd = write_delivery(landing, "treg", ODD_EXTRA_FILE.split("/")[-1], [_treg("SWB17", cd4=910.0, pct=6.0)])
+    table = pq.read_table(odd)
+    table = table.set_column(table.column_names.index("cd4_count"), "cd4_count",
+                             pa.array([Decimal("910.00")], pa.decimal256(40, 2)))
+    table = table.append_column('comment "lab"', pa.array(["re-run"])).append_column(
+        "x_dec", pa.array([Decimal("1.5")], pa.decimal256(60, 10)))
+    pq.write_table(table, odd)
     # a Parquet delivery whose name ends in capitals is a delivery like any other
     write_delivery(landing, "treg", "TREG_BATCH95.PARQUET", [_treg("SWB16", cd4=1111.0)])
 
@@ -428,6 +473,7 @@ def test_valid_rows_of_bad_deliveries_load_unchanged(bad):
     cd4 = dict(bad.rows("select sample_id, aval from core.treg where paramcd = 'CD4CNT'"))
     # the whitespace and lower case of ' swb02 ' are harmonised: the row loads as SWB02
     assert cd4 == {"SWB01": 800.0, "SWB02": 910.0, "SWB11": 640.0, "SWB12": 1234.5, "SWB13": 1010.0, "SWB14": 820.0,
+                   "SWB17": 910.0,
                    "SWB16": 1111.0}
     provenance = dict(bad.rows("select sample_id, file_name || '#' || row_number from core.treg where paramcd = 'CD4CNT'"))
     assert provenance["SWB02"] == f"{TREG_FILE}#9"
@@ -864,7 +910,7 @@ def test_two_columns_whose_names_differ_only_in_case_are_refused(tmp_path):
     with pytest.raises(DeliveryRejected) as refused:
         check_delivery(path, "labs/treg/treg_batch01.parquet", load_contracts()["treg"])
     assert refused.value.rule == "unique_column_names"
-    assert "column(s) 'cd4_count', 'CD4_Count' differ only in case" in str(refused.value)
+    assert "column(s) 'cd4_count', 'CD4_Count' appear more than once or differ only in case" in str(refused.value)
 
 
 def test_personal_data_inside_a_struct_column_is_refused(tmp_path):
@@ -892,3 +938,9 @@ def test_check_refuses_personal_data_without_printing_it(pii, wide_cli, column):
     assert f"REFUSED ({family}) {name}: column(s) {column!r} look like personal data" in " ".join(result.output.split())
     assert str(PERSONAL[column][1]) not in result.output
     assert sha256(built.warehouse) == before
+
+
+def test_extra_columns_needing_quotes_and_256_bit_decimals_are_kept(bad):
+    rows = bad.rows("select cd4_count, extra_columns from raw.treg where file_name = ?", [ODD_EXTRA_FILE])
+    assert [(cd4, sorted(json.loads(extra))) for cd4, extra in rows] == [(910.0, ['comment "lab"', "x_dec"])]
+    assert _reconciliation(bad, ODD_EXTRA_FILE)["balanced"]

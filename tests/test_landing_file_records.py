@@ -164,12 +164,45 @@ def test_a_file_replaced_between_hashing_and_reading_is_not_loaded_under_the_wro
             os.replace(staged, path)  # a transfer lands the new file right after the hash
         return digest
 
+    # another new file of the family, taken in by the same build
+    other = landing / "labs/treg/treg_batch98_on_time.parquet"
+    pq.write_table(table.slice(0, 1), other)
     monkeypatch.setattr(delivery, "file_sha256", hash_then_replace)
-    with pytest.raises(AssertionError, match="changed while it was being taken in"):
-        run_build(landing, warehouse)
+    during = run_build(landing, warehouse)
     monkeypatch.undo()
+    # the changing file is not taken in (nothing of it recorded), the other file is, and the
+    # contract check of raw/treg says which file was left for the next build
+    assert during.scalar("select count(*) from audit.delivery") == before + 1
+    assert during.scalar("select status from audit.delivery where file_name = ?", [other.relative_to(landing).as_posix()]) == "accepted"
+    assert any(c.startswith("raw/treg:") for c in during.result.failed_checks), during.result.failed_checks
     after = run_build(landing, warehouse)
-    assert after.scalar("select count(*) from audit.delivery") == before + 1
+    assert after.scalar("select count(*) from audit.delivery") == before + 2
     taken_in = after.rows("select file_sha256, rows_delivered, status from audit.delivery where file_name = ?",
                           ["labs/treg/treg_batch99_in_transfer.parquet"])
     assert taken_in == [(hashlib.sha256(path.read_bytes()).hexdigest(), rows, status)]
+
+
+def test_an_unreadable_file_is_left_for_a_later_build_and_the_others_are_taken_in(remembered, monkeypatch):
+    landing, warehouse, built = remembered
+    table = pq.read_table(landing / TREG_FILE)
+    locked = landing / "labs/treg/treg_batch97_locked.parquet"
+    readable = landing / "labs/treg/treg_batch97_readable.parquet"
+    pq.write_table(table.slice(0, 1), locked)
+    pq.write_table(table.slice(1, 1), readable)
+    before = built.scalar("select count(*) from audit.delivery")
+    real_sha256 = delivery.file_sha256
+
+    def permission_denied(path):
+        if path == locked:  # as the OS answers for a file the build's user may not read
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_sha256(path)
+
+    monkeypatch.setattr(delivery, "file_sha256", permission_denied)
+    during = run_build(landing, warehouse)
+    monkeypatch.undo()
+    names = [n for (n,) in during.rows("select file_name from audit.delivery where delivery_id > ?", [before])]
+    assert names == ["labs/treg/treg_batch97_readable.parquet"]
+    assert any(c.startswith("raw/treg:") for c in during.result.failed_checks), during.result.failed_checks
+    after = run_build(landing, warehouse)
+    assert after.scalar("select status from audit.delivery where file_name = ?",
+                        ["labs/treg/treg_batch97_locked.parquet"]) == "accepted"

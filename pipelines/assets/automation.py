@@ -37,7 +37,10 @@ def landing_files(landing: Path, seen: dict[str, list], now: float) -> tuple[lis
                 continue
             record = list(astuple(stat))
             previous = seen.get(relative)
-            sha = previous[-1] if previous and previous[:-1] == record else file_sha256(path)
+            try:
+                sha = previous[-1] if previous and previous[:-1] == record else file_sha256(path)
+            except OSError:
+                continue  # unreadable (permissions, gone): looked at again at the next tick
             cursor[relative] = [*record, sha]
             found.append((contract.family, relative, sha, stat.ctime_ns))
     return found, cursor

@@ -8,7 +8,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from pipelines.blinding import BlindingMode, make_dummy_randomisation, validate_randomisation_list
-from pipelines.ingest.delivery import DeliveryOutcome, discover_files, ingest_file
+from pipelines.ingest.delivery import DeliveryNotTakenIn, DeliveryOutcome, discover_files, ingest_file
 from pipelines.ingest.expectations import load_suites
 from pipelines.resources import Blinding, LandingZone, Warehouse
 from pipelines.study import FamilyContract, load_contracts
@@ -20,11 +20,11 @@ CONTRACT_CHECK = "delivery_contract"
 EXPECTATIONS_CHECK = "great_expectations_suite"
 
 
-def _contract_check(outcomes: list[DeliveryOutcome]) -> dg.AssetCheckResult:
+def _contract_check(outcomes: list[DeliveryOutcome], not_taken_in: list[str]) -> dg.AssetCheckResult:
     refused = [o for o in outcomes if o.status != "accepted"]
     return dg.AssetCheckResult(
         check_name=CONTRACT_CHECK,
-        passed=not refused,
+        passed=not refused and not not_taken_in,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             "new_files": len(outcomes),
@@ -32,6 +32,7 @@ def _contract_check(outcomes: list[DeliveryOutcome]) -> dg.AssetCheckResult:
             "refused": dg.MetadataValue.md(
                 "\n".join(f"- **{o.status}** {o.reason}" for o in refused) or "none"
             ),
+            "files_not_taken_in": dg.MetadataValue.md("\n".join(f"- {reason}" for reason in not_taken_in) or "none"),
         },
     )
 
@@ -107,10 +108,17 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, landing: LandingZone, warehouse: Warehouse, blinding: Blinding
     ) -> dg.MaterializeResult:
         outcomes: list[DeliveryOutcome] = []
+        not_taken_in: list[str] = []
         mode = blinding.mode
         with warehouse.connect() as con:
             for root, path in _files_to_take_in(con, contract, landing, warehouse, mode):
-                outcome = ingest_file(con, root, path, contract, mode, warehouse.data_docs)
+                try:
+                    outcome = ingest_file(con, root, path, contract, mode, warehouse.data_docs)
+                except DeliveryNotTakenIn as error:
+                    # nothing of the file was recorded: the next build takes it in; the others go on
+                    not_taken_in.append(str(error))
+                    context.log.warning(f"not taken in: {error}")
+                    continue
                 if outcome is None:
                     continue
                 outcomes.append(outcome)
@@ -128,13 +136,14 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
                 "rows_taken_in": sum(o.rows_delivered or 0 for o in outcomes if o.status == "accepted"),
                 "rows_failing_expectations": sum(o.rows_failing_expectations for o in outcomes),
                 "files_refused": sum(o.status != "accepted" for o in outcomes),
+                "files_not_taken_in": len(not_taken_in),
                 "raw_rows_total": total,
                 "data_docs": dg.MetadataValue.url((warehouse.data_docs / "index.html").as_uri()),
                 "validation_pages": dg.MetadataValue.md(
                     "\n".join(f"- [{o.file_name}]({page.as_uri()})" for o in outcomes for page in o.data_docs) or "none"
                 ),
             },
-            check_results=[_contract_check(outcomes), _expectations_check(outcomes)],
+            check_results=[_contract_check(outcomes, not_taken_in), _expectations_check(outcomes)],
         )
 
     return _raw

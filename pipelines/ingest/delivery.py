@@ -36,7 +36,12 @@ from pipelines.warehouse import query_sql
 ROWS_PER_INSERT = 2_000_000
 
 
-class DeliveryChanged(RuntimeError):
+class DeliveryNotTakenIn(RuntimeError):
+    """A file this build cannot take in (unreadable, or still being written): nothing of it is
+    recorded, the other files are taken in, and the next build tries it again."""
+
+
+class DeliveryChanged(DeliveryNotTakenIn):
     """A file that changed between being hashed and being read: nothing of it is loaded."""
 
 
@@ -213,6 +218,23 @@ def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> Chec
             "deliveries must carry pseudonymised identifiers only. The file is refused and none of its values was stored.",
         )
 
+    unnamed = [str(position) for position, name in enumerate(schema.names, start=1) if not name.strip()]
+    if unnamed:
+        raise DeliveryRejected(
+            file_name, "column_names",
+            f"column(s) at position(s) {', '.join(unnamed)} have no name; every column must be named.",
+        )
+    counts = Counter(_normalise(name) for name in schema.names)
+    clashing = [name for name in schema.names if counts[_normalise(name)] > 1]
+    if clashing:
+        raise DeliveryRejected(
+            file_name,
+            "unique_column_names",
+            f"column(s) {', '.join(repr(n) for n in clashing)} appear more than once or differ only in case or "
+            "surrounding spaces, so it cannot be told which one holds the values; deliver the file with one "
+            "column of each name.",
+        )
+
     try:
         # The large family's strings are read dictionary-encoded: each distinct value held once.
         strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
@@ -225,16 +247,6 @@ def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> Chec
         raise DeliveryRejected(file_name, "has_rows", "the file has a valid header but zero rows.", rows=0)
 
     by_normalised = {_normalise(name): name for name in table.column_names}
-    if len(by_normalised) < table.num_columns:
-        counts = Counter(_normalise(name) for name in table.column_names)
-        clashing = [name for name in table.column_names if counts[_normalise(name)] > 1]
-        raise DeliveryRejected(
-            file_name,
-            "unique_column_names",
-            f"column(s) {', '.join(repr(n) for n in clashing)} differ only in case or surrounding spaces, so it "
-            "cannot be told which one holds the values; deliver the file with one column of each name.",
-            rows=table.num_rows,
-        )
     warnings: list[str] = []
     missing = [c for c in contract.required_columns if c not in by_normalised]
     declared = set(contract.column_names)
@@ -301,46 +313,94 @@ def _cast_to_declared(
 ) -> pa.Table:
     """Cast delivered columns to their declared types, rejecting the file if a value cannot be
     read as its type; columns outside the contract are packed into ``extra_columns`` (JSON)."""
+    for position, field in enumerate(table.schema):
+        if pa.types.is_decimal256(field.type):
+            # DuckDB reads no 256-bit decimal from Arrow: its exact text is read as the declared type
+            table = table.set_column(position, field.name, pc.cast(table[field.name], pa.string()))
     con = duckdb.connect()
     try:
-        con.register("incoming", table)
-        selects = []
-        for column in contract.columns:
-            source = by_normalised.get(column.name)
-            if source is None:
-                selects.append(f"cast(null as {column.type}) as {column.name}")
-                continue
-            quoted = '"' + source.replace('"', '""') + '"'
-            if _delivered_as_declared(table.schema.field(source).type, column.type):
-                selects.append(f"{quoted} as {column.name}")
-                continue
-            bad = con.execute(
-                f"select __row, cast({quoted} as varchar) from (select {quoted}, row_number() over () as __row "
-                f"from incoming) where {quoted} is not null and try_cast({quoted} as {column.type}) is null "
-                "order by __row limit 3"
-            ).fetchall()
-            if bad:
-                if mentions_revealing(column.name, contract.family):
-                    # the check may run for a blinded user: rows only, never a revealing value
-                    examples = ", ".join(f"row {row}" for row, _ in bad) + " (values not shown: treatment-revealing measure)"
-                else:
-                    examples = ", ".join(f"row {row}: {value!r}" for row, value in bad)
-                raise DeliveryRejected(
-                    file_name,
-                    "column_types",
-                    f"column {column.name!r} is delivered as {table.schema.field(source).type}, expected {column.type}; "
-                    f"values that cannot be read as {column.type}: {examples}.",
-                    rows=table.num_rows,
-                )
-            selects.append(f"cast({quoted} as {column.type}) as {column.name}")
-        if extra:
-            packed = ", ".join(f"\"{n.replace(chr(34), '')}\" := \"{n}\"" for n in extra)
-            selects.append(f"cast(to_json(struct_pack({packed})) as json) as extra_columns")
-        else:
-            selects.append("cast(null as json) as extra_columns")
-        return con.sql(f"select {', '.join(selects)} from incoming").to_arrow_table()
+        return _cast_with(con, table, file_name, contract, by_normalised, extra)
+    except duckdb.Error as error:
+        raise DeliveryRejected(
+            file_name, "column_types", f"the warehouse cannot read the file's columns ({error}).", rows=table.num_rows
+        ) from None
     finally:
         con.close()
+
+
+def _cast_with(
+    con: duckdb.DuckDBPyConnection, table: pa.Table, file_name: str, contract: FamilyContract,
+    by_normalised: dict[str, str], extra: list[str],
+) -> pa.Table:
+    con.register("incoming", table)
+    selects = []
+    for column in contract.columns:
+        source = by_normalised.get(column.name)
+        if source is None:
+            selects.append(f"cast(null as {column.type}) as {column.name}")
+            continue
+        quoted = _identifier(source)
+        delivered_type = table.schema.field(source).type
+        if _delivered_as_declared(delivered_type, column.type):
+            selects.append(f"{quoted} as {column.name}")
+            continue
+        _refuse_meaningless_type(file_name, column.name, column.type, delivered_type, table.num_rows)
+        changed = _changed_by_cast(quoted, delivered_type, column.type)
+        bad = con.execute(
+            f"select __row, cast({quoted} as varchar) from (select {quoted}, row_number() over () as __row "
+            f"from incoming) where {quoted} is not null and (try_cast({quoted} as {column.type}) is null"
+            f"{f' or {changed}' if changed else ''}) order by __row limit 3"
+        ).fetchall()
+        if bad:
+            if mentions_revealing(column.name, contract.family):
+                # the check may run for a blinded user: rows only, never a revealing value
+                examples = ", ".join(f"row {row}" for row, _ in bad) + " (values not shown: treatment-revealing measure)"
+            else:
+                examples = ", ".join(f"row {row}: {value!r}" for row, value in bad)
+            raise DeliveryRejected(
+                file_name,
+                "column_types",
+                f"column {column.name!r} is delivered as {delivered_type}, expected {column.type}; "
+                f"values that cannot be read as {column.type} without changing them: {examples}.",
+                rows=table.num_rows,
+            )
+        selects.append(f"cast({quoted} as {column.type}) as {column.name}")
+    if extra:
+        packed = ", ".join(f"{_identifier(n)} := {_identifier(n)}" for n in extra)
+        selects.append(f"cast(to_json(struct_pack({packed})) as json) as extra_columns")
+    else:
+        selects.append("cast(null as json) as extra_columns")
+    return con.sql(f"select {', '.join(selects)} from incoming").to_arrow_table()
+
+
+def _refuse_meaningless_type(file_name: str, column: str, declared: str, delivered: pa.DataType, rows: int) -> None:
+    """Types whose values cannot become the declared type without a guess: a timestamp with a
+    time zone (the contract's times are site-local, without one) and true/false for a number."""
+    delivered = delivered.value_type if pa.types.is_dictionary(delivered) else delivered
+    if pa.types.is_timestamp(delivered) and delivered.tz is not None and declared in ("TIMESTAMP", "DATE"):
+        reason = (f"column {column!r} is delivered as a timestamp with time zone {delivered.tz}; the contract "
+                  f"expects {declared} in site-local time without a zone (converting would move every value).")
+    elif pa.types.is_boolean(delivered) and declared in ("DOUBLE", "INTEGER"):
+        reason = f"column {column!r} is delivered as true/false, expected a number ({declared})."
+    else:
+        return
+    raise DeliveryRejected(file_name, "column_types", reason, rows=rows)
+
+
+def _changed_by_cast(quoted: str, delivered: pa.DataType, declared: str) -> str | None:
+    """SQL that is true where casting a value to ``declared`` would change it (a fraction
+    rounded away, a time of day dropped), or None where a successful cast keeps the value."""
+    delivered = delivered.value_type if pa.types.is_dictionary(delivered) else delivered
+    if declared == "INTEGER" and (pa.types.is_floating(delivered) or pa.types.is_decimal(delivered)
+                                  or pa.types.is_string(delivered) or pa.types.is_large_string(delivered)):
+        return f"try_cast({quoted} as double) is distinct from try_cast({quoted} as integer)"
+    if declared == "DATE" and pa.types.is_timestamp(delivered):
+        return f"cast({quoted} as timestamp) <> cast(try_cast({quoted} as date) as timestamp)"
+    return None
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _next_delivery_id(con: duckdb.DuckDBPyConnection) -> int:
@@ -382,11 +442,17 @@ def ingest_file(
         return not (landing / earlier_file).exists()
 
     file_name = path.relative_to(landing).as_posix()
-    before = FileStat.of(path)
-    if taken_in_unchanged(con, file_name, before):
-        return None
-    hashed_at = time.time_ns()
-    sha = file_sha256(path)
+    try:
+        before = FileStat.of(path)
+        if taken_in_unchanged(con, file_name, before):
+            return None
+        hashed_at = time.time_ns()
+        sha = file_sha256(path)
+    except OSError as error:
+        raise DeliveryNotTakenIn(
+            f"{file_name}: cannot be read ({error.strerror or error}); nothing of it was loaded. It is taken "
+            "in by the first build that can read it."
+        ) from None
     stat = _settled_stat(path, before, hashed_at)
     # Already taken in: the bytes of this file's newest delivery, or of its newest loaded one (the
     # file put back as it was loaded, after a replacement that was refused). A file changed back
