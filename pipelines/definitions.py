@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.assets.deliveries import raw_assets
+from pipelines.assets.deliveries import raw_assets, unrecognised_landing_files
 from pipelines.assets.models import model_assets
 from pipelines.assets.analysis import analysis_assets
 from pipelines.assets.automation import build_delivery_sensor, build_nightly_schedule
@@ -16,7 +16,7 @@ from pipelines.resources import Blinding, LandingZone, Unblinding, Warehouse
 from pipelines.settings import get_settings
 
 BUILD_JOB = "build_warehouse"
-ASSETS = [study_definition, *raw_assets, *model_assets, *analysis_assets]
+ASSETS = [study_definition, *raw_assets, unrecognised_landing_files, *model_assets, *analysis_assets]
 
 
 def build_definitions(

@@ -138,6 +138,7 @@ TS_FILE = "labs/transcript_summary/ts_batch01.parquet"
 TG_FILE = "labs/transcript_gene/tg_batch01.parquet"
 EXTRA_COMMENT = "re-acquired on cytometer 2"
 ODD_EXTRA_FILE = "labs/treg/treg_batch96_odd_extra_names.parquet"
+UNRECOGNISED = ["labs/Treg/treg_batch60.parquet", "labs/cytokines/cyto_batch01.parquet", "treg_batch61.parquet"]
 
 
 class Row:
@@ -392,6 +393,10 @@ def write_bad_landing(landing: Path) -> None:
     table = table.append_column('comment "lab"', pa.array(["re-run"])).append_column(
         "x_dec", pa.array([Decimal("1.5")], pa.decimal256(60, 10)))
     pq.write_table(table, odd)
+    # files outside every family's folder: listed, never taken in (a part starting with _ is ignored)
+    for stray in UNRECOGNISED + ["_archive/treg_batch01.parquet"]:
+        (landing / stray).parent.mkdir(parents=True, exist_ok=True)
+        (landing / stray).write_bytes((landing / TREG_FILE).read_bytes())
     # a Parquet delivery whose name ends in capitals is a delivery like any other
     write_delivery(landing, "treg", "TREG_BATCH95.PARQUET", [_treg("SWB16", cd4=1111.0)])
 
@@ -586,8 +591,11 @@ def test_every_delivery_reconciles(bad):
     records = bad.dicts("select * from audit.reconciliation")
     by_file = {r["file_name"]: r for r in records}
     landing_files = {p.relative_to(bad.landing).as_posix() for p in bad.landing.rglob("*.parquet")
-                     if not p.name.startswith("_") and not p.relative_to(bad.landing).as_posix().startswith("restricted/")}
-    assert landing_files <= set(by_file), f"files without a record: {landing_files - set(by_file)}"
+                     if not any(part.startswith(("_", ".")) for part in p.relative_to(bad.landing).parts)
+                     and not p.relative_to(bad.landing).as_posix().startswith("restricted/")}
+    # every file is a delivery, or listed as outside every family's folder
+    listed = {name for (name,) in bad.rows("select file_name from quarantine.unrecognised_files")}
+    assert landing_files <= set(by_file) | listed, f"files without a record: {landing_files - set(by_file) - listed}"
     for record in records:
         if record["rows_delivered"] is None:
             assert record["file_name"] in REFUSED and REFUSED[record["file_name"]][2] is None
@@ -944,3 +952,12 @@ def test_extra_columns_needing_quotes_and_256_bit_decimals_are_kept(bad):
     rows = bad.rows("select cd4_count, extra_columns from raw.treg where file_name = ?", [ODD_EXTRA_FILE])
     assert [(cd4, sorted(json.loads(extra))) for cd4, extra in rows] == [(910.0, ['comment "lab"', "x_dec"])]
     assert _reconciliation(bad, ODD_EXTRA_FILE)["balanced"]
+
+
+def test_files_outside_every_family_folder_are_listed_not_taken_in(bad):
+    listed = bad.rows("select file_name, reason from quarantine.unrecognised_files order by 1")
+    assert [name for name, _ in listed] == sorted(UNRECOGNISED)
+    assert all("not in a delivery family's folder (reference/subjects, " in reason for _, reason in listed)
+    assert bad.scalar("select count(*) from audit.delivery where file_name in (select unnest(?::varchar[]))",
+                      [UNRECOGNISED]) == 0
+    assert "quarantine/unrecognised_files:every_file_in_a_family_folder" in bad.result.failed_checks

@@ -1,6 +1,7 @@
 """One raw asset per delivery family: take in new files, check contract and expectations."""
 
 
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
@@ -8,11 +9,13 @@ import duckdb
 import pyarrow.parquet as pq
 
 from pipelines.blinding import BlindingMode, make_dummy_randomisation, validate_randomisation_list
-from pipelines.ingest.delivery import DeliveryNotTakenIn, DeliveryOutcome, discover_files, ingest_file
+from pipelines.ingest.delivery import (
+    DeliveryNotTakenIn, DeliveryOutcome, discover_files, ingest_file, unrecognised_files,
+)
 from pipelines.ingest.expectations import load_suites
 from pipelines.resources import Blinding, LandingZone, Warehouse
 from pipelines.study import FamilyContract, load_contracts
-from pipelines.warehouse import query_sql
+from pipelines.warehouse import apply_comments, query_sql, run_ddl
 
 RANDOMISATION = "randomisation"
 
@@ -150,5 +153,44 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
 
 
 raw_assets = [build_raw_asset(contract) for contract in load_contracts().families.values()]
+
+FAMILY_FOLDER_CHECK = "every_file_in_a_family_folder"
+
+
+@dg.asset(
+    key=["quarantine", "unrecognised_files"],
+    group_name="quarantine",
+    kinds={"duckdb"},
+    deps=[["ref", "study_definition"]],
+    check_specs=[dg.AssetCheckSpec(
+        FAMILY_FOLDER_CHECK, asset=["quarantine", "unrecognised_files"],
+        description="Every file in the landing zone is in a delivery family's folder (schemas/deliveries.yaml).",
+    )],
+)
+def unrecognised_landing_files(landing: LandingZone, warehouse: Warehouse) -> dg.MaterializeResult:
+    """Files in the landing zone outside every family's folder (a new folder, a folder name in
+    another case, the zone's root): no build takes them in, so each build lists them here."""
+    contracts = list(load_contracts().families.values())
+    folders = ", ".join(c.folder.strip("/") for c in contracts)
+    rows = []
+    for path in unrecognised_files(landing.root, contracts):
+        stat = path.stat()
+        rows.append([
+            path.relative_to(landing.root).as_posix(), stat.st_size, datetime.fromtimestamp(stat.st_mtime),
+            f"not in a delivery family's folder ({folders}); not taken in: move it to its family's folder.",
+        ])
+    with warehouse.connect() as con:
+        run_ddl(con, "unrecognised_files")
+        if rows:
+            con.executemany("insert into quarantine.unrecognised_files values (?, ?, ?, ?)", rows)
+        apply_comments(con, "quarantine", "unrecognised_files")
+    listed = "\n".join(f"- {name}" for name, *_ in rows) or "none"
+    return dg.MaterializeResult(
+        metadata={"files": len(rows), "unrecognised": dg.MetadataValue.md(listed)},
+        check_results=[dg.AssetCheckResult(
+            check_name=FAMILY_FOLDER_CHECK, passed=not rows, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"files": len(rows), "unrecognised": dg.MetadataValue.md(listed)},
+        )],
+    )
 # Every suite is read into Great Expectations as the code location loads (see load_suites).
 load_suites([contract.suite for contract in load_contracts().families.values()])

@@ -168,6 +168,20 @@ def discover_files(landing: Path, contract: FamilyContract) -> list[Path]:
     )
 
 
+def unrecognised_files(landing: Path, contracts: list[FamilyContract]) -> list[Path]:
+    """Files in the landing zone outside every family's folder (paths with a part starting with
+    ``_`` or ``.`` ignored, as in :func:`discover_files`): no build takes them in."""
+    if not landing.is_dir():
+        return []
+    folders = [landing / contract.folder.strip("/") for contract in contracts]
+    return sorted(
+        p for p in landing.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(("_", ".")) for part in p.relative_to(landing).parts)
+        and not any(p.is_relative_to(folder) for folder in folders)
+    )
+
+
 def _normalise(name: str) -> str:
     return name.strip().lower()
 
