@@ -10,7 +10,10 @@ treatment-revealing measures (schemas/study.yaml) are withheld at load, before a
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import duckdb
@@ -88,17 +91,35 @@ def revealing_columns(family: str) -> tuple[str, ...]:
     )
 
 
-def gene_symbol_key(array: pa.Array) -> pa.Array:
-    """A gene symbol as compared for blinding: upper-cased, without spaces, hyphens, dots or
-    underscores (``ctla-4`` is ``CTLA4``)."""
-    return pc.replace_substring_regex(pc.utf8_upper(array.cast(pa.string())), pattern=r"[\s\-._]", replacement="")
+def names_a_revealing_gene(text: str | None) -> bool:
+    """Whether a delivered gene symbol or gene id names a treatment-revealing gene, in any
+    spelling: compared after Unicode NFKC (full-width letters, non-breaking spaces) and upper-
+    casing; an Ensembl id anywhere in the text (``ENSG00000134460.17``, ``ENSG00000134460|IL2RA``),
+    or the text or one of its words, without spaces, dashes or other separators, a symbol, alias
+    or other id of the gene (``ctla-4``, ``CD25``, ``HGNC:6008``)."""
+    if text is None:
+        return False
+    ids, names = _revealing_gene_terms()
+    upper = unicodedata.normalize("NFKC", str(text)).upper()
+    joined = re.sub(r"[^A-Z0-9]", "", upper)
+    if any(gene_id in joined for gene_id in ids):
+        return True
+    return joined in names or any(word in names for word in re.split(r"[^A-Z0-9]+", upper))
 
 
-def gene_id_key(array: pa.Array) -> pa.Array:
-    """An Ensembl gene id as compared for blinding: upper-cased, trimmed, without its version
-    (``ENSG00000134460.17`` is ``ENSG00000134460``; ``.5_PAR_Y`` too)."""
-    trimmed = pc.utf8_upper(pc.utf8_trim_whitespace(array.cast(pa.string())))
-    return pc.replace_substring_regex(trimmed, pattern=r"\.[0-9]+(_PAR_Y)?$", replacement="")
+@cache
+def _revealing_gene_terms() -> tuple[tuple[str, ...], frozenset[str]]:
+    study = load_study()
+    return study.revealing_genes("gene_id"), frozenset(study.revealing_gene_names())
+
+
+def _revealing_rows(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Per row, whether ``column`` names a treatment-revealing gene; judged once per distinct
+    value (~20,000 per gene file), not per row."""
+    values = [(c.dictionary if pa.types.is_dictionary(c.type) else c).cast(pa.string()) for c in column.chunks]
+    distinct = pc.unique(pa.chunked_array(values, pa.string()))
+    revealing = [value for value in distinct.to_pylist() if names_a_revealing_gene(value)]
+    return in_set(column, pa.array(revealing, pa.string()), lambda array: array.cast(pa.string()))
 
 
 def withhold_revealing_values(table: pa.Table, family: str) -> pa.Table:
@@ -112,17 +133,7 @@ def withhold_revealing_values(table: pa.Table, family: str) -> pa.Table:
     if family == "transcript_gene" and "expression" in table.column_names and (
         "gene_symbol" in table.column_names or "gene_id" in table.column_names
     ):
-        # judged on the distinct symbols and ids (~20,000 each), not on every row
-        study = load_study()
-        revealing_keys = {
-            "gene_symbol": (gene_symbol_key, pa.array(study.revealing_gene_names())),
-            "gene_id": (gene_id_key, pa.array(study.revealing_genes("gene_id"))),
-        }
-        matches = [
-            in_set(table[column], key(names), key)
-            for column, (key, names) in revealing_keys.items()
-            if column in table.column_names
-        ]
+        matches = [_revealing_rows(table[column]) for column in ("gene_symbol", "gene_id") if column in table.column_names]
         revealing = matches[0] if len(matches) == 1 else pc.or_(*matches)
         index = table.column_names.index("expression")
         table = table.set_column(

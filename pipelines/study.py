@@ -97,9 +97,12 @@ class Study:
         return tuple(gene[field] for gene in self.raw["blinding"]["treatment_revealing_genes"])
 
     def revealing_gene_names(self) -> tuple[str, ...]:
-        """Every symbol a treatment-revealing gene may be delivered under: its symbol and aliases."""
+        """Every name a treatment-revealing gene may be delivered under: its symbol, aliases and
+        ids other than Ensembl's (HGNC, Entrez)."""
         return tuple(
-            name for gene in self.raw["blinding"]["treatment_revealing_genes"] for name in (gene["symbol"], *gene["aliases"])
+            name
+            for gene in self.raw["blinding"]["treatment_revealing_genes"]
+            for name in (gene["symbol"], *gene["aliases"], *map(str, gene["other_ids"]))
         )
 
 

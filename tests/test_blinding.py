@@ -237,6 +237,13 @@ def side_channels(tmp_path_factory):
         {"sample_id": "R001", "gene_id": "IKZF2-like", "gene_symbol": " helios ", "expression": 6.1234},
         {"sample_id": "R001", "gene_id": "unknown", "gene_symbol": "Foxp-3", "expression": 3.9876},
         {"sample_id": "R001", "gene_id": "ENSG00000198851.3", "gene_symbol": "CD3E", "expression": 7.5},
+        # a revealing symbol with a non-breaking space next to another gene's id; the id joined to
+        # a symbol; an HGNC id; full-width letters; a non-breaking hyphen
+        {"sample_id": "R001", "gene_id": "ENSG00000000003", "gene_symbol": "IL2RA\u00a0", "expression": 5.1111},
+        {"sample_id": "R001", "gene_id": "ENSG00000134460_IL2RA", "gene_symbol": None, "expression": 5.2222},
+        {"sample_id": "R001", "gene_id": "HGNC:6106", "gene_symbol": None, "expression": 5.3333},
+        {"sample_id": "R001", "gene_id": "X1", "gene_symbol": "\uff26\uff2f\uff38\uff30\uff13", "expression": 5.4444},
+        {"sample_id": "R001", "gene_id": "X2", "gene_symbol": "CTLA\u20114", "expression": 5.5555},
     ])
     return run_build(landing, tmp_path_factory.mktemp("side_channels_wh") / "mirocals.duckdb")
 
@@ -267,12 +274,13 @@ def test_revealing_genes_are_withheld_by_gene_id_as_well_as_symbol(side_channels
         # another gene's versioned id is not
         "ENSG00000163599.14": None, "ENSG00000030419.2": None, "IKZF2-like": None, "unknown": None,
         "ENSG00000198851.3": 7.5,
+        "ENSG00000000003": None, "ENSG00000134460_IL2RA": None, "HGNC:6106": None, "X1": None, "X2": None,
     }
 
 
 def test_no_planted_value_is_stored_anywhere(side_channels):
     planted = [*ARM_WORDS.values(), "13.37", "4.21", "31.73", "7.19", "13,37", "4,21", "4.4661", "5.0338",
-               "5.4612", "4.6033", "6.1234", "3.9876"]
+               "5.4612", "4.6033", "6.1234", "3.9876", "5.1111", "5.2222", "5.3333", "5.4444", "5.5555"]
     text = warehouse_text(side_channels.warehouse)
     assert {value: columns_containing(text, value) for value in planted} == {value: [] for value in planted}
     data = side_channels.warehouse.read_bytes()
