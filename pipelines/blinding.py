@@ -71,8 +71,9 @@ def refuse_other_blinding(con: duckdb.DuckDBPyConnection, mode: BlindingMode, pu
     if mode.blinded and "unblinding" in tables:
         raise MixedBlinding(
             f"{published} was built unblinded (audit.unblinding records it): a blinded build never writes "
-            f"an unblinded warehouse. Point MIROCALS_WAREHOUSE at the blinded warehouse; if this file is to "
-            f"be blinded, delete it and its work folder {published.parent / '.work'} and build again."
+            f"an unblinded warehouse. Build the blinded warehouse's file (--warehouse or MIROCALS_WAREHOUSE); "
+            f"if this file is to be blinded, delete it and its work folder {published.parent / '.work'} and "
+            f"build again."
         )
     if not mode.blinded and "delivery" in tables and "unblinding" not in tables:
         raise MixedBlinding(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -94,6 +94,10 @@ class Warehouse(dg.ConfigurableResource):
         """The work copy, open for writing. One connection serves a whole run: closing DuckDB
         after a large load costs seconds, and it would be paid by every asset."""
         if self._con is None:
+            # the published file too: a build whose work copy is gone would publish over it
+            if self.file.exists():
+                with closing(duckdb.connect(str(self.file), read_only=True)) as published:
+                    refuse_other_blinding(published, self.blinding.mode, self.file)
             if self.owner_only:
                 self.work_file.parent.mkdir(parents=True, exist_ok=True)
                 self.work_file.parent.chmod(0o700)

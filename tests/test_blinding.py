@@ -3,6 +3,7 @@ on purpose, into its own owner-only file; user SQL cannot write or reach other f
 
 import json
 import re
+import shutil
 import stat
 
 import dagster as dg
@@ -362,10 +363,18 @@ def test_a_blinded_build_refuses_an_unblinded_warehouse(small_trial, tmp_path):
 
 def test_an_unblinded_build_refuses_a_blinded_warehouse(small_trial, tmp_path):
     landing, listed = small_trial
-    blinded = run_build(landing, tmp_path / "mirocals.duckdb")
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    blinded = run_build(landing, shared / "mirocals.duckdb")
     before = blinded.warehouse.read_bytes()
     result = build_warehouse(landing, blinded.warehouse, instance=dg.DagsterInstance.ephemeral(), randomisation_file=listed)
     assert not result.success
     assert any("is a blinded warehouse: an unblinded build writes its own file" in e for e in result.errors), result.errors
     assert blinded.warehouse.read_bytes() == before
     assert blinded.scalar("select count(treg_pct_cd4) from raw.treg") == 0
+    # without its work copy (cleaned up, or the published file copied elsewhere) as well
+    shutil.rmtree(blinded.warehouse.parent / ".work")
+    result = build_warehouse(landing, blinded.warehouse, instance=dg.DagsterInstance.ephemeral(), randomisation_file=listed)
+    assert not result.success and blinded.warehouse.read_bytes() == before
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755  # the blinded folder is left readable
