@@ -180,26 +180,24 @@ def make_dummy_randomisation(subjects: list[tuple[str, str, object]]) -> pa.Tabl
     block_size = int(study.strata["block_size"])
     rng = np.random.default_rng(int(blinding["dummy_seed"]))
     ordered = sorted(subjects, key=lambda s: (str(s[2]), s[0]))
-    # Blocks are filled in an order drawn by the seed, not in randomisation order: the real
-    # list's blocks follow randomisation order within strata, so dummy blocks that did too would
-    # group the very subjects of the real blocks (one arm leaking would then tell its block's).
-    allocated: dict[str, tuple[str, str]] = {}
+    # Blocks are filled in randomisation order, so a subject added later changes no earlier
+    # subject's dummy arm. Each stratum starts with a half block: the real list's blocks also
+    # follow randomisation order, and dummy blocks that started where they start would group
+    # the very subjects of the real blocks (one arm leaking would then tell its block's).
+    rows = {"usubjid": [], "randomisation_number": [], "stratum": [], "block_id": [], "armcd": []}
     counters: dict[str, list] = {}
-    for index in rng.permutation(len(ordered)):
-        usubjid, stratum, _ = ordered[index]
+    for number, (usubjid, stratum, _) in enumerate(ordered, start=1):
         queue, blocks = counters.setdefault(stratum, [[], 0])
         if not queue:
-            block = np.repeat(codes, block_size // len(codes))
+            size = block_size // 2 if blocks == 0 else block_size
+            block = np.repeat(codes, size // len(codes))
             queue.extend(rng.permutation(block).tolist())
             counters[stratum][1] = blocks = blocks + 1
-        allocated[usubjid] = (f"DUMMY-{stratum}-{blocks:03d}", queue.pop(0))
-    rows = {"usubjid": [], "randomisation_number": [], "stratum": [], "block_id": [], "armcd": []}
-    for number, (usubjid, stratum, _) in enumerate(ordered, start=1):
         rows["usubjid"].append(usubjid)
         rows["randomisation_number"].append(number)
         rows["stratum"].append(stratum)
-        rows["block_id"].append(allocated[usubjid][0])
-        rows["armcd"].append(allocated[usubjid][1])
+        rows["block_id"].append(f"DUMMY-{stratum}-{blocks:03d}")
+        rows["armcd"].append(queue.pop(0))
     contract = load_contracts()["randomisation"]
     types = {"VARCHAR": pa.string(), "INTEGER": pa.int32()}
     return pa.table({c.name: pa.array(rows[c.name], types[c.type]) for c in contract.columns})

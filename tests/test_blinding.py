@@ -1,6 +1,7 @@
 """Blinding: nothing in a blinded build agrees with the real arm beyond chance; unblinding only
 on purpose, into its own owner-only file; user SQL cannot write or reach other files."""
 
+import datetime as dt
 import json
 import re
 import shutil
@@ -13,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.blinding import RandomisationListRefused, validate_randomisation_list
+from pipelines.blinding import RandomisationListRefused, make_dummy_randomisation, validate_randomisation_list
 from pipelines.build import build_warehouse
 from pipelines.definitions import BUILD_JOB, build_definitions
 from pipelines.cli import app
@@ -60,6 +61,19 @@ def test_dummy_blocks_do_not_group_the_subjects_of_real_blocks(trial, real_list)
                              if len(members) > 1 and len({real_block[u] for u in members}) == 1]
     assert len(dummy_blocks) > 40
     assert len(inside_one_real_block) <= len(dummy_blocks) / 10, inside_one_real_block
+
+
+def test_a_subject_randomised_later_changes_no_earlier_dummy_arm():
+    day = dt.date(2019, 1, 1)
+    subjects = [(f"S{i:03d}", ("FRA-LIMB", "GBR-BULBAR")[i % 2], day + dt.timedelta(days=i)) for i in range(60)]
+
+    def arms(listed):
+        table = make_dummy_randomisation(listed)
+        return dict(zip(table["usubjid"].to_pylist(), zip(table["armcd"].to_pylist(), table["block_id"].to_pylist())))
+
+    before = arms(subjects)
+    after = arms([*subjects, ("S999", "FRA-LIMB", day + dt.timedelta(days=365))])
+    assert {u: after[u] for u in before} == before
 
 
 def test_treatment_revealing_values_are_withheld(trial):
