@@ -37,11 +37,11 @@ def demo_data(
 
     with console.status(f"Generating a MIROCALS landing zone at scale {scale} with {genes} genes..."):
         report = generate_landing_zone(out, seed=seed, scale=scale, genes=genes)
-    table = Table(title=f"Landing zone {out}")
+    table = Table(title=escape(f"Landing zone {out}"))
     for column in ("family", "file", "rows"):
         table.add_column(column, justify="right" if column == "rows" else "left")
     for f in report.files:
-        table.add_row(f.family, f.path, f"{f.rows:,}")
+        table.add_row(f.family, escape(f.path), f"{f.rows:,}")
     console.print(table)
     console.print(
         f"{report.n_entered} subjects entered the run-in, {report.n_randomised} randomised "
@@ -169,7 +169,7 @@ def sql(
     else:
         table = Table(show_lines=False)
         for column in columns:
-            table.add_column(column)
+            table.add_column(escape(column))
         for row in rows:
             table.add_row(*("" if v is None else escape(str(v)) for v in row))
         console.print(table)
@@ -200,7 +200,7 @@ def check(
         raise typer.Exit(1)
     held = verdict.rows_held
     console.print(
-        f"[green]ACCEPTED[/green] ({verdict.family}) {verdict.file}: {verdict.rows} rows, "
+        f"[green]ACCEPTED[/green] ({verdict.family}) {escape(str(verdict.file))}: {verdict.rows} rows, "
         f"{verdict.rows - len(held)} would load, {len(held)} would be held back."
     )
     if not verdict.reference_checks and verdict.family in ("sample_manifest", "treg", "neurofilament", "transcript_gene", "transcript_summary"):

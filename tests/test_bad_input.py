@@ -292,9 +292,12 @@ REFUSED: dict[str, tuple[str, list[str], int | None]] = {
         "column_types", ["column 'collection_datetime' is delivered as a timestamp with time zone Europe/Paris;",
                          "expects TIMESTAMP in site-local time without a zone"], 2),
     "labs/treg/treg_batch96_time_of_day.parquet": (
-        "column_types", ["column 'acquisition_date' is delivered as timestamp",
-                         "expected DATE; values that cannot be read as DATE without changing them: "
+        "column_types", ["column 'acquisition_date' is delivered as timestamp[us], expected DATE;",
+                         "values that cannot be read as DATE without changing them: "
                          "row 2: '2019-03-01 23:59:00'"], 2),
+    "labs/treg/treg_batch96_date_text.parquet": (
+        "column_types", ["column 'acquisition_date' is delivered as string, expected DATE;",
+                         "without changing them: row 2: '2019-03-01 13:00:00'"], 2),
     "labs/treg/treg_batch96_true_false.parquet": (
         "column_types", ["column 'cd4_count' is delivered as true/false, expected a number (DOUBLE)."], 2),
     "labs/treg/treg_batch97_unnamed_column.parquet": (
@@ -378,6 +381,8 @@ def write_bad_landing(landing: Path) -> None:
     timed = write_delivery(landing, "treg", "treg_batch96_time_of_day.parquet", [_treg("SWB01"), _treg("SWB03")])
     _replace_column(timed, "acquisition_date",
                     pa.array([dt.datetime(2019, 3, 1), dt.datetime(2019, 3, 1, 23, 59)], pa.timestamp("us")))
+    texts = write_delivery(landing, "treg", "treg_batch96_date_text.parquet", [_treg("SWB01"), _treg("SWB03")])
+    _replace_column(texts, "acquisition_date", pa.array(["2019-03-01", "2019-03-01 13:00:00"]))
     flagged = write_delivery(landing, "treg", "treg_batch96_true_false.parquet", [_treg("SWB01"), _treg("SWB03")])
     _replace_column(flagged, "cd4_count", pa.array([True, False]))
     unnamed = write_delivery(landing, "treg", "treg_batch97_unnamed_column.parquet", [_treg("SWB01")])
@@ -676,6 +681,19 @@ def test_check_refuses_the_bytes_of_a_delivery_already_loaded(bad, wide_cli, tmp
     assert sha256(warehouse) == before
 
 
+def test_check_prints_file_names_and_reasons_as_they_are(bad, wide_cli, tmp_path):
+    # square brackets are markup to the console library: they must reach the terminal as typed
+    accepted = tmp_path / "labs" / "treg" / "treg_[final].parquet"
+    accepted.parent.mkdir(parents=True)
+    pq.write_table(pq.read_table(bad.landing / TREG_FILE), accepted, compression="zstd")
+    result = _check(wide_cli, accepted, bad.warehouse)
+    assert result.exit_code == 0 and "ACCEPTED (treg) " in result.output and "treg_[final].parquet" in result.output
+    refused = tmp_path / "labs" / "treg" / "treg_[v2].parquet"
+    refused.write_bytes((bad.landing / "labs/treg/treg_batch96_time_of_day.parquet").read_bytes())
+    result = _check(wide_cli, refused, bad.warehouse)
+    assert result.exit_code == 1 and "treg_[v2].parquet: column 'acquisition_date' is delivered as timestamp[us]" in result.output
+
+
 @pytest.mark.parametrize("file_name", [TREG_FILE, NF_FILE, TS_FILE, TG_FILE])
 def test_check_lists_the_rows_the_build_holds_back(bad, wide_cli, file_name, tmp_path):
     before = sha256(bad.warehouse), sha256(work_file(bad.warehouse))
@@ -739,7 +757,9 @@ PERSONAL = {
                                     "cell_phone", "work_phone", "phone1", "initiales", "ville", "city", "forename",
                                     "forenames", "middle_name", "name_first", "social_security_number", "socialsecurityno",
                                     "national_id", "place_of_birth", "birth_place", "medical_record_number",
-                                    "passport_number", "dob_patient", "fecha_nacimiento", "Vorname", *PERSONAL])
+                                    "passport_number", "dob_patient", "fecha_nacimiento", "Vorname", "primer_apellido",
+                                    "segundo_apellido", "nombre_paciente", "fecha_nac", "geburtsname", "vorname_patient",
+                                    "dni", "teléfono", "date_of_birth_patient", "social_security", *PERSONAL])
 def test_personal_data_column_names_are_recognised(column):
     assert load_contracts().is_personal_data(column)
 
@@ -749,7 +769,8 @@ def test_no_contract_column_or_common_lab_column_looks_like_personal_data():
     names = [c.name for f in contracts.families.values() for c in f.columns]
     names += ["notes", "nominal_dose", "telomere_length", "panel", "operator_comment", "address_type", "n_cells",
               "initial_volume", "zip_archive_name", "mail_date", "phone_model", "postdose_hours", "site_city",
-              "gene_name", "analyte_name", "national_site_id", "birth_cohort", "middle_dilution"]
+              "gene_name", "analyte_name", "national_site_id", "birth_cohort", "middle_dilution", "national",
+              "nationality", "national_lab_id", "sample_name", "run_name", "plate_name", "birth_weight"]
     assert [n for n in names if contracts.is_personal_data(n)] == []
 PII_FAMILIES = ("treg", "neurofilament", "transcript_summary", "transcript_gene", "sample_manifest", "subjects")
 

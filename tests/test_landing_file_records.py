@@ -182,27 +182,33 @@ def test_a_file_replaced_between_hashing_and_reading_is_not_loaded_under_the_wro
     assert taken_in == [(hashlib.sha256(path.read_bytes()).hexdigest(), rows, status)]
 
 
-def test_an_unreadable_file_is_left_for_a_later_build_and_the_others_are_taken_in(remembered, monkeypatch):
+@pytest.mark.parametrize("event", ["permission_denied", "moved_away_after_hashing"])
+def test_an_unreadable_file_is_left_for_a_later_build_and_the_others_are_taken_in(remembered, monkeypatch, event):
     landing, warehouse, built = remembered
     table = pq.read_table(landing / TREG_FILE)
-    locked = landing / "labs/treg/treg_batch97_locked.parquet"
-    readable = landing / "labs/treg/treg_batch97_readable.parquet"
+    locked = landing / f"labs/treg/treg_batch97_{event}.parquet"
+    readable = landing / f"labs/treg/treg_batch97_{event}_readable.parquet"
     pq.write_table(table.slice(0, 1), locked)
     pq.write_table(table.slice(1, 1), readable)
-    before = built.scalar("select count(*) from audit.delivery")
+    before = built.scalar("select max(delivery_id) from audit.delivery")
     real_sha256 = delivery.file_sha256
+    kept = locked.read_bytes()
 
-    def permission_denied(path):
-        if path == locked:  # as the OS answers for a file the build's user may not read
+    def unreadable(path):
+        if path == locked and event == "permission_denied":  # as the OS answers a user who may not read it
             raise PermissionError(13, "Permission denied", str(path))
-        return real_sha256(path)
+        digest = real_sha256(path)
+        if path == locked:
+            path.unlink()  # an operator moves it away while the build reads it
+        return digest
 
-    monkeypatch.setattr(delivery, "file_sha256", permission_denied)
+    monkeypatch.setattr(delivery, "file_sha256", unreadable)
     during = run_build(landing, warehouse)
     monkeypatch.undo()
     names = [n for (n,) in during.rows("select file_name from audit.delivery where delivery_id > ?", [before])]
-    assert names == ["labs/treg/treg_batch97_readable.parquet"]
+    assert names == [readable.relative_to(landing).as_posix()]
     assert any(c.startswith("raw/treg:") for c in during.result.failed_checks), during.result.failed_checks
+    locked.write_bytes(kept)
     after = run_build(landing, warehouse)
     assert after.scalar("select status from audit.delivery where file_name = ?",
-                        ["labs/treg/treg_batch97_locked.parquet"]) == "accepted"
+                        [locked.relative_to(landing).as_posix()]) == "accepted"

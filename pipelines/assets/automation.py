@@ -31,16 +31,16 @@ def landing_files(landing: Path, seen: dict[str, list], now: float) -> tuple[lis
     found, cursor = [], {}
     for contract in WATCHED_FAMILIES:
         for path in discover_files(landing, contract):
-            stat = FileStat.of(path)
             relative = path.relative_to(landing).as_posix()
-            if now - max(stat.mtime_ns, stat.ctime_ns) / 1e9 < SETTLE_SECONDS:
-                continue
-            record = list(astuple(stat))
-            previous = seen.get(relative)
             try:
+                stat = FileStat.of(path)
+                if now - max(stat.mtime_ns, stat.ctime_ns) / 1e9 < SETTLE_SECONDS:
+                    continue
+                record = list(astuple(stat))
+                previous = seen.get(relative)
                 sha = previous[-1] if previous and previous[:-1] == record else file_sha256(path)
             except OSError:
-                continue  # unreadable (permissions, gone): looked at again at the next tick
+                continue  # unreadable (permissions) or gone: looked at again at the next tick
             cursor[relative] = [*record, sha]
             found.append((contract.family, relative, sha, stat.ctime_ns))
     return found, cursor

@@ -174,7 +174,10 @@ def unrecognised_landing_files(landing: LandingZone, warehouse: Warehouse) -> dg
     folders = ", ".join(c.folder.strip("/") for c in contracts)
     rows = []
     for path in unrecognised_files(landing.root, contracts):
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except OSError:
+            continue  # gone since it was listed (a partial upload renamed)
         rows.append([
             path.relative_to(landing.root).as_posix(), stat.st_size, datetime.fromtimestamp(stat.st_mtime),
             f"not in a delivery family's folder ({folders}); not taken in: move it to its family's folder.",

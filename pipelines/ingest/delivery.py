@@ -405,11 +405,11 @@ def _changed_by_cast(quoted: str, delivered: pa.DataType, declared: str) -> str 
     """SQL that is true where casting a value to ``declared`` would change it (a fraction
     rounded away, a time of day dropped), or None where a successful cast keeps the value."""
     delivered = delivered.value_type if pa.types.is_dictionary(delivered) else delivered
-    if declared == "INTEGER" and (pa.types.is_floating(delivered) or pa.types.is_decimal(delivered)
-                                  or pa.types.is_string(delivered) or pa.types.is_large_string(delivered)):
+    text = pa.types.is_string(delivered) or pa.types.is_large_string(delivered) or pa.types.is_string_view(delivered)
+    if declared == "INTEGER" and (pa.types.is_floating(delivered) or pa.types.is_decimal(delivered) or text):
         return f"try_cast({quoted} as double) is distinct from try_cast({quoted} as integer)"
-    if declared == "DATE" and pa.types.is_timestamp(delivered):
-        return f"cast({quoted} as timestamp) <> cast(try_cast({quoted} as date) as timestamp)"
+    if declared == "DATE" and (pa.types.is_timestamp(delivered) or text):
+        return f"try_cast({quoted} as timestamp) is distinct from cast(try_cast({quoted} as date) as timestamp)"
     return None
 
 
@@ -443,7 +443,31 @@ def ingest_file(
     they are never stored, nor shown in failure reasons or examples.
     ``checking_outside_the_zone``: ``landing`` is not the landing zone (``mirocals check`` on a
     file anywhere), so earlier deliveries' files cannot be looked for there.
+
+    Raises :class:`DeliveryNotTakenIn` when the file cannot be read (no permission, gone) or
+    changes while it is read: nothing of it is recorded.
     """
+    try:
+        outcome = _take_in(con, landing, path, contract, blinding, checking_outside_the_zone)
+    except OSError as error:
+        raise DeliveryNotTakenIn(
+            f"{path.relative_to(landing).as_posix()}: cannot be read ({error.strerror or error}); nothing of it "
+            "was loaded. It is taken in by the first build that can read it."
+        ) from None
+    if outcome is not None and outcome.validation is not None and docs_dir is not None:
+        pages = write_data_docs(outcome.validation, docs_dir, f"delivery-{outcome.delivery_id:05d}")
+        outcome = replace(outcome, data_docs=pages)
+    return outcome
+
+
+def _take_in(
+    con: duckdb.DuckDBPyConnection,
+    landing: Path,
+    path: Path,
+    contract: FamilyContract,
+    blinding: BlindingMode | None,
+    checking_outside_the_zone: bool,
+) -> DeliveryOutcome | None:
 
     def moved(earlier_file: str) -> bool:
         """Whether this file is ``earlier_file`` itself, moved: the same inode on the same device
@@ -456,17 +480,11 @@ def ingest_file(
         return not (landing / earlier_file).exists()
 
     file_name = path.relative_to(landing).as_posix()
-    try:
-        before = FileStat.of(path)
-        if taken_in_unchanged(con, file_name, before):
-            return None
-        hashed_at = time.time_ns()
-        sha = file_sha256(path)
-    except OSError as error:
-        raise DeliveryNotTakenIn(
-            f"{file_name}: cannot be read ({error.strerror or error}); nothing of it was loaded. It is taken "
-            "in by the first build that can read it."
-        ) from None
+    before = FileStat.of(path)
+    if taken_in_unchanged(con, file_name, before):
+        return None
+    hashed_at = time.time_ns()
+    sha = file_sha256(path)
     stat = _settled_stat(path, before, hashed_at)
     # Already taken in: the bytes of this file's newest delivery, or of its newest loaded one (the
     # file put back as it was loaded, after a replacement that was refused). A file changed back
@@ -562,11 +580,8 @@ def ingest_file(
     except BaseException:
         con.rollback()
         raise
-    docs = write_data_docs(validation, docs_dir, f"delivery-{delivery_id:05d}") if docs_dir is not None else []
     failing = len({f.row_number for f in validation.row_failures})
-    return DeliveryOutcome(
-        delivery_id, contract.family, file_name, "accepted", stored.num_rows, failing, None, validation, docs
-    )
+    return DeliveryOutcome(delivery_id, contract.family, file_name, "accepted", stored.num_rows, failing, None, validation)
 
 
 def _with_conflicts_hidden_by_blinding(
