@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -102,6 +103,12 @@ class Warehouse(dg.ConfigurableResource):
                 self.work_file.parent.mkdir(parents=True, exist_ok=True)
                 self.work_file.parent.chmod(0o700)
                 self.file.parent.chmod(0o700)
+            if self.file.exists() and not self.work_file.exists():
+                # the work copy was lost (cleaned up, or the published file moved here): carry
+                # on from the published warehouse, never from nothing, which would drop the
+                # deliveries whose files have left the landing zone and renumber the others
+                self.work_file.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.file, self.work_file)
             con = open_for_writing(self.work_file)
             try:
                 refuse_other_blinding(con, self.blinding.mode, self.file)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
 
 import pyarrow as pa
@@ -212,3 +213,17 @@ def test_an_unreadable_file_is_left_for_a_later_build_and_the_others_are_taken_i
     after = run_build(landing, warehouse)
     assert after.scalar("select status from audit.delivery where file_name = ?",
                         [locked.relative_to(landing).as_posix()]) == "accepted"
+
+
+def test_a_lost_work_copy_is_started_again_from_the_published_warehouse(remembered):
+    landing, warehouse, built = remembered
+    extra = landing / "labs/treg/treg_batch02.parquet"
+    pq.write_table(pq.read_table(landing / TREG_FILE).slice(0, 1), extra)
+    run_build(landing, warehouse)
+    extra.unlink()  # the lab's file leaves the landing zone after it was taken in (archived)
+    query = "select delivery_id, file_name, file_sha256, received_at from audit.delivery order by 1"
+    before = run_build(landing, warehouse).rows(query)
+    shutil.rmtree(warehouse.parent / ".work")  # the work folder is cleaned up
+    after = run_build(landing, warehouse)
+    assert after.rows(query) == before  # nothing dropped, renumbered or re-dated
+    assert after.scalar("select count(*) from raw.treg where file_name = ?", ["labs/treg/treg_batch02.parquet"]) == 1
