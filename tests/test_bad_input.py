@@ -99,7 +99,7 @@ MANIFEST: dict[str, tuple[str, str, str, int]] = {
     "SNK01": (IL2, "M9", "SERUM", 253),
     "SNL01": (IL2, "M12", "SERUM", 337),
     "SNL02": (IL2, "M15", "SERUM", 421),
-    **{f"SNL0{i}": (PBO, "M15", "SERUM", 421) for i in range(3, 7)},
+    **{f"SNL0{i}": (PBO, "M15", "SERUM", 421) for i in range(3, 9)},
     # PAXgene RNA
     "SRN01": (IL2, "BASELINE", "PAXGENE_RNA", 1),
     "SRN02": (PBO, "BASELINE", "PAXGENE_RNA", -3),
@@ -215,6 +215,11 @@ NF_ROWS: list[Row] = [
     Row(nf("SNL04", "62.0", unit=None), "unit_present", "unit", "unit must be present"),
     Row(nf("SNL05", "62.0", dilution=None), "dilution_present", "dilution", "dilution must be present"),
     Row(nf("SNL06", "62.0", run_date=None), "run_date_present", "run_date", "run_date must be present"),
+    # a censored result whose limit contradicts the row's LLOQ and ULOQ (both flags would be set)
+    Row(nf("SNL07", "<99999"), "censored_limit_inconsistent", None,
+        "<99999 says below the LLOQ, but 99999.0 pg/mL is above the ULOQ 1500.0 pg/mL"),
+    Row(nf("SNL08", ">0.5"), "censored_limit_inconsistent", None,
+        ">0.5 says above the ULOQ, but 0.5 pg/mL is below the LLOQ 3.0 pg/mL"),
     *[Row(nf(sample_id, result)) for sample_id, result in CENSORED.items()],                     # 15..
 ]
 NF_2_ROWS = [Row(nf("SNK01", "41.5"))]

@@ -71,6 +71,8 @@ ruled as (
             when sample_rule is not null                                then sample_rule
             when paramcd is null                                        then 'analyte_matrix_mismatch'
             when factor is null                                         then 'unit_not_convertible'
+            when (result_qualifier = '<' and value_std > uloq_std)
+                or (result_qualifier = '>' and value_std < lloq_std)      then 'censored_limit_inconsistent'
             when result_qualifier is null
                 and value_std not between plausible_lo and plausible_hi then 'implausible_value'
         end as qc_rule,
@@ -89,6 +91,13 @@ ruled as (
                 analyte || ' is not measured in ' || coalesce(matrix, 'an unknown matrix')
             when factor is null then
                 'unit ' || unit || ' cannot be converted to ' || standard_unit
+            -- '<99999' with a ULOQ of 1500 would be both below the LLOQ and above the ULOQ
+            when result_qualifier = '<' and value_std > uloq_std then
+                result || ' says below the LLOQ, but ' || round(value_std, 3) || ' ' || standard_unit
+                || ' is above the ULOQ ' || uloq_std || ' ' || standard_unit
+            when result_qualifier = '>' and value_std < lloq_std then
+                result || ' says above the ULOQ, but ' || round(value_std, 3) || ' ' || standard_unit
+                || ' is below the LLOQ ' || lloq_std || ' ' || standard_unit
             when result_qualifier is null and value_std not between plausible_lo and plausible_hi then
                 result || ' ' || unit || ' = ' || round(value_std, 3) || ' ' || standard_unit
                 || ' is outside the plausible range ' || plausible_lo || ' to ' || plausible_hi
