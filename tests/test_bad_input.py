@@ -99,7 +99,7 @@ MANIFEST: dict[str, tuple[str, str, str, int]] = {
     "SNK01": (IL2, "M9", "SERUM", 253),
     "SNL01": (IL2, "M12", "SERUM", 337),
     "SNL02": (IL2, "M15", "SERUM", 421),
-    **{f"SNL0{i}": (PBO, "M15", "SERUM", 421) for i in range(3, 9)},
+    **{f"SNL{i:02d}": (PBO, "M15", "SERUM", 421) for i in range(3, 11)},
     # PAXgene RNA
     "SRN01": (IL2, "BASELINE", "PAXGENE_RNA", 1),
     "SRN02": (PBO, "BASELINE", "PAXGENE_RNA", -3),
@@ -122,7 +122,7 @@ SAMPLE_FAULTS = {
 # Every declared spelling of a censored result (schemas/study.yaml censored_results), one sample
 # each. Serum NfL: LLOQ 3 pg/mL, ULOQ 1500 pg/mL. Kept and flagged, never quarantined.
 BELOW_LLOQ = ["<3.0", "< 3", " < 3 ", "<LLOQ", "< LOQ", "BLQ", "blq", "below LLOQ", "Below  LOQ", "<LLQ"]
-ABOVE_ULOQ = [">1500", "> 1500.0", ">ULOQ", "> LOQ", "ALQ", "AQL", "above ULOQ", "Above LOQ", ">ULQ"]
+ABOVE_ULOQ = [">1500", "> 1500.0", ">ULOQ", "> LOQ", "ALQ", "AQL", "above ULOQ", "Above LOQ", ">ULQ", ">1500\n"]
 CENSORED = {f"SNB{i:02d}": r for i, r in enumerate(BELOW_LLOQ, 1)} | {f"SNA{i:02d}": r for i, r in enumerate(ABOVE_ULOQ, 1)}
 for _sample_id in CENSORED:
     MANIFEST[_sample_id] = (IL2 if _sample_id.startswith("SNB") else PBO, "BASELINE", "SERUM", 1)
@@ -220,6 +220,11 @@ NF_ROWS: list[Row] = [
         "<99999 says below the LLOQ, but 99999.0 pg/mL is above the ULOQ 1500.0 pg/mL"),
     Row(nf("SNL08", ">0.5"), "censored_limit_inconsistent", None,
         ">0.5 says above the ULOQ, but 0.5 pg/mL is below the LLOQ 3.0 pg/mL"),
+    # a tab or line break around a value is not the space staging trims: held back, not read
+    # as a plain number (">1500" then tab had loaded as 1500, neither flagged nor censored)
+    Row(nf("SNL09", ">1500\t"), "result_readable", "result", "result must be a number"),
+    Row(nf("SNL10", "62.0", unit="pg/mL\t"), "unit_known", "unit", "unit must be one of the accepted spellings"),
+    Row(nf("\tSNL10", "62.0"), "sample_id_format", "sample_id", "sample_id must be letters"),
     *[Row(nf(sample_id, result)) for sample_id, result in CENSORED.items()],                     # 15..
 ]
 NF_2_ROWS = [Row(nf("SNK01", "41.5"))]

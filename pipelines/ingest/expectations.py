@@ -77,10 +77,10 @@ def suite_parameters(blinding: BlindingMode | None = None) -> dict[str, Any]:
         "onsets": list(study.strata["levels"]["onset"]),
         "age_lo": study.raw["study"]["age_range"][0],
         "age_hi": study.raw["study"]["age_range"][1],
-        # identifiers: stray whitespace and case are harmonised; anything non-ASCII is not
-        "usubjid_regex": rf"(?i)^\s*{study.studyid}-[A-Z]{{2}}[0-9]{{2}}-[0-9]{{4}}\s*$",
-        # explicit whitespace class: pandas then matches with pyarrow, not Python's re (5x faster)
-        "sample_id_regex": r"^[ \t\n\r\f\v]*[A-Za-z0-9_.-]+[ \t\n\r\f\v]*$",
+        # identifiers: stray spaces and case are harmonised (staging trims spaces); tabs, line
+        # breaks and anything non-ASCII are not, so they fail here with the value quoted
+        "usubjid_regex": rf"(?i)^ *{study.studyid}-[A-Z]{{2}}[0-9]{{2}}-[0-9]{{4}} *$",
+        "sample_id_regex": r"^ *[A-Za-z0-9_.-]+ *$",
         "visit_codes": [v.visit_code for v in study.visits],
         "matrices": list(study.raw["matrices"]),
         "armcds": [a["armcd"] for a in arms],
@@ -88,12 +88,12 @@ def suite_parameters(blinding: BlindingMode | None = None) -> dict[str, Any]:
             f"{c}-{o}" for c in study.strata["levels"]["country"] for o in study.strata["levels"]["onset"]
         ],
         "nf_analytes": sorted({p.source["analyte"] for p in study.parameters_of("neurofilament")}),
-        "nf_unit_regex": "(?i)^\\s*(?:" + "|".join(
+        "nf_unit_regex": "(?i)^ *(?:" + "|".join(
             re.escape(u) for u in sorted({u for p in study.parameters_of("neurofilament") for u in p.units})
-        ) + ")\\s*$",
-        "result_regex": "(?i)^\\s*(?:[0-9]+(?:\\.[0-9]+)?|" + "|".join(
+        ) + ") *$",
+        "result_regex": "(?i)^ *(?:[0-9]+(?:\\.[0-9]+)?|" + "|".join(
             study.raw["censored_results"]["below"] + study.raw["censored_results"]["above"]
-        ) + ")\\s*$",
+        ) + ") *$",
         "gene_id_regex": r"^ENSG[0-9]{11}$",
         "expression_lo": study.gene_expression["plausible"][0],
         "expression_hi": study.gene_expression["plausible"][1],
