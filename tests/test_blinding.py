@@ -34,6 +34,7 @@ def test_blinded_build_ignores_the_real_list_and_masks_arms(trial, real_list):
     _, built = trial
     assert real_list.exists()  # the real list sits in the landing zone (owner-only)...
     assert stat.S_IMODE(real_list.stat().st_mode) == 0o600 and stat.S_IMODE(real_list.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(built.landing.stat().st_mode) == 0o700  # the labs' values as delivered, unblinded
     files = [r[0] for r in built.rows("select file_name from audit.delivery where family = 'randomisation'")]
     assert files == ["dummy/dummy_randomisation.parquet"]  # ...and was never read
     arms = true_arms(real_list)

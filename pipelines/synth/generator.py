@@ -110,5 +110,8 @@ def generate_landing_zone(
     target = out / REPORT_RELPATH
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(report.to_json(), encoding="utf-8")
+    # the landing zone holds values as the labs delivered them, unblinded (and the report counts
+    # per real arm): readable by the pipeline's account only
+    out.chmod(0o700)
     return report
 
