@@ -102,25 +102,35 @@ def names_a_revealing_gene(text: str | None) -> bool:
         return False
     ids, names = _revealing_gene_terms()
     upper = unicodedata.normalize("NFKC", str(text)).upper()
+    if not upper.isascii():
+        return True  # look-alike letters (a Cyrillic Р in FOXР3) cannot be told from the real ones
     joined = re.sub(r"[^A-Z0-9]", "", upper)
     if any(gene_id in joined for gene_id in ids):
         return True
     return joined in names or any(word in names for word in re.split(r"[^A-Z0-9]+", upper))
 
 
+def _not_an_ensembl_gene_id(text: str | None) -> bool:
+    """A gene id that is not an Ensembl gene id (a transcript or RefSeq id, zeros dropped, none):
+    the row is held back by gene_id_format or gene_id_present, and which gene it is cannot be
+    told, so a blinded build withholds its value too."""
+    return text is None or re.fullmatch(r"ENSG[0-9]{11}", str(text)) is None
+
+
 @cache
 def _revealing_gene_terms() -> tuple[tuple[str, ...], frozenset[str]]:
     study = load_study()
-    return study.revealing_genes("gene_id"), frozenset(study.revealing_gene_names())
+    names = (re.sub(r"[^A-Z0-9]", "", unicodedata.normalize("NFKC", name).upper()) for name in study.revealing_gene_names())
+    return study.revealing_genes("gene_id"), frozenset(names)
 
 
-def _revealing_rows(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Per row, whether ``column`` names a treatment-revealing gene; judged once per distinct
-    value (~20,000 per gene file), not per row."""
+def _revealing_rows(column: pa.ChunkedArray, withhold=names_a_revealing_gene) -> pa.ChunkedArray:
+    """Per row, whether ``withhold`` holds for ``column``'s value; judged once per distinct value
+    (~20,000 per gene file), not per row."""
     values = [(c.dictionary if pa.types.is_dictionary(c.type) else c).cast(pa.string()) for c in column.chunks]
     distinct = pc.unique(pa.chunked_array(values, pa.string()))
-    revealing = [value for value in distinct.to_pylist() if names_a_revealing_gene(value)]
-    return in_set(column, pa.array(revealing, pa.string()), lambda array: array.cast(pa.string()))
+    withheld = [value for value in distinct.to_pylist() if withhold(value)]
+    return in_set(column, pa.array(withheld, pa.string()), lambda array: array.cast(pa.string()))
 
 
 def withhold_revealing_values(table: pa.Table, family: str) -> pa.Table:
@@ -134,7 +144,12 @@ def withhold_revealing_values(table: pa.Table, family: str) -> pa.Table:
     if family == "transcript_gene" and "expression" in table.column_names and (
         "gene_symbol" in table.column_names or "gene_id" in table.column_names
     ):
-        matches = [_revealing_rows(table[column]) for column in ("gene_symbol", "gene_id") if column in table.column_names]
+        matches = []
+        if "gene_symbol" in table.column_names:
+            matches.append(_revealing_rows(table["gene_symbol"]))
+        if "gene_id" in table.column_names:
+            matches.append(_revealing_rows(
+                table["gene_id"], lambda text: _not_an_ensembl_gene_id(text) or names_a_revealing_gene(text)))
         revealing = matches[0] if len(matches) == 1 else pc.or_(*matches)
         index = table.column_names.index("expression")
         table = table.set_column(

@@ -260,6 +260,11 @@ def side_channels(tmp_path_factory):
         {"sample_id": "R001", "gene_id": "HGNC:6106", "gene_symbol": None, "expression": 5.3333},
         {"sample_id": "R001", "gene_id": "X1", "gene_symbol": "\uff26\uff2f\uff38\uff30\uff13", "expression": 5.4444},
         {"sample_id": "R001", "gene_id": "X2", "gene_symbol": "CTLA\u20114", "expression": 5.5555},
+        # a look-alike letter (Cyrillic) and the full name, next to valid ids of other genes
+        {"sample_id": "R001", "gene_id": "ENSG00000000005", "gene_symbol": "FOX\u0420 3", "expression": 5.6666},
+        {"sample_id": "R001", "gene_id": "ENSG00000000419", "gene_symbol": "Interleukin-2 receptor subunit alpha",
+         "expression": 5.7777},
+        {"sample_id": "R001", "gene_id": "ENSG00000000457", "gene_symbol": "SCYL3", "expression": 6.25},
     ])
     return run_build(landing, tmp_path_factory.mktemp("side_channels_wh") / "mirocals.duckdb")
 
@@ -286,17 +291,19 @@ def test_revealing_genes_are_withheld_by_gene_id_as_well_as_symbol(side_channels
     raw = dict(side_channels.rows("select gene_id, expression from raw.transcript_gene"))
     assert raw == {
         "ENSG00000049768": None, "ENSG00000134460": None, "ENSG00000198851": 7.25,
-        # versioned ids, an id missing its symbol, aliases and symbol spellings: all withheld;
-        # another gene's versioned id is not
+        # versioned ids, an id missing its symbol, aliases and symbol spellings: all withheld; so is
+        # any row whose id is not an Ensembl gene id (held back, and which gene it is is unknown)
         "ENSG00000163599.14": None, "ENSG00000030419.2": None, "IKZF2-like": None, "unknown": None,
-        "ENSG00000198851.3": 7.5,
+        "ENSG00000198851.3": None,
         "ENSG00000000003": None, "ENSG00000134460_IL2RA": None, "HGNC:6106": None, "X1": None, "X2": None,
+        "ENSG00000000005": None, "ENSG00000000419": None, "ENSG00000000457": 6.25,
     }
 
 
 def test_no_planted_value_is_stored_anywhere(side_channels):
     planted = [*ARM_WORDS.values(), "13.37", "4.21", "31.73", "7.19", "13,37", "4,21", "4.4661", "5.0338",
-               "5.4612", "4.6033", "6.1234", "3.9876", "5.1111", "5.2222", "5.3333", "5.4444", "5.5555"]
+               "5.4612", "4.6033", "6.1234", "3.9876", "5.1111", "5.2222", "5.3333", "5.4444", "5.5555",
+               "5.6666", "5.7777"]
     text = warehouse_text(side_channels.warehouse)
     assert {value: columns_containing(text, value) for value in planted} == {value: [] for value in planted}
     data = side_channels.warehouse.read_bytes()
