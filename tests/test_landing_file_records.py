@@ -18,7 +18,7 @@ import pytest
 import pipelines.ingest.delivery as delivery
 from pipelines.ingest.delivery import FileStat
 from tests.conftest import run_build
-from tests.landing import treg, write_delivery, write_reference
+from tests.landing import IL2, PBO, RUNIN_ONLY, subject, treg, write_delivery, write_reference
 
 TREG_FILE = "labs/treg/treg_batch01.parquet"
 
@@ -227,3 +227,26 @@ def test_a_lost_work_copy_is_started_again_from_the_published_warehouse(remember
     after = run_build(landing, warehouse)
     assert after.rows(query) == before  # nothing dropped, renumbered or re-dated
     assert after.scalar("select count(*) from raw.treg where file_name = ?", ["labs/treg/treg_batch02.parquet"]) == 1
+
+
+def test_an_earlier_export_written_again_on_its_old_inode_is_not_taken_for_a_move(remembered):
+    # a file system hands a freed inode straight back: the same inode is not enough to call a
+    # file the earlier one moved; a move also keeps its modification time
+    landing, warehouse, _ = remembered
+    first = landing / "reference/subjects/subjects_export_20190101.parquet"
+    newer = write_delivery(landing, "subjects", "subjects_export_20190201.parquet", [
+        subject(IL2, "FR01", age=61), subject(PBO, "FR01", onset="BULBAR", sex="F"), subject(RUNIN_ONLY, "UK01", randomised=False),
+    ])
+    assert run_build(landing, warehouse).scalar("select age from core.subject where usubjid = ?", [IL2]) == 61
+    data = first.read_bytes()
+    time.sleep(0.01)
+    with first.open("r+b") as handle:  # the earlier export written again, on the same inode...
+        handle.write(data)
+    resent = first.with_name("subjects_export_20190301.parquet")
+    first.rename(resent)  # ...under a new name
+    after = run_build(landing, warehouse)
+    status, warnings = after.rows("select status, warnings from audit.delivery where file_name = ?",
+                                  [resent.relative_to(landing).as_posix()])[0]
+    assert status == "accepted" and "taken in again as the newest export" in warnings
+    assert after.scalar("select age from core.subject where usubjid = ?", [IL2]) == 60
+    assert newer.exists()

@@ -470,13 +470,17 @@ def _take_in(
 ) -> DeliveryOutcome | None:
 
     def moved(earlier_file: str) -> bool:
-        """Whether this file is ``earlier_file`` itself, moved: the same inode on the same device
-        as recorded when that file was taken in (without a record: that path is gone)."""
+        """Whether this file is ``earlier_file`` itself, moved: the same inode on the same device,
+        with the modification time recorded when that file was taken in (a move keeps it; a file
+        written again under a new name that got a freed inode back does not). Without a record:
+        that path is gone."""
         if checking_outside_the_zone:
             return False
-        record = con.execute("select inode, device from audit.landing_file where file_name = ?", [earlier_file]).fetchone()
+        record = con.execute(
+            "select inode, device, mtime_ns from audit.landing_file where file_name = ?", [earlier_file]
+        ).fetchone()
         if record is not None:
-            return tuple(record) == (before.inode, before.device)
+            return tuple(record) == (before.inode, before.device, before.mtime_ns)
         return not (landing / earlier_file).exists()
 
     file_name = path.relative_to(landing).as_posix()
