@@ -263,6 +263,9 @@ TG_ROWS: list[Row] = [
         ("sample SRN02 has 2 different", "ENSG00000049768 in this delivery")),
     Row(_gene("SRN02", "ENSG00000049768", "FOXP3", 4.9), "conflicting_values", None,
         ("sample SRN02 has 2 different", "ENSG00000049768 in this delivery")),
+    # a gene delivered three times with three values
+    *[Row(_gene("SRN05", "ENSG00000198851", "CD3E", value), "conflicting_values", None,
+          "sample SRN05 has 3 different values of ENSG00000198851 in this delivery") for value in (7.1, 7.2, 7.3)],
 ]
 
 # Delivered rows of every accepted file, in file order.

@@ -22,6 +22,7 @@ repeated as (
         min(expression) is distinct from max(expression)
             or min(gene_symbol) is distinct from max(gene_symbol)
             or count(expression) not in (0, count(*))      as values_differ,
+        count(distinct row(expression, gene_symbol))        as versions,
         min(row_number)                                     as first_key_row
     from delivered
     group by delivery_id, sample_id, gene_id
@@ -34,7 +35,7 @@ select
     case when repeated.values_differ then 'conflicting_values' else 'duplicate_row' end as rule,
     case
         when repeated.values_differ then
-            'sample ' || delivered.sample_id || ' has 2 different values of ' || delivered.gene_id
+            'sample ' || delivered.sample_id || ' has ' || greatest(repeated.versions, 2) || ' different values of ' || delivered.gene_id
             || ' in this delivery'
         else 'exact copy of row ' || repeated.first_key_row || ' of this delivery'
     end as reason
