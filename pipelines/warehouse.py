@@ -47,6 +47,31 @@ def work_file(published: Path) -> Path:
     return published.parent / ".work" / published.name
 
 
+def digest_key_file(published: Path) -> Path:
+    """The secret a blinded warehouse keys its file digests with, readable by the build's owner only."""
+    return published.parent / f".{published.name}.digest-key"
+
+
+def read_digest_key(published: Path) -> bytes | None:
+    """The warehouse's digest key; None if it has none (an unblinded warehouse, or one built before
+    digests were keyed) or if this user may not read it."""
+    try:
+        return digest_key_file(published).read_bytes()
+    except OSError:
+        return None
+
+
+def create_digest_key(published: Path) -> bytes:
+    """A new random digest key for ``published``, written owner-only."""
+    key = os.urandom(32)
+    path = digest_key_file(published)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(key)
+    return key
+
+
 def lock_file(published: Path) -> Path:
     """The lock that keeps builds of ``published`` one at a time."""
     return published.parent / ".work" / f"{published.name}.lock"

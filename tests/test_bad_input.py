@@ -34,7 +34,7 @@ from typer.testing import CliRunner
 import pipelines.cli as cli
 from pipelines.build import build_warehouse
 from pipelines.study import load_contracts
-from pipelines.warehouse import work_file
+from pipelines.warehouse import digest_key_file, work_file
 from tests.conftest import Built
 from tests.stored_text import columns_containing, warehouse_text
 from tests.landing import IL2, PBO, RANDOMISED, RUNIN_ONLY, nf, sample, subject, treg, write_delivery
@@ -684,6 +684,8 @@ def test_check_refuses_the_bytes_of_a_delivery_already_loaded(bad, wide_cli, tmp
     warehouse = tmp_path / "o'brien" / "mirocals.duckdb"
     warehouse.parent.mkdir()
     warehouse.write_bytes(bad.warehouse.read_bytes())
+    # the blinded warehouse's digest key, which the pipeline's account can read
+    digest_key_file(warehouse).write_bytes(digest_key_file(bad.warehouse).read_bytes())
     before = sha256(warehouse)
     result = _check(wide_cli, copy, warehouse)
     assert result.exit_code == 1, result.output

@@ -2,6 +2,7 @@
 on purpose, into its own owner-only file; user SQL cannot write or reach other files."""
 
 import datetime as dt
+import hashlib
 import json
 import re
 import shutil
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 from pipelines.blinding import RandomisationListRefused, make_dummy_randomisation, validate_randomisation_list
 from pipelines.build import build_warehouse
 from pipelines.definitions import BUILD_JOB, build_definitions
+from pipelines.warehouse import digest_key_file
 from pipelines.cli import app
 from tests.blinding_scan import arm_words, association_findings, scan_warehouse, true_arms
 from tests.conftest import run_build
@@ -400,3 +402,27 @@ def test_an_unblinded_build_refuses_a_blinded_warehouse(small_trial, tmp_path):
     result = build_warehouse(landing, blinded.warehouse, instance=dg.DagsterInstance.ephemeral(), randomisation_file=listed)
     assert not result.success and blinded.warehouse.read_bytes() == before
     assert stat.S_IMODE(shared.stat().st_mode) == 0o755  # the blinded folder is left readable
+
+
+def test_a_blinded_warehouse_records_keyed_digests_that_cannot_be_recomputed(small_trial, tmp_path):
+    # with a plain SHA-256 stored, the withheld values of a one-row delivery are found again by
+    # writing the file for each guessed value until the hash matches
+    landing, listed = small_trial
+    blinded = run_build(landing, tmp_path / "blinded" / "mirocals.duckdb")
+    key = digest_key_file(blinded.warehouse)
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and len(key.read_bytes()) == 32
+    treg_file = landing / "labs/treg/treg_batch01.parquet"
+    plain = hashlib.sha256(treg_file.read_bytes()).hexdigest()
+    stored = blinded.scalar("select file_sha256 from audit.delivery where file_name = 'labs/treg/treg_batch01.parquet'")
+    assert stored != plain and plain not in warehouse_text(blinded.warehouse)
+    # the same bytes under another name are still a duplicate
+    (landing / "labs/treg/treg_batch01_resent.parquet").write_bytes(treg_file.read_bytes())
+    try:
+        again = run_build(landing, blinded.warehouse)
+    finally:
+        (landing / "labs/treg/treg_batch01_resent.parquet").unlink()
+    assert again.scalar("select status from audit.delivery where file_name like '%resent%'") == "duplicate"
+    # an unblinded warehouse (owner-only) keeps the plain SHA-256, and has no key
+    unblinded = run_build(landing, tmp_path / "unblinded" / "mirocals_unblinded.duckdb", listed)
+    assert not digest_key_file(unblinded.warehouse).exists()
+    assert unblinded.scalar("select file_sha256 from audit.delivery where file_name = 'labs/treg/treg_batch01.parquet'") == plain

@@ -17,7 +17,8 @@ from dagster_graphql import DagsterGraphQLClient
 
 from pipelines.assets.automation import SETTLE_SECONDS
 from pipelines.definitions import BUILD_JOB, defs
-from pipelines.ingest.delivery import file_sha256
+from pipelines.ingest.delivery import file_sha256, recorded_digest
+from pipelines.warehouse import read_digest_key
 from tests.landing import treg, write_delivery, write_reference
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -146,11 +147,13 @@ def test_ui_lists_assets_and_checks_sensor_ingests_once_and_a_ui_build_succeeds(
         assert {r["mirocals/family"] for r in first} == {"subjects", "sample_manifest"}
         assert all(r["status"] == "SUCCESS" for r in first)
 
-        # a new delivery is taken in by the sensor, once, keyed by the file, its SHA-256 and its change time
+        # a new delivery is taken in by the sensor, once, keyed by the file, its digest (the warehouse
+        # keys it: blinded) and its change time
         new = write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002"), treg("S003", pct=11.0), treg("S005")])
-        sha = file_sha256(new)
+        sha = recorded_digest(file_sha256(new), read_digest_key(warehouse))
+        assert sha != file_sha256(new)
         runs = _wait_for_sensor_runs(port, 3)
-        mine = [r for r in runs if r.get("mirocals/sha256") == sha]
+        mine = [r for r in runs if r.get("mirocals/digest") == sha]
         assert len(mine) == 1 and mine[0]["status"] == "SUCCESS"
         assert mine[0]["dagster/run_key"] == f"labs/treg/treg_batch01.parquet@{sha}@{new.stat().st_ctime_ns}#0"
         assert [d for d in _deliveries(warehouse) if d[0] == "labs/treg/treg_batch01.parquet"] == [
@@ -182,5 +185,5 @@ def test_ui_lists_assets_and_checks_sensor_ingests_once_and_a_ui_build_succeeds(
         time.sleep(max(0.0, SETTLE_SECONDS + 3 * SENSOR_INTERVAL_SECONDS - (time.monotonic() - started)))
         # nothing new since: the sensor starts no further run
         runs = _sensor_runs(port)
-        assert len([r for r in runs if r.get("mirocals/sha256") == sha]) == 2
+        assert len([r for r in runs if r.get("mirocals/digest") == sha]) == 2
         assert len(runs) == 4

@@ -16,11 +16,17 @@ import pyarrow.parquet as pq
 import pytest
 
 import pipelines.ingest.delivery as delivery
-from pipelines.ingest.delivery import FileStat
+from pipelines.ingest.delivery import FileStat, recorded_digest
+from pipelines.warehouse import read_digest_key
 from tests.conftest import run_build
 from tests.landing import IL2, PBO, RUNIN_ONLY, subject, treg, write_delivery, write_reference
 
 TREG_FILE = "labs/treg/treg_batch01.parquet"
+
+
+def recorded(warehouse, data: bytes) -> str:
+    """The digest the warehouse records for these bytes (keyed in a blinded warehouse)."""
+    return recorded_digest(hashlib.sha256(data).hexdigest(), read_digest_key(warehouse))
 
 
 def _write_plain(table: pa.Table, path) -> None:
@@ -51,7 +57,7 @@ def test_every_file_taken_in_is_recorded_with_the_hash_of_its_bytes(remembered):
         if record["file_name"].startswith("dummy/"):
             continue  # the blinded build's dummy randomisation, written in the warehouse's work folder
         path = landing / record["file_name"]
-        assert record["file_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest(), record["file_name"]
+        assert record["file_sha256"] == recorded(built.warehouse, path.read_bytes()), record["file_name"]
         stat = FileStat.of(path)
         assert (record["file_bytes"], record["mtime_ns"], record["ctime_ns"], record["inode"]) == (
             stat.file_bytes, stat.mtime_ns, stat.ctime_ns, stat.inode)
@@ -92,7 +98,7 @@ def test_a_file_changed_in_place_with_its_size_and_time_kept_is_judged_again(rem
     deliveries = rebuilt.rows(
         "select status, file_sha256 from audit.delivery where file_name = ? order by delivery_id", [TREG_FILE])
     assert [status for status, _ in deliveries] == ["accepted", "accepted"]
-    assert deliveries[1][1] == hashlib.sha256(path.read_bytes()).hexdigest() != deliveries[0][1]
+    assert deliveries[1][1] == recorded(warehouse, path.read_bytes()) != deliveries[0][1]
     assert rebuilt.scalar("select file_sha256 from audit.landing_file where file_name = ?", [TREG_FILE]) == deliveries[1][1]
     current = rebuilt.scalar(
         "select count(*) from core.treg where file_name = ? and paramcd = 'CD4CNT' and delivery_id = "
@@ -127,7 +133,7 @@ def test_a_file_changed_back_to_earlier_bytes_is_taken_in_as_the_newest(remember
     deliveries = undone.rows("select status, file_sha256, warnings from audit.delivery where file_name = ? "
                              "order by delivery_id", [TREG_FILE])
     assert [status for status, _, _ in deliveries] == ["accepted", "accepted", "accepted"]
-    assert deliveries[2][1] == deliveries[0][1] == hashlib.sha256(original).hexdigest()
+    assert deliveries[2][1] == deliveries[0][1] == recorded(warehouse, original)
     assert "an earlier version of this file; taken in again as the newest" in deliveries[2][2]
     assert first and dict(undone.rows(values, [TREG_FILE])) == first
 
@@ -180,7 +186,7 @@ def test_a_file_replaced_between_hashing_and_reading_is_not_loaded_under_the_wro
     assert after.scalar("select count(*) from audit.delivery") == before + 2
     taken_in = after.rows("select file_sha256, rows_delivered, status from audit.delivery where file_name = ?",
                           ["labs/treg/treg_batch99_in_transfer.parquet"])
-    assert taken_in == [(hashlib.sha256(path.read_bytes()).hexdigest(), rows, status)]
+    assert taken_in == [(recorded(warehouse, path.read_bytes()), rows, status)]
 
 
 @pytest.mark.parametrize("event", ["permission_denied", "moved_away_after_hashing"])

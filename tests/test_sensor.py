@@ -11,6 +11,8 @@ import pytest
 
 from pipelines.assets import automation
 from pipelines.definitions import build_definitions
+from pipelines.ingest.delivery import recorded_digest
+from pipelines.warehouse import read_digest_key
 from tests.conftest import run_build
 from tests.landing import treg, write_delivery, write_reference
 
@@ -101,7 +103,7 @@ def test_files_taken_in_are_not_asked_for_but_a_file_changed_back_is(landing, tr
     path.write_bytes(original)  # the lab undoes its correction: bytes the file had before
     requests, _ = _tick(landing, warehouse, instance, cursor)
     assert set(requests) == {TREG}
-    assert requests[TREG].tags["mirocals/sha256"] == automation.file_sha256(path)
+    assert requests[TREG].tags["mirocals/digest"] == recorded_digest(automation.file_sha256(path), read_digest_key(warehouse))
 
 
 def test_a_file_put_back_as_it_was_loaded_after_a_refused_replacement_starts_no_run(landing, treg_taken_in):

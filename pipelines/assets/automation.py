@@ -9,9 +9,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.ingest.delivery import FileStat, discover_files, file_sha256
+from pipelines.ingest.delivery import FileStat, discover_files, file_sha256, recorded_digest
 from pipelines.study import load_contracts
-from pipelines.warehouse import query_sql, read_connection
+from pipelines.warehouse import query_sql, read_connection, read_digest_key
 
 # A file must be left alone this long before it is taken in (a transfer may still be writing it).
 SETTLE_SECONDS = 5
@@ -24,7 +24,9 @@ NIGHTLY_CRON = "0 2 * * *"
 WATCHED_FAMILIES = [c for c in load_contracts().families.values() if c.family != "randomisation"]
 
 
-def landing_files(landing: Path, seen: dict[str, list], now: float) -> tuple[list[tuple[str, str, str, int]], dict[str, list]]:
+def landing_files(
+    landing: Path, seen: dict[str, list], now: float, digest_key: bytes | None = None
+) -> tuple[list[tuple[str, str, str, int]], dict[str, list]]:
     """Settled files as (family, relative path, SHA-256, change time in ns), and the cursor that
     keeps each file's record with its SHA-256: a file is hashed again only when its record (size,
     mtime, ctime, inode, device) changed, so a rewrite that keeps size and mtime is still seen."""
@@ -38,7 +40,7 @@ def landing_files(landing: Path, seen: dict[str, list], now: float) -> tuple[lis
                     continue
                 record = list(astuple(stat))
                 previous = seen.get(relative)
-                sha = previous[-1] if previous and previous[:-1] == record else file_sha256(path)
+                sha = previous[-1] if previous and previous[:-1] == record else recorded_digest(file_sha256(path), digest_key)
             except OSError:
                 continue  # unreadable (permissions) or gone: looked at again at the next tick
             cursor[relative] = [*record, sha]
@@ -96,7 +98,7 @@ def build_delivery_sensor(
     )
     def landing_zone_sensor(context: dg.SensorEvaluationContext):
         seen = json.loads(context.cursor) if context.cursor else {}
-        found, cursor = landing_files(landing, seen, time.time())
+        found, cursor = landing_files(landing, seen, time.time(), read_digest_key(warehouse))
         known = taken_in(warehouse) if found else {}
         for family, relative, sha, changed_ns in found:
             if sha in known.get(relative, ()):
@@ -113,7 +115,7 @@ def build_delivery_sensor(
             yield dg.RunRequest(
                 run_key=f"{arrival}#{failed}",
                 asset_selection=selections[family],
-                tags={"mirocals/family": family, "mirocals/file": relative, "mirocals/sha256": sha, ARRIVAL_TAG: arrival},
+                tags={"mirocals/family": family, "mirocals/file": relative, "mirocals/digest": sha, ARRIVAL_TAG: arrival},
             )
         context.update_cursor(json.dumps(cursor, sort_keys=True))
 

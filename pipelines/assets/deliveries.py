@@ -98,7 +98,7 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
         description=(
             f"{contract.description}\n\nNew files in `{contract.folder}/` are checked against their contract "
             f"(schemas/deliveries.yaml) and the `{contract.suite}` Great Expectations suite, then loaded as "
-            "delivered with provenance. Files already taken in (same name and SHA-256) are skipped."
+            "delivered with provenance. Files already taken in (same name and bytes) are skipped."
         ),
         check_specs=[
             dg.AssetCheckSpec(CONTRACT_CHECK, asset=["raw", contract.family],
@@ -116,7 +116,8 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
         with warehouse.connect() as con:
             for root, path in _files_to_take_in(con, contract, landing, warehouse, mode):
                 try:
-                    outcome = ingest_file(con, root, path, contract, mode, warehouse.data_docs)
+                    outcome = ingest_file(con, root, path, contract, mode, warehouse.data_docs,
+                                          digest_key=warehouse.digest_key)
                 except DeliveryNotTakenIn as error:
                     # nothing of the file was recorded: the next build takes it in; the others go on
                     not_taken_in.append(str(error))

@@ -19,7 +19,7 @@ from pipelines.assets.models import STAGING_MODEL, run, upstream_models
 from pipelines.blinding import BlindingMode
 from pipelines.ingest.delivery import ingest_file
 from pipelines.study import load_contracts
-from pipelines.warehouse import create_raw_tables, load_reference_tables, run_ddl, run_model
+from pipelines.warehouse import create_raw_tables, load_reference_tables, read_digest_key, run_ddl, run_model
 
 # Reference tables copied from the published warehouse, by family being checked.
 REFERENCE_COPIES = {
@@ -110,8 +110,11 @@ def check_file(
         blinding = BlindingMode(randomisation_file=str(path) if family == "randomisation" else None)
         inside = landing is not None and path.resolve().is_relative_to(landing.resolve())
         root = landing.resolve() if inside else path.parent
+        # the warehouse's digests are keyed when blinded: without the key (a user who may not
+        # read it) a copy of a delivery already loaded is not recognised as one
+        key = read_digest_key(warehouse) if published else None
         outcome = ingest_file(con, root, path.resolve() if inside else path, contract, blinding,
-                              checking_outside_the_zone=not inside)
+                              checking_outside_the_zone=not inside, digest_key=key)
         if outcome is None:
             name = path.resolve().relative_to(root).as_posix()
             taken = con.execute("select max(delivery_id) from audit.delivery where file_name = ?", [name]).fetchone()[0]

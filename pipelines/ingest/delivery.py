@@ -11,6 +11,7 @@ staging models. Nothing is deleted from the landing zone.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import time
 from collections import Counter
@@ -86,6 +87,14 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def recorded_digest(sha256: str, key: bytes | None) -> str:
+    """The digest a warehouse records for a file whose SHA-256 is ``sha256``. A blinded warehouse
+    keys it with its secret (HMAC-SHA256): a plain hash of a small delivery would let anyone
+    reading the warehouse find its withheld values again, by writing the file for each guessed
+    value until the hash matches. Without a key, the SHA-256 itself."""
+    return sha256 if key is None else hmac.new(key, sha256.encode("ascii"), hashlib.sha256).hexdigest()
 
 
 # A file already taken in is recognised by its file-system record instead of being read and
@@ -436,19 +445,21 @@ def ingest_file(
     blinding: BlindingMode | None = None,
     docs_dir: Path | None = None,
     checking_outside_the_zone: bool = False,
+    digest_key: bytes | None = None,
 ) -> DeliveryOutcome | None:
     """Load one file into the warehouse; ``None`` if this exact file was already processed.
 
     In a blinded build the values of treatment-revealing measures are checked, then withheld:
     they are never stored, nor shown in failure reasons or examples.
     ``checking_outside_the_zone``: ``landing`` is not the landing zone (``mirocals check`` on a
-    file anywhere), so earlier deliveries' files cannot be looked for there.
+    file anywhere), so earlier deliveries' files cannot be looked for there. ``digest_key``: the
+    warehouse's key for the digests it records (see :func:`recorded_digest`).
 
     Raises :class:`DeliveryNotTakenIn` when the file cannot be read (no permission, gone) or
     changes while it is read: nothing of it is recorded.
     """
     try:
-        outcome = _take_in(con, landing, path, contract, blinding, checking_outside_the_zone)
+        outcome = _take_in(con, landing, path, contract, blinding, checking_outside_the_zone, digest_key)
     except OSError as error:
         raise DeliveryNotTakenIn(
             f"{path.relative_to(landing).as_posix()}: cannot be read ({error.strerror or error}); nothing of it "
@@ -467,6 +478,7 @@ def _take_in(
     contract: FamilyContract,
     blinding: BlindingMode | None,
     checking_outside_the_zone: bool,
+    digest_key: bytes | None,
 ) -> DeliveryOutcome | None:
 
     def moved(earlier_file: str) -> bool:
@@ -488,7 +500,7 @@ def _take_in(
     if taken_in_unchanged(con, file_name, before):
         return None
     hashed_at = time.time_ns()
-    sha = file_sha256(path)
+    sha = recorded_digest(file_sha256(path), digest_key)
     stat = _settled_stat(path, before, hashed_at)
     # Already taken in: the bytes of this file's newest delivery, or of its newest loaded one (the
     # file put back as it was loaded, after a replacement that was refused). A file changed back
@@ -523,7 +535,7 @@ def _take_in(
     if same_bytes:
         rows = pq.read_metadata(path).num_rows
         reason = (
-            f"{file_name}: identical bytes (SHA-256 {sha[:12]}...) to delivery {same_bytes[0]} "
+            f"{file_name}: identical bytes (digest {sha[:12]}...) to delivery {same_bytes[0]} "
             f"({same_bytes[1]}), already loaded; nothing new was loaded."
             + (" It is that file, moved or renamed." if moved(same_bytes[1]) else "")
         )
@@ -536,9 +548,9 @@ def _take_in(
     except DeliveryRejected as refused:
         checked, rejection = None, refused
     if FileStat.of(path) != before:
-        # the verdict would be on other bytes than the SHA-256 it is recorded under
+        # the verdict would be on other bytes than the digest it is recorded under
         raise DeliveryChanged(
-            f"{file_name} changed while it was being taken in (its bytes no longer match SHA-256 "
+            f"{file_name} changed while it was being taken in (its bytes no longer match digest "
             f"{sha[:12]}...); nothing of it was loaded. Build again once the transfer is complete."
         )
     if rejection is not None:
