@@ -4,6 +4,8 @@ audit.correction; an earlier export sent again is taken in as the newest."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from typer.testing import CliRunner
 
@@ -145,3 +147,17 @@ def test_deliveries_are_taken_in_by_name_ignoring_case(tmp_path):
         (folder / name).write_bytes(b"")
     found = [p.name for p in discover_files(tmp_path, load_contracts()["neurofilament"])]
     assert found == ["nfl_batch01.parquet", "nfl_batch02.parquet", "NfL_batch02_corrected.parquet", "NFL_BATCH03.parquet"]
+
+
+@pytest.mark.parametrize("newer", ["NFL_BATCH04.parquet", "nfl_batch04.parquet"])
+def test_names_equal_but_for_case_are_taken_in_as_they_were_written(tmp_path, newer):
+    # a rebuild from nothing must make the same file current as the builds that saw them arrive
+    folder = tmp_path / "labs" / "neurofilament"
+    folder.mkdir(parents=True)
+    older = "nfl_batch04.parquet" if newer == "NFL_BATCH04.parquet" else "NFL_BATCH04.parquet"
+    (folder / older).write_bytes(b"")
+    (folder / newer).write_bytes(b"")
+    os.utime(folder / older, ns=(1_000_000_000, 1_000_000_000))
+    os.utime(folder / newer, ns=(2_000_000_000, 2_000_000_000))
+    found = [p.name for p in discover_files(tmp_path, load_contracts()["neurofilament"])]
+    assert found == [older, newer]

@@ -158,7 +158,8 @@ PARQUET_SUFFIX = ".parquet"
 
 def discover_files(landing: Path, contract: FamilyContract) -> list[Path]:
     """Files waiting in a family's folder, in delivery order: by name, ignoring case (so that
-    ``NfL_batch02_corrected`` does not sort before ``nfl_batch02``, which it corrects).
+    ``NfL_batch02_corrected`` does not sort before ``nfl_batch02``, which it corrects), then by
+    when they were written.
 
     Every file counts, whatever its name ends with: one that is not ``*.parquet`` (any case) is
     refused by :func:`check_delivery` and recorded, never skipped unseen. Paths with a part
@@ -167,13 +168,23 @@ def discover_files(landing: Path, contract: FamilyContract) -> list[Path]:
     folder = landing / contract.folder
     if not folder.is_dir():
         return []
+
+    def order(path: Path) -> tuple:
+        # names equal but for case (a correction sent as NF_BATCH04 next to nf_batch04): the one
+        # written last comes last, as it arrived
+        try:
+            written = path.stat().st_mtime_ns
+        except OSError:
+            written = 0
+        return path.relative_to(folder).as_posix().casefold(), written, path.as_posix()
+
     return sorted(
         (
             p
             for p in folder.rglob("*")
             if p.is_file() and not any(part.startswith(("_", ".")) for part in p.relative_to(landing).parts)
         ),
-        key=lambda p: (p.relative_to(folder).as_posix().casefold(), p.as_posix()),
+        key=order,
     )
 
 
