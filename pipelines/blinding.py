@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+import zlib
+from collections import Counter
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -186,36 +188,76 @@ def withhold_revealing_failures(result: SuiteResult, family: str) -> SuiteResult
     return redact_values(result, lambda column: mentions_revealing(column, family), WITHHELD)
 
 
-def make_dummy_randomisation(subjects: list[tuple[str, str, object]]) -> pa.Table:
+def make_dummy_randomisation(
+    subjects: list[tuple[str, str, object]], kept: dict[str, tuple[str, str, str]] | None = None
+) -> pa.Table:
     """A masked list for the randomised ``(usubjid, stratum, randomisation_date)``: permuted
-    blocks within strata, by the project's seed, independent of the real allocation."""
+    blocks within strata, by the project's seed, independent of the real allocation.
+
+    ``kept``: the current dummy list, ``usubjid -> (stratum, block_id, armcd)``. Like a real list,
+    an allocation is never redrawn: a subject keeps its block and arm for as long as it keeps its
+    stratum, so adding, removing or re-dating subjects changes no other subject's dummy arm. New
+    subjects fill their stratum's last block, then new blocks, in randomisation order.
+    """
     study = load_study()
     blinding = study.raw["blinding"]
     codes = [a["armcd"] for a in blinding["masked_arms"]]
     block_size = int(study.strata["block_size"])
-    rng = np.random.default_rng(int(blinding["dummy_seed"]))
+    seed = int(blinding["dummy_seed"])
+    kept = kept or {}
+
+    def block(stratum: str, number: int) -> list[str]:
+        # Each stratum starts with a half block: the real list's blocks follow randomisation order
+        # too, and dummy blocks that started where they start would group the very subjects of
+        # the real blocks (one arm leaking would then tell its block's). A block's order is drawn
+        # from the seed, its stratum and its number alone.
+        size = block_size // 2 if number == 1 else block_size
+        rng = np.random.default_rng([seed, zlib.crc32(stratum.encode("utf-8")), number])
+        return rng.permutation(np.repeat(codes, size // len(codes))).tolist()
+
     ordered = sorted(subjects, key=lambda s: (str(s[2]), s[0]))
-    # Blocks are filled in randomisation order, so a subject added later changes no earlier
-    # subject's dummy arm. Each stratum starts with a half block: the real list's blocks also
-    # follow randomisation order, and dummy blocks that started where they start would group
-    # the very subjects of the real blocks (one arm leaking would then tell its block's).
+    allocated: dict[str, tuple[int, str]] = {}
+    filled: dict[tuple[str, int], list[str]] = {}
+    for usubjid, stratum, _ in ordered:
+        previous = kept.get(usubjid)
+        if previous is not None and previous[0] == stratum:
+            number = int(previous[1].rsplit("-", 1)[1])
+            allocated[usubjid] = (number, previous[2])
+            filled.setdefault((stratum, number), []).append(previous[2])
+    last = {stratum: max(n for s, n in filled if s == stratum) for stratum, _ in filled}
+    for usubjid, stratum, _ in ordered:
+        if usubjid in allocated:
+            continue
+        number = last.get(stratum, 1)
+        while not (left := _arms_left(block(stratum, number), filled.get((stratum, number), []))):
+            number += 1
+        arm = left[0]
+        allocated[usubjid] = (number, arm)
+        filled.setdefault((stratum, number), []).append(arm)
+        last[stratum] = number
     rows = {"usubjid": [], "randomisation_number": [], "stratum": [], "block_id": [], "armcd": []}
-    counters: dict[str, list] = {}
-    for number, (usubjid, stratum, _) in enumerate(ordered, start=1):
-        queue, blocks = counters.setdefault(stratum, [[], 0])
-        if not queue:
-            size = block_size // 2 if blocks == 0 else block_size
-            block = np.repeat(codes, size // len(codes))
-            queue.extend(rng.permutation(block).tolist())
-            counters[stratum][1] = blocks = blocks + 1
+    for position, (usubjid, stratum, _) in enumerate(ordered, start=1):
+        number, arm = allocated[usubjid]
         rows["usubjid"].append(usubjid)
-        rows["randomisation_number"].append(number)
+        rows["randomisation_number"].append(position)
         rows["stratum"].append(stratum)
-        rows["block_id"].append(f"DUMMY-{stratum}-{blocks:03d}")
-        rows["armcd"].append(queue.pop(0))
+        rows["block_id"].append(f"DUMMY-{stratum}-{number:03d}")
+        rows["armcd"].append(arm)
     contract = load_contracts()["randomisation"]
     types = {"VARCHAR": pa.string(), "INTEGER": pa.int32()}
     return pa.table({c.name: pa.array(rows[c.name], types[c.type]) for c in contract.columns})
+
+
+def _arms_left(drawn: list[str], given: list[str]) -> list[str]:
+    """A block's arms in their drawn order, less those already given out."""
+    taken = Counter(given)
+    left = []
+    for arm in drawn:
+        if taken[arm] > 0:
+            taken[arm] -= 1
+        else:
+            left.append(arm)
+    return left
 
 
 class RandomisationListRefused(ValueError):

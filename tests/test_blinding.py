@@ -23,7 +23,7 @@ from pipelines.cli import app
 from tests.blinding_scan import arm_words, association_findings, scan_warehouse, true_arms
 from tests.conftest import run_build
 from tests.stored_text import columns_containing, warehouse_text
-from tests.landing import IL2, PBO, RUNIN_ONLY, sample, subject, treg, write_delivery, write_reference
+from tests.landing import IL2, PBO, RANDOMISED, RUNIN_ONLY, sample, subject, treg, write_delivery, write_reference
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +77,24 @@ def test_a_subject_randomised_later_changes_no_earlier_dummy_arm():
     before = arms(subjects)
     after = arms([*subjects, ("S999", "FRA-LIMB", day + dt.timedelta(days=365))])
     assert {u: after[u] for u in before} == before
+
+
+def test_a_subject_removed_or_redated_changes_no_other_dummy_arm():
+    # as in a real list, an allocation is never drawn again: the build passes the current list
+    day = dt.date(2019, 1, 1)
+    subjects = [(f"S{i:03d}", ("FRA-LIMB", "GBR-BULBAR")[i % 2], day + dt.timedelta(days=i)) for i in range(60)]
+    first = make_dummy_randomisation(subjects)
+    kept = {r["usubjid"]: (r["stratum"], r["block_id"], r["armcd"]) for r in first.to_pylist()}
+    changed = [s for s in subjects if s[0] != "S000"]                      # the first subject removed
+    changed[5] = (changed[5][0], changed[5][1], day + dt.timedelta(days=400))  # one re-dated
+    changed.append(("S999", "FRA-LIMB", day + dt.timedelta(days=500)))        # one added
+    second = {r["usubjid"]: (r["block_id"], r["armcd"]) for r in make_dummy_randomisation(changed, kept).to_pylist()}
+    assert {u: second[u] for u in kept if u != "S000"} == {u: (b, a) for u, (_, b, a) in kept.items() if u != "S000"}
+    # every block stays balanced or one short of it
+    by_block: dict[str, list[str]] = {}
+    for block, arm in second.values():
+        by_block.setdefault(block, []).append(arm)
+    assert all(abs(arms.count("A") - arms.count("B")) <= 1 for arms in by_block.values()), by_block
 
 
 def test_treatment_revealing_values_are_withheld(trial):
@@ -426,3 +444,15 @@ def test_a_blinded_warehouse_records_keyed_digests_that_cannot_be_recomputed(sma
     unblinded = run_build(landing, tmp_path / "unblinded" / "mirocals_unblinded.duckdb", listed)
     assert not digest_key_file(unblinded.warehouse).exists()
     assert unblinded.scalar("select file_sha256 from audit.delivery where file_name = 'labs/treg/treg_batch01.parquet'") == plain
+
+
+def test_a_subject_removed_from_the_subjects_export_changes_no_other_dummy_arm(tmp_path):
+    landing = tmp_path / "landing"
+    subjects = [subject(f"MIROCALS-FR01-{i:04d}", "FR01", randomisation_date=RANDOMISED + dt.timedelta(days=i))
+                for i in range(1, 13)]
+    write_delivery(landing, "subjects", "subjects_export_20190101.parquet", subjects)
+    query = "select usubjid, armcd from core.subject where randomised order by 1"
+    before = dict(run_build(landing, tmp_path / "wh" / "mirocals.duckdb").rows(query))
+    write_delivery(landing, "subjects", "subjects_export_20190201.parquet", subjects[1:])  # the first one removed
+    after = dict(run_build(landing, tmp_path / "wh" / "mirocals.duckdb").rows(query))
+    assert len(after) == 11 and after == {u: a for u, a in before.items() if u != "MIROCALS-FR01-0001"}

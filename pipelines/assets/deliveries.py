@@ -73,7 +73,8 @@ def _files_to_take_in(
         return [(landing.root, path) for path in discover_files(landing.root, contract)]
     subjects = con.execute(query_sql("current_subjects")).fetchall()
     if mode.blinded:
-        dummy = make_dummy_randomisation([(u, stratum, day) for u, randomised, stratum, day in subjects if randomised])
+        kept = {u: (stratum, block, arm) for u, stratum, block, arm in con.execute(query_sql("current_dummy_randomisation")).fetchall()}
+        dummy = make_dummy_randomisation([(u, stratum, day) for u, randomised, stratum, day in subjects if randomised], kept)
         path = warehouse.work_file.parent / "dummy" / "dummy_randomisation.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(dummy, path)
