@@ -13,9 +13,7 @@ from pydantic import PrivateAttr
 
 from pipelines.blinding import BlindingMode, MixedBlinding, refuse_other_blinding
 from pipelines.locking import BuildLock
-from pipelines.warehouse import (
-    create_digest_key, lock_file, open_for_writing, publish, read_digest_key, work_file,
-)
+from pipelines.warehouse import lock_file, open_for_writing, publish, settle_digest_key, work_file
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -57,6 +55,7 @@ class Warehouse(dg.ConfigurableResource):
     blinding: Blinding
     _lock: BuildLock | None = PrivateAttr(default=None)
     _con: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
+    _digest_key: bytes | None = PrivateAttr(default=None)
 
     @property
     def file(self) -> Path:
@@ -66,10 +65,16 @@ class Warehouse(dg.ConfigurableResource):
     def work_file(self) -> Path:
         return work_file(self.file)
 
-    @property
     def digest_key(self) -> bytes | None:
-        """The key of the file digests this warehouse records (blinded warehouses), or None."""
-        return read_digest_key(self.file) if self.blinding.mode.blinded else None
+        """The key of the file digests this warehouse records (blinded warehouses), or None;
+        made, and the digests recorded before keyed, by the first build that asks (see
+        :func:`pipelines.warehouse.settle_digest_key`)."""
+        if not self.blinding.mode.blinded:
+            return None
+        if self._digest_key is None:
+            with self.connect() as con:
+                self._digest_key = settle_digest_key(con, self.file)
+        return self._digest_key
 
     @property
     def owner_only(self) -> bool:
@@ -123,10 +128,6 @@ class Warehouse(dg.ConfigurableResource):
                 con.close()
                 raise
             self._con = con
-            if self.blinding.mode.blinded and read_digest_key(self.file) is None and not _has_deliveries(con):
-                # a new blinded warehouse keys its file digests (a warehouse built before keeps
-                # the plain SHA-256 it recorded, until it is built again from nothing)
-                create_digest_key(self.file)
         else:
             # a step before may have left a read unfinished (fetchone reads one row); DuckDB
             # refuses relation queries on the connection until that result is run to its end
@@ -138,9 +139,3 @@ class Warehouse(dg.ConfigurableResource):
         self._close()
         publish(self.work_file, self.file, owner_only=self.owner_only)
 
-
-def _has_deliveries(con: duckdb.DuckDBPyConnection) -> bool:
-    tables = con.execute(
-        "select count(*) from duckdb_tables() where schema_name = 'audit' and table_name = 'delivery'"
-    ).fetchone()[0]
-    return bool(tables) and con.execute("select count(*) from audit.delivery").fetchone()[0] > 0

@@ -13,6 +13,7 @@ Readers always connect read-only.
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 import os
 import shutil
@@ -62,13 +63,64 @@ def read_digest_key(published: Path) -> bytes | None:
 
 
 def create_digest_key(published: Path) -> bytes:
-    """A new random digest key for ``published``, written owner-only."""
-    key = os.urandom(32)
+    """The digest key of ``published``: a new random one, written owner-only, unless one was
+    written first (by the sensor or a build)."""
     path = digest_key_file(published)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes()
+    key = os.urandom(32)
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(key)
+    return key
+
+
+class DigestKeyMissing(RuntimeError):
+    """A blinded warehouse whose digests are keyed, without its key."""
+
+
+def key_check(key: bytes) -> str:
+    return hmac.new(key, b"mirocals digest key", hashlib.sha256).hexdigest()
+
+
+def settle_digest_key(con: duckdb.DuckDBPyConnection, published: Path) -> bytes:
+    """The key of a blinded warehouse's file digests, checked against the warehouse's record.
+
+    The first build that needs it makes it, and keys the plain SHA-256 digests recorded before
+    (``HMAC(key, sha256)`` is computed from them, so nothing is read again). A warehouse whose
+    digests are keyed stops a build when its key is missing or another one: every file would
+    otherwise look new and be taken in again.
+    """
+    recorded = con.execute("select key_check from audit.digest_key").fetchone()
+    key = read_digest_key(published)
+    if recorded is not None:
+        if key is None or key_check(key) != recorded[0]:
+            raise DigestKeyMissing(
+                f"{published}: its file digests are keyed, and its key {digest_key_file(published)} is missing, "
+                "unreadable or not the one they were made with. Put the key back (it is in the backup of the "
+                "warehouse folder): without it every file would be taken in again."
+            )
+        return key
+    key = key or create_digest_key(published)
+    plain = [sha for (sha,) in con.execute(
+        "select file_sha256 from audit.delivery union select file_sha256 from audit.landing_file").fetchall()]
+    con.begin()
+    try:
+        if plain:
+            keyed = pl.DataFrame({"plain": plain, "keyed": [hmac.new(key, sha.encode("ascii"), hashlib.sha256).hexdigest()
+                                                            for sha in plain]})
+            con.register("_rekeyed", keyed.to_arrow())
+            for table in ("audit.delivery", "audit.landing_file"):
+                con.execute(f"update {table} set file_sha256 = _rekeyed.keyed from _rekeyed "
+                            f"where {table}.file_sha256 = _rekeyed.plain")
+            con.unregister("_rekeyed")
+        con.execute("insert into audit.digest_key values (?)", [key_check(key)])
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
     return key
 
 

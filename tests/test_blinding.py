@@ -4,11 +4,13 @@ on purpose, into its own owner-only file; user SQL cannot write or reach other f
 import datetime as dt
 import hashlib
 import json
+import os
 import re
 import shutil
 import stat
 
 import dagster as dg
+import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -18,7 +20,8 @@ from typer.testing import CliRunner
 from pipelines.blinding import RandomisationListRefused, make_dummy_randomisation, validate_randomisation_list
 from pipelines.build import build_warehouse
 from pipelines.definitions import BUILD_JOB, build_definitions
-from pipelines.warehouse import digest_key_file
+from pipelines.ingest.delivery import recorded_digest
+from pipelines.warehouse import digest_key_file, work_file
 from pipelines.cli import app
 from tests.blinding_scan import arm_words, association_findings, scan_warehouse, true_arms
 from tests.conftest import run_build
@@ -456,3 +459,36 @@ def test_a_subject_removed_from_the_subjects_export_changes_no_other_dummy_arm(t
     write_delivery(landing, "subjects", "subjects_export_20190201.parquet", subjects[1:])  # the first one removed
     after = dict(run_build(landing, tmp_path / "wh" / "mirocals.duckdb").rows(query))
     assert len(after) == 11 and after == {u: a for u, a in before.items() if u != "MIROCALS-FR01-0001"}
+
+
+def test_a_blinded_warehouse_without_its_digest_key_is_not_built_and_earlier_ones_are_keyed(small_trial, tmp_path):
+    landing, _ = small_trial
+    warehouse = tmp_path / "blinded" / "mirocals.duckdb"
+    built = run_build(landing, warehouse)
+    query = "select delivery_id, file_name, file_sha256 from audit.delivery order by 1"
+    deliveries = built.rows(query)
+    key = digest_key_file(warehouse).read_bytes()
+    # the key lost: a build stops instead of taking every file in again under plain hashes
+    digest_key_file(warehouse).unlink()
+    for path in landing.rglob("*.parquet"):
+        os.utime(path)  # every file's record changed: each one is hashed again
+    result = build_warehouse(landing, warehouse, instance=dg.DagsterInstance.ephemeral())
+    assert not result.success and any("its file digests are keyed, and its key" in e for e in result.errors), result.errors
+    assert built.rows(query) == deliveries
+    # a warehouse whose digests are plain SHA-256 (built before they were keyed) is keyed in place
+    plain = {p.relative_to(landing).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in landing.rglob("*.parquet")}
+    dummy = work_file(warehouse).parent / "dummy" / "dummy_randomisation.parquet"
+    plain["dummy/dummy_randomisation.parquet"] = hashlib.sha256(dummy.read_bytes()).hexdigest()
+    for copy in (warehouse, work_file(warehouse)):
+        con = duckdb.connect(str(copy))
+        for table in ("audit.delivery", "audit.landing_file"):
+            for name, sha in plain.items():
+                con.execute(f"update {table} set file_sha256 = ? where file_name = ?", [sha, name])
+        con.execute("delete from audit.digest_key")
+        con.close()
+    rekeyed = run_build(landing, warehouse)
+    new_key = digest_key_file(warehouse).read_bytes()
+    assert new_key != key
+    after = rekeyed.rows(query)
+    assert [(i, n) for i, n, _ in after] == [(i, n) for i, n, _ in deliveries]  # nothing taken in again
+    assert all(sha == recorded_digest(plain[n], new_key) for _, n, sha in after if n in plain)

@@ -243,4 +243,7 @@ def test_every_gene_row_in_core_reaches_adgene_with_its_sample_visit(gene_landin
     visits = dict(built.rows("select distinct SAMPLEID, AVISIT from analysis.adgene"))
     assert visits == {"R001": "BASELINE", "R002": "M3", "R003": "BASELINE"}
     assert built.scalar("select count(*) from analysis.adbm where SRCTBL = 'core.transcript_summary'") == 0
-    assert {t for (t,) in built.rows("select distinct TRTP from analysis.adgene")} == {"Masked arm A", "Masked arm B"}
+    # every row carries its subject's (masked) arm
+    arms = dict(built.rows("select usubjid, arm from core.subject where randomised"))
+    assert arms and set(arms.values()) <= {"Masked arm A", "Masked arm B"}
+    assert built.rows("select distinct USUBJID, TRTP from analysis.adgene order by 1") == sorted(arms.items())

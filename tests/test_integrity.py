@@ -22,9 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.ingest.delivery import recorded_digest
 from pipelines.locking import BuildLock
 from pipelines.synth import generate_landing_zone
-from pipelines.warehouse import lock_file, work_file
+from pipelines.warehouse import digest_key_file, lock_file, read_digest_key, work_file
 from tests.conftest import Built, run_build
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -278,6 +279,7 @@ def killed(tmp_path_factory, rebuilt):
     source: Path = rebuilt["built"].warehouse
     shutil.copyfile(source, warehouse)
     shutil.copytree(work_file(source).parent, work_file(warehouse).parent)
+    shutil.copyfile(digest_key_file(source), digest_key_file(warehouse))  # the key of its file digests
     published = Built(rebuilt["landing"], warehouse, rebuilt["built"].result)
     deliveries = published.scalar("select count(*) from audit.reconciliation")
     digest = sha256(warehouse)
@@ -371,7 +373,7 @@ def test_build_after_kills_completes_and_balances(killed):
                    if not p.relative_to(killed["large"]).as_posix().startswith(("_", "restricted/")))
     seen = after.rows("select file_name, count(*) from audit.delivery where file_sha256 in ("
                       + ", ".join("?" for _ in files) + ") group by file_name order by file_name",
-                      [sha256(killed["large"] / f) for f in files])
+                      [recorded_digest(sha256(killed["large"] / f), read_digest_key(killed["warehouse"])) for f in files])
     assert seen == [(f, 1) for f in files]
     for record in after.dicts("select delivery_id, family, rows_delivered from audit.delivery where status = 'accepted'"):
         raw = after.scalar(f"select count(*) from raw.{record['family']} where delivery_id = ?", [record["delivery_id"]])

@@ -113,3 +113,18 @@ def test_a_file_put_back_as_it_was_loaded_after_a_refused_replacement_starts_no_
     run_build(landing, warehouse)
     path.write_bytes(original)
     assert _tick(landing, warehouse, instance)[0] == {}
+
+
+def test_a_first_tick_before_any_build_shows_no_plain_hash_and_later_ticks_agree_with_the_build(landing, tmp_path):
+    # run tags and the cursor are seen in the UI by blinded users: the digests there are keyed
+    # from the start, with the key the first build then uses
+    instance = dg.DagsterInstance.ephemeral()
+    warehouse = tmp_path / "warehouse" / "mirocals.duckdb"
+    requests, cursor = _tick(landing, warehouse, instance)
+    path = landing / MANIFEST
+    plain = automation.file_sha256(path)
+    assert requests[MANIFEST].tags["mirocals/digest"] == recorded_digest(plain, read_digest_key(warehouse)) != plain
+    assert plain not in cursor and plain not in requests[MANIFEST].run_key
+    run_build(landing, warehouse)
+    requests, _ = _tick(landing, warehouse, instance, cursor)
+    assert requests == {}  # everything taken in: nothing asked for again

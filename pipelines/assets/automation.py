@@ -11,7 +11,7 @@ import dagster as dg
 
 from pipelines.ingest.delivery import FileStat, discover_files, file_sha256, recorded_digest
 from pipelines.study import load_contracts
-from pipelines.warehouse import query_sql, read_connection, read_digest_key
+from pipelines.warehouse import create_digest_key, key_check, query_sql, read_connection, read_digest_key
 
 # A file must be left alone this long before it is taken in (a transfer may still be writing it).
 SETTLE_SECONDS = 5
@@ -27,9 +27,11 @@ WATCHED_FAMILIES = [c for c in load_contracts().families.values() if c.family !=
 def landing_files(
     landing: Path, seen: dict[str, list], now: float, digest_key: bytes | None = None
 ) -> tuple[list[tuple[str, str, str, int]], dict[str, list]]:
-    """Settled files as (family, relative path, SHA-256, change time in ns), and the cursor that
-    keeps each file's record with its SHA-256: a file is hashed again only when its record (size,
-    mtime, ctime, inode, device) changed, so a rewrite that keeps size and mtime is still seen."""
+    """Settled files as (family, relative path, digest, change time in ns), and the cursor that
+    keeps each file's record with its digest: a file is hashed again only when its record (size,
+    mtime, ctime, inode, device, and which key the digest was made with) changed, so a rewrite
+    that keeps size and mtime is still seen."""
+    key_id = key_check(digest_key)[:12] if digest_key is not None else "plain"
     found, cursor = [], {}
     for contract in WATCHED_FAMILIES:
         for path in discover_files(landing, contract):
@@ -38,7 +40,7 @@ def landing_files(
                 stat = FileStat.of(path)
                 if now - max(stat.mtime_ns, stat.ctime_ns) / 1e9 < SETTLE_SECONDS:
                     continue
-                record = list(astuple(stat))
+                record = [*astuple(stat), key_id]
                 previous = seen.get(relative)
                 sha = previous[-1] if previous and previous[:-1] == record else recorded_digest(file_sha256(path), digest_key)
             except OSError:
@@ -63,7 +65,7 @@ def downstream_keys(assets: list[dg.AssetsDefinition], start: dg.AssetKey) -> li
 
 def taken_in(warehouse: Path) -> dict[str, set[str]]:
     """By file name, the bytes the published warehouse need not take in again: its newest
-    delivery's and its newest accepted delivery's SHA-256 (as ``current_bytes`` in a build)."""
+    delivery's and its newest accepted delivery's digest (as ``current_bytes`` in a build)."""
     if not warehouse.exists():
         return {}
     with read_connection(warehouse) as con:
@@ -91,14 +93,16 @@ def build_delivery_sensor(
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Watches the landing zone. Each settled file whose bytes are not its newest delivery in the "
-            "published warehouse becomes a run, keyed by the file, its SHA-256 and its change time; a "
+            "published warehouse becomes a run, keyed by the file, its digest and its change time; a "
             "failed run is requested again (up to 3 times). The run ingests the file's family and "
             "rebuilds everything downstream."
         ),
     )
     def landing_zone_sensor(context: dg.SensorEvaluationContext):
         seen = json.loads(context.cursor) if context.cursor else {}
-        found, cursor = landing_files(landing, seen, time.time(), read_digest_key(warehouse))
+        # the blinded warehouse's digest key, made here if no build has made it yet: a plain hash
+        # would show in the run's tags (see pipelines/warehouse.py settle_digest_key)
+        found, cursor = landing_files(landing, seen, time.time(), read_digest_key(warehouse) or create_digest_key(warehouse))
         known = taken_in(warehouse) if found else {}
         for family, relative, sha, changed_ns in found:
             if sha in known.get(relative, ()):

@@ -114,11 +114,11 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
         outcomes: list[DeliveryOutcome] = []
         not_taken_in: list[str] = []
         mode = blinding.mode
+        digest_key = warehouse.digest_key()
         with warehouse.connect() as con:
             for root, path in _files_to_take_in(con, contract, landing, warehouse, mode):
                 try:
-                    outcome = ingest_file(con, root, path, contract, mode, warehouse.data_docs,
-                                          digest_key=warehouse.digest_key)
+                    outcome = ingest_file(con, root, path, contract, mode, warehouse.data_docs, digest_key=digest_key)
                 except DeliveryNotTakenIn as error:
                     # nothing of the file was recorded: the next build takes it in; the others go on
                     not_taken_in.append(str(error))
