@@ -122,7 +122,7 @@ SAMPLE_FAULTS = {
 # Every declared spelling of a censored result (schemas/study.yaml censored_results), one sample
 # each. Serum NfL: LLOQ 3 pg/mL, ULOQ 1500 pg/mL. Kept and flagged, never quarantined.
 BELOW_LLOQ = ["<3.0", "< 3", " < 3 ", "<LLOQ", "< LOQ", "BLQ", "blq", "below LLOQ", "Below  LOQ", "<LLQ"]
-ABOVE_ULOQ = [">1500", "> 1500.0", ">ULOQ", "> LOQ", "ALQ", "AQL", "above ULOQ", "Above LOQ", ">ULQ", ">1500\n"]
+ABOVE_ULOQ = [">1500", "> 1500.0", ">ULOQ", "> LOQ", "ALQ", "AQL", "above ULOQ", "Above LOQ", ">ULQ"]
 CENSORED = {f"SNB{i:02d}": r for i, r in enumerate(BELOW_LLOQ, 1)} | {f"SNA{i:02d}": r for i, r in enumerate(ABOVE_ULOQ, 1)}
 for _sample_id in CENSORED:
     MANIFEST[_sample_id] = (IL2 if _sample_id.startswith("SNB") else PBO, "BASELINE", "SERUM", 1)
@@ -225,6 +225,10 @@ NF_ROWS: list[Row] = [
     Row(nf("SNL09", ">1500\t"), "result_readable", "result", "result must be a number"),
     Row(nf("SNL10", "62.0", unit="pg/mL\t"), "unit_known", "unit", "unit must be one of the accepted spellings"),
     Row(nf("\tSNL10", "62.0"), "sample_id_format", "sample_id", "sample_id must be letters"),
+    # a trailing line break: the regex engine's $ matches before it, so it is looked for itself
+    Row(nf("SNL10\n", "62.0"), "sample_id_no_line_break", "sample_id", "sample_id must not hold a tab or a line break"),
+    Row(nf("SNL10", "62.0", unit="pg/mL\n"), "unit_no_line_break", "unit", "unit must not hold a tab or a line break"),
+    Row(nf("SNL10", ">1500\n"), "result_no_line_break", "result", "result must not hold a tab or a line break"),
     *[Row(nf(sample_id, result)) for sample_id, result in CENSORED.items()],                     # 15..
 ]
 NF_2_ROWS = [Row(nf("SNK01", "41.5"))]
