@@ -138,4 +138,3 @@ class Warehouse(dg.ConfigurableResource):
         """Swap the work copy in as the published warehouse."""
         self._close()
         publish(self.work_file, self.file, owner_only=self.owner_only)
-

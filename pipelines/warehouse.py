@@ -77,6 +77,14 @@ def create_digest_key(published: Path) -> bytes:
     return key
 
 
+def recorded_digest(sha256: str, key: bytes | None) -> str:
+    """The digest a warehouse records for a file whose SHA-256 is ``sha256``. A blinded warehouse
+    keys it with its secret (HMAC-SHA256): a plain hash of a small delivery would let anyone
+    reading the warehouse find its withheld values again, by writing the file for each guessed
+    value until the hash matches. Without a key, the SHA-256 itself."""
+    return sha256 if key is None else hmac.new(key, sha256.encode("ascii"), hashlib.sha256).hexdigest()
+
+
 class DigestKeyMissing(RuntimeError):
     """A blinded warehouse whose digests are keyed, without its key."""
 
@@ -103,14 +111,13 @@ def settle_digest_key(con: duckdb.DuckDBPyConnection, published: Path) -> bytes:
                 "warehouse folder): without it every file would be taken in again."
             )
         return key
-    key = key or create_digest_key(published)
+    key = create_digest_key(published)  # the one made by the sensor, if it came first
     plain = [sha for (sha,) in con.execute(
         "select file_sha256 from audit.delivery union select file_sha256 from audit.landing_file").fetchall()]
     con.begin()
     try:
         if plain:
-            keyed = pl.DataFrame({"plain": plain, "keyed": [hmac.new(key, sha.encode("ascii"), hashlib.sha256).hexdigest()
-                                                            for sha in plain]})
+            keyed = pl.DataFrame({"plain": plain, "keyed": [recorded_digest(sha, key) for sha in plain]})
             con.register("_rekeyed", keyed.to_arrow())
             for table in ("audit.delivery", "audit.landing_file"):
                 con.execute(f"update {table} set file_sha256 = _rekeyed.keyed from _rekeyed "

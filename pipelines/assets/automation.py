@@ -9,9 +9,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.ingest.delivery import FileStat, discover_files, file_sha256, recorded_digest
+from pipelines.ingest.delivery import FileStat, discover_files, file_sha256
 from pipelines.study import load_contracts
-from pipelines.warehouse import create_digest_key, key_check, query_sql, read_connection, read_digest_key
+from pipelines.warehouse import create_digest_key, key_check, query_sql, read_connection, recorded_digest
 
 # A file must be left alone this long before it is taken in (a transfer may still be writing it).
 SETTLE_SECONDS = 5
@@ -102,7 +102,7 @@ def build_delivery_sensor(
         seen = json.loads(context.cursor) if context.cursor else {}
         # the blinded warehouse's digest key, made here if no build has made it yet: a plain hash
         # would show in the run's tags (see pipelines/warehouse.py settle_digest_key)
-        found, cursor = landing_files(landing, seen, time.time(), read_digest_key(warehouse) or create_digest_key(warehouse))
+        found, cursor = landing_files(landing, seen, time.time(), create_digest_key(warehouse))
         known = taken_in(warehouse) if found else {}
         for family, relative, sha, changed_ns in found:
             if sha in known.get(relative, ()):

@@ -11,7 +11,6 @@ staging models. Nothing is deleted from the landing zone.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import time
 from collections import Counter
@@ -30,7 +29,7 @@ from pipelines.blinding import BlindingMode, mentions_revealing, withhold_reveal
 from pipelines.ingest.expectations import RowFailure, SuiteResult, suite_parameters, validate_table, write_data_docs
 from pipelines.ingest.values import distinct_codes, in_set
 from pipelines.study import FamilyContract, load_contracts
-from pipelines.warehouse import query_sql
+from pipelines.warehouse import query_sql, recorded_digest
 
 
 # A clustered delivery is sorted and inserted this many rows at a time (bounds the sorted copy).
@@ -87,14 +86,6 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def recorded_digest(sha256: str, key: bytes | None) -> str:
-    """The digest a warehouse records for a file whose SHA-256 is ``sha256``. A blinded warehouse
-    keys it with its secret (HMAC-SHA256): a plain hash of a small delivery would let anyone
-    reading the warehouse find its withheld values again, by writing the file for each guessed
-    value until the hash matches. Without a key, the SHA-256 itself."""
-    return sha256 if key is None else hmac.new(key, sha256.encode("ascii"), hashlib.sha256).hexdigest()
 
 
 # A file already taken in is recognised by its file-system record instead of being read and
