@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from pipelines.ingest.expectations import SuiteResult, redact_values
 from pipelines.ingest.values import in_set
 from pipelines.study import load_contracts, load_study
+from pipelines.warehouse import has_table
 
 WITHHELD = "withheld (blinded build)"
 
@@ -65,11 +66,7 @@ def refuse_other_blinding(con: duckdb.DuckDBPyConnection, mode: BlindingMode, pu
     never writes into (nor publishes) a warehouse that holds the real arms, and an unblinded
     build never turns a blinded warehouse into an unblinded one. An unblinded warehouse is
     told by its ``audit.unblinding`` table (written by its first build)."""
-    tables = {
-        name for (name,) in con.execute(
-            "select table_name from duckdb_tables() where schema_name = 'audit' and table_name in ('delivery', 'unblinding')"
-        ).fetchall()
-    }
+    tables = {name for name in ("delivery", "unblinding") if has_table(con, "audit", name)}
     if mode.blinded and "unblinding" in tables:
         raise MixedBlinding(
             f"{published} was built unblinded (audit.unblinding records it): a blinded build never writes "

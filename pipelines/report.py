@@ -10,7 +10,7 @@ import polars as pl
 
 from pipelines.plots import deliveries_over_time, mean_by_visit
 from pipelines.study import load_study
-from pipelines.warehouse import query_sql, read_connection
+from pipelines.warehouse import has_table, query_sql, read_connection
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -36,7 +36,7 @@ def write_report(warehouse: Path, out: Path) -> Path:
         armcds = {r[0] for r in con.execute("select armcd from ref.arm").fetchall()}
         unblinding = (
             con.execute("select max(unblinded_at) from audit.unblinding").fetchone()[0]
-            if con.execute("select count(*) from duckdb_tables() where schema_name = 'audit' and table_name = 'unblinding'").fetchone()[0]
+            if has_table(con, "audit", "unblinding")
             else None
         )
     blinded = not armcds & set(study.armcds)

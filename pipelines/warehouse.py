@@ -239,9 +239,7 @@ def run_incremental_model(
     key = f"{layer}.{name}"
     sql = model_sql(layer, name)
     version = hashlib.sha256(sql.encode("utf-8")).hexdigest()
-    exists = con.execute(
-        "select count(*) from duckdb_tables() where schema_name = ? and table_name = ?", [layer, name]
-    ).fetchone()[0]
+    exists = has_table(con, layer, name)
     stale = con.execute(
         "select count(*) from audit.incremental_state where model = ? and model_sha256 <> ?", [key, version]
     ).fetchone()[0]
@@ -274,6 +272,16 @@ def run_incremental_model(
         raise
     apply_comments(con, layer, name)
     return con.execute(f"select count(*) from {key}").fetchone()[0]
+
+
+def has_table(con: duckdb.DuckDBPyConnection, schema: str, name: str, database: str | None = None) -> bool:
+    """Whether ``<schema>.<name>`` is a table of the connection's own database, or of the
+    attached ``database``."""
+    return con.execute(
+        "select count(*) > 0 from duckdb_tables() where database_name = coalesce(?, current_database()) "
+        "and schema_name = ? and table_name = ?",
+        [database, schema, name],
+    ).fetchone()[0]
 
 
 def query_sql(name: str) -> str:
@@ -352,10 +360,7 @@ def create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
 def _move_provenance_to_deliveries(con: duckdb.DuckDBPyConnection, family: str) -> None:
     """A warehouse built before raw.<family> became a view keeps its rows: the table becomes
     raw.<family>__rows without the columns that audit.delivery holds."""
-    old_table = con.execute(
-        "select count(*) from duckdb_tables() where schema_name = 'raw' and table_name = ?", [family]
-    ).fetchone()[0]
-    if old_table:
+    if has_table(con, "raw", family):
         con.execute(f"alter table raw.{family} rename to {family}__rows")
         for column in DELIVERY_PROVENANCE:
             con.execute(f"alter table raw.{family}__rows drop column {column}")

@@ -19,7 +19,14 @@ from pipelines.assets.models import STAGING_MODEL, run, upstream_models
 from pipelines.blinding import BlindingMode
 from pipelines.ingest.delivery import ingest_file
 from pipelines.study import load_contracts
-from pipelines.warehouse import create_raw_tables, load_reference_tables, read_digest_key, run_ddl, run_model
+from pipelines.warehouse import (
+    create_raw_tables,
+    has_table,
+    load_reference_tables,
+    read_digest_key,
+    run_ddl,
+    run_model,
+)
 
 # Reference tables copied from the published warehouse, by family being checked.
 REFERENCE_COPIES = {
@@ -98,8 +105,7 @@ def check_file(
             con.execute("attach '{}' as published (read_only)".format(str(warehouse).replace("'", "''")))
             # the deliveries already loaded: the same bytes again are a duplicate, as in a build
             con.execute("insert into audit.delivery select * from published.audit.delivery")
-            if con.execute("select count(*) from duckdb_tables() where database_name = 'published' "
-                           "and schema_name = 'audit' and table_name = 'landing_file'").fetchone()[0]:
+            if has_table(con, "audit", "landing_file", database="published"):
                 con.execute("insert into audit.landing_file select * from published.audit.landing_file")
             for table in copies:
                 schema = table.split(".")[0]
