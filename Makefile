@@ -4,8 +4,12 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
-export MIROCALS_LANDING ?= $(CURDIR)/landing
-export MIROCALS_WAREHOUSE ?= $(CURDIR)/warehouse/build/mirocals.duckdb
+# The demo's own folders. `make data` and `make demo` delete and write only these, whatever
+# MIROCALS_LANDING and MIROCALS_WAREHOUSE say: those may name the real landing zone and warehouse.
+DEMO_LANDING := $(CURDIR)/landing
+DEMO_WAREHOUSE := $(CURDIR)/warehouse/build/mirocals.duckdb
+export MIROCALS_LANDING ?= $(DEMO_LANDING)
+export MIROCALS_WAREHOUSE ?= $(DEMO_WAREHOUSE)
 SEED ?= 20170615
 SCALE ?= 1
 GENES ?= 20000
@@ -33,8 +37,8 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 data: install
-	rm -rf $(MIROCALS_LANDING)
-	$(BIN)/mirocals demo-data --out $(MIROCALS_LANDING) --seed $(SEED) --scale $(SCALE) --genes $(GENES)
+	rm -rf $(DEMO_LANDING)
+	$(BIN)/mirocals demo-data --out $(DEMO_LANDING) --seed $(SEED) --scale $(SCALE) --genes $(GENES)
 
 dagster-home:
 	mkdir -p $(DAGSTER_HOME)
@@ -44,9 +48,9 @@ build: install dagster-home
 	$(BIN)/mirocals build --landing $(MIROCALS_LANDING) --warehouse $(MIROCALS_WAREHOUSE)
 
 demo: data
-	rm -rf $(MIROCALS_WAREHOUSE) $(dir $(MIROCALS_WAREHOUSE)).work $(basename $(MIROCALS_WAREHOUSE))_data_docs
-	$(MAKE) --no-print-directory build
-	@$(BIN)/mirocals next-steps --warehouse $(MIROCALS_WAREHOUSE)
+	rm -rf $(DEMO_WAREHOUSE) $(dir $(DEMO_WAREHOUSE)).work $(basename $(DEMO_WAREHOUSE))_data_docs
+	$(MAKE) --no-print-directory build MIROCALS_LANDING=$(DEMO_LANDING) MIROCALS_WAREHOUSE=$(DEMO_WAREHOUSE)
+	@$(BIN)/mirocals next-steps --warehouse $(DEMO_WAREHOUSE)
 
 ui: install dagster-home
 	$(BIN)/dagster dev -m pipelines.definitions -h $(UI_HOST) -p $(UI_PORT)

@@ -220,6 +220,11 @@ def run_model(con: duckdb.DuckDBPyConnection, layer: str, name: str, *, view: bo
     are not counted: over the gene table that would read every row at every build)."""
     con.execute(f"create schema if not exists {layer}")
     kind = "view" if view else "table"
+    # a warehouse built when the model was materialised the other way
+    if view and has_table(con, layer, name):
+        con.execute(f"drop table {layer}.{name}")
+    if not view and has_view(con, layer, name):
+        con.execute(f"drop view {layer}.{name}")
     con.execute(f"create or replace {kind} {layer}.{name} as\n{model_sql(layer, name)}")
     apply_comments(con, layer, name)
     return None if view else con.execute(f"select count(*) from {layer}.{name}").fetchone()[0]
@@ -284,6 +289,15 @@ def has_table(con: duckdb.DuckDBPyConnection, schema: str, name: str, database: 
     ).fetchone()[0]
 
 
+def has_view(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    """Whether ``<schema>.<name>`` is a view of the connection's own database."""
+    return con.execute(
+        "select count(*) > 0 from duckdb_views() where database_name = current_database() "
+        "and schema_name = ? and view_name = ?",
+        [schema, name],
+    ).fetchone()[0]
+
+
 def query_sql(name: str) -> str:
     """A query from ``warehouse/queries/<name>.sql``."""
     return (WAREHOUSE_SQL_DIR.parent / "queries" / f"{name}.sql").read_text(encoding="utf-8")
@@ -314,9 +328,7 @@ def apply_comments(con: duckdb.DuckDBPyConnection, layer: str, name: str) -> Non
     doc = table_docs().get(f"{layer}.{name}")
     if doc is None:
         return
-    kind = "view" if con.execute(
-        "select count(*) from duckdb_views() where schema_name = ? and view_name = ?", [layer, name]
-    ).fetchone()[0] else "table"
+    kind = "view" if has_view(con, layer, name) else "table"
     con.execute(f"comment on {kind} {layer}.{name} is {_quote(doc['description'].strip())}")
     existing = {
         r[0]

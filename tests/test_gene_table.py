@@ -247,3 +247,29 @@ def test_every_gene_row_in_core_reaches_adgene_with_its_sample_visit(gene_landin
     arms = dict(built.rows("select usubjid, arm from core.subject where randomised"))
     assert arms and set(arms.values()) <= {"Masked arm A", "Masked arm B"}
     assert built.rows("select distinct USUBJID, TRTP from analysis.adgene order by 1") == sorted(arms.items())
+
+
+def test_a_model_materialised_the_other_way_in_an_earlier_warehouse_is_replaced(gene_landing, tmp_path):
+    """quarantine.rejected_rows and audit.correction became views; a warehouse built when they
+    were tables (and one where a table model was a view) is rebuilt with each model as it is now."""
+    warehouse = tmp_path / "wh" / "m.duckdb"
+    first = run_build(gene_landing, warehouse)
+    held = first.rows("select * from quarantine.rejected_rows order by all")
+    assert held, "the landing zone has held-back rows"
+    con = duckdb.connect(str(work_file(warehouse.resolve())))
+    con.execute("create table quarantine.rejected_rows_then as select * from quarantine.rejected_rows")
+    con.execute("drop view quarantine.rejected_rows")
+    con.execute("alter table quarantine.rejected_rows_then rename to rejected_rows")
+    con.execute("create view audit.reconciliation_then as select * from audit.reconciliation")
+    con.execute("drop table audit.reconciliation")
+    con.execute("alter view audit.reconciliation_then rename to reconciliation")
+    con.close()
+
+    second = run_build(gene_landing, warehouse)
+    kinds = dict(second.rows(
+        "select schema_name || '.' || table_name, 'table' from duckdb_tables() "
+        "union all select schema_name || '.' || view_name, 'view' from duckdb_views() where not internal"))
+    assert kinds["quarantine.rejected_rows"] == "view"
+    assert kinds["audit.correction"] == "view"
+    assert kinds["audit.reconciliation"] == "table"
+    assert second.rows("select * from quarantine.rejected_rows order by all") == held

@@ -33,12 +33,12 @@ versions as (
     from staging.stg_lab__transcript_summary where qc_rule is null
         and sample_id in (select sample_id from staging.stg_lab__transcript_summary where qc_rule is null and not is_current)
     union all
-    select 'transcript_gene', latest.sample_id || ' ' || latest.gene_id, delivery_id, gene.file_name, row_number,
-        to_json(struct_pack(gene.gene_symbol, gene.expression)), latest.is_latest
-    -- the gene table is large: its keys delivered more than once are listed in
-    -- int_transcript_gene__latest (valid rows only), and only their rows are read
+    select 'transcript_gene', latest.sample_id || ' ' || latest.gene_id, delivery_id, loaded.file_name, row_number,
+        to_json(struct_pack(latest.gene_symbol, latest.expression)), latest.is_latest
+    -- the gene table is large: its keys delivered more than once are listed, with their values,
+    -- in int_transcript_gene__latest (valid rows only), so it is not read here
     from staging.int_transcript_gene__latest as latest
-    join raw.transcript_gene as gene using (delivery_id, row_number)
+    join audit.delivery as loaded using (delivery_id)
     where (latest.sample_id, latest.gene_id) in (
             select sample_id, gene_id from staging.int_transcript_gene__latest where not is_latest)
         and (delivery_id, latest.sample_id) in (

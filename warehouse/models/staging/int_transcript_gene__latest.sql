@@ -1,5 +1,6 @@
--- For samples delivered in more than one gene-level delivery: each valid row, and whether it
--- is the newest valid value of its sample and gene (a later delivery corrects an earlier one).
+-- For samples delivered in more than one gene-level delivery: each valid row with its values, and
+-- whether it is the newest valid value of its sample and gene (a later delivery corrects an
+-- earlier one); audit.correction lists the values replaced from here, without the gene table.
 -- Rows of samples delivered once are not listed: they are the newest. Incremental: only the
 -- samples that the build's new deliveries carry are (re)computed, replacing their rows.
 with
@@ -13,7 +14,7 @@ shared_samples as (
 ),
 
 rows_of_shared as (
-    select delivery_id, row_number, upper(trim(sample_id)) as sample_id, gene_id
+    select delivery_id, row_number, upper(trim(sample_id)) as sample_id, gene_id, gene_symbol, expression
     from raw.transcript_gene
     where sample_id in (
         select delivered_sample_id from staging.int_transcript_gene__samples
@@ -31,6 +32,8 @@ select
     row_number,
     sample_id,
     gene_id,
+    gene_symbol,
+    expression,
     row_number() over (
         partition by sample_id, gene_id order by delivery_id desc, row_number desc
     ) = 1 as is_latest

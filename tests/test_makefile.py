@@ -1,0 +1,37 @@
+"""The Makefile's demo targets write only the demo's own folders.
+
+MIROCALS_LANDING and MIROCALS_WAREHOUSE name the real landing zone and warehouse on a machine
+set up for the trial (.env.example); `make demo` deletes and regenerates its folders, so it must
+never follow them. `make -n` prints what each target would run without running it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def _dry_run(target: str, real: Path) -> str:
+    env = {**os.environ, "MIROCALS_LANDING": str(real / "landing"),
+           "MIROCALS_WAREHOUSE": str(real / "warehouse" / "mirocals.duckdb")}
+    return subprocess.run(["make", "-n", "--no-print-directory", target], cwd=PROJECT, env=env,
+                          capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+def test_make_demo_deletes_and_writes_only_the_demo_folders_whatever_the_environment_names(tmp_path):
+    real = tmp_path / "secure"
+    commands = _dry_run("demo", real)
+    assert str(real) not in commands
+    assert f"rm -rf {PROJECT / 'landing'}\n" in commands
+    assert f"--out {PROJECT / 'landing'} " in commands
+    assert f"--warehouse {PROJECT / 'warehouse' / 'build' / 'mirocals.duckdb'}" in commands
+
+
+def test_make_build_takes_in_the_landing_zone_the_environment_names(tmp_path):
+    real = tmp_path / "secure"
+    commands = _dry_run("build", real)
+    assert f"--landing {real / 'landing'} --warehouse {real / 'warehouse' / 'mirocals.duckdb'}" in commands
+    assert "rm -rf" not in commands
