@@ -80,6 +80,23 @@ def _arm_values(arm: str | Sequence[str], column: str) -> list[str]:
     return [by_code.get(a, a) for a in wanted]
 
 
+def refuse_arms_not_held(con, arm: str | Sequence[str] | None) -> None:
+    """An arm of the study that this warehouse does not hold is refused, not answered with an
+    empty table: the real arms asked of a blinded warehouse (its arms are masked), or the masked
+    arms of an unblinded one. Its arms are in ``ref.arm``."""
+    if arm is None:
+        return
+    held = dict(con.execute("select armcd, arm from ref.arm order by armcd").fetchall())
+    missing = [a for a in _as_list(arm) if a not in held and a not in held.values()]
+    if missing:
+        masked = {a["armcd"] for a in load_study().raw["blinding"]["masked_arms"]}
+        kind = "blinded: its arms are masked" if set(held) <= masked else "unblinded"
+        raise ValueError(
+            f"This warehouse holds no arm {', '.join(map(repr, missing))}; it is {kind}, and its arms are "
+            + ", ".join(f"{code} ({label})" for code, label in held.items())
+        )
+
+
 def build_query(
     table: str,
     params: str | Sequence[str] | None = None,
@@ -121,5 +138,6 @@ def load(
     """A published table as a Polars DataFrame (or pandas with ``pandas=True``), filtered in DuckDB."""
     sql, values = build_query(table, params, visits, arm, columns)
     with read_connection(get_settings(warehouse=warehouse).warehouse, sandboxed=True) as con:
+        refuse_arms_not_held(con, arm)
         frame: pl.DataFrame = con.sql(sql, params=values).pl()
     return frame.to_pandas() if pandas else frame

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipelines.api import build_query, resolve_table
+import pandas as pd
+
+from pipelines.api import build_query, refuse_arms_not_held, resolve_table
 from pipelines.warehouse import read_connection, table_docs
 
 FORMATS = ("parquet", "csv", "xpt")
@@ -38,12 +40,15 @@ def export_table(warehouse: Path, table: str, fmt: str, out: Path, **filters) ->
     sql, values = build_query(key, **filters)
     out.parent.mkdir(parents=True, exist_ok=True)
     with read_connection(warehouse) as con:
+        refuse_arms_not_held(con, filters.get("arm"))
         rows = con.execute(f"select count(*) from ({sql})", values).fetchone()[0]
         if fmt in ("parquet", "csv"):
             option = "format parquet, compression zstd" if fmt == "parquet" else "format csv, header true"
             con.execute(f"copy ({sql}) to '{_sql_path(out)}' ({option})", values)
         else:
-            write_xpt(con.execute(sql, values).df(), key, out)
+            result = con.execute(sql, values)
+            dates = [name for name, kind, *_ in result.description if str(kind) == "DATE"]
+            write_xpt(result.df(), key, out, dates=dates)
     return rows
 
 
@@ -72,9 +77,14 @@ def _sql_path(path: Path) -> str:
     return str(path.resolve()).replace("'", "''")
 
 
-def write_xpt(frame, key: str, out: Path) -> None:
+def write_xpt(frame, key: str, out: Path, dates: list[str] = ()) -> None:
+    """Write ``frame`` as SAS transport v5. ``dates`` are DATE columns: written as SAS dates (days
+    since 1960 with a date format, as ADaM's *DT variables are), not as datetimes."""
     import pyreadstat
 
+    for column in dates:
+        # pandas holds them as datetime64; pyreadstat writes datetime.date values as SAS dates
+        frame[column] = [None if value is pd.NaT or value is None else value.date() for value in frame[column]]
     names = xpt_names(list(frame.columns))
     docs = table_docs()[key].get("columns", {})
     labels = [str(docs.get(c, c))[:XPT_LABEL_LENGTH] for c in frame.columns]

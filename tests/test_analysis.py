@@ -1,5 +1,6 @@
 """Analysis tables on a generated trial: the effects as generated, and traceability."""
 
+import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -126,6 +127,10 @@ def test_load_filters_by_masked_arm_in_a_blinded_warehouse(trial, table):
         assert frame.height == expected and set(frame[column]) == {wanted}
     with pytest.raises(ValueError, match="Unknown arm 'C'"):
         load(table, arm="C", warehouse=built.warehouse)
+    # a real arm of the study, asked of a blinded warehouse: refused, not an empty table
+    with pytest.raises(ValueError, match=r"holds no arm 'IL2'; it is blinded: its arms are masked, and its "
+                                         r"arms are A \(Masked arm A\), B \(Masked arm B\)"):
+        load(table, arm=["A", "IL2"], warehouse=built.warehouse)
 
 
 def test_xpt_export_refuses_text_longer_than_sas_transport_holds(tmp_path):
@@ -155,6 +160,13 @@ def test_export_writes_every_row(trial, tmp_path, fmt):
         frame = pl.from_pandas(data)
         assert all(len(name) <= 8 for name in frame.columns)
         assert "Analysis value" in " ".join(meta.column_labels)
+        # ADaM dates are SAS dates (days since 1960 with a date format), not datetimes
+        assert meta.original_variable_types["ADT"] == "DATE"
+        delivered = {d for (d,) in built.rows("select distinct ADT from analysis.adbm where PARAMCD = 'NFLS'")}
+        assert set(data["ADT"].dropna()) == delivered - {None}
+        raw, _ = pyreadstat.read_xport(str(out), disable_datetime_conversion=True)
+        first = min(delivered - {None})
+        assert raw["ADT"].min() == (first - datetime.date(1960, 1, 1)).days
     assert frame.height == expected
 
 
