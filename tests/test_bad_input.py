@@ -37,6 +37,7 @@ from pipelines.study import load_contracts
 from pipelines.warehouse import digest_key_file, work_file
 from tests.conftest import Built
 from tests.stored_text import columns_containing, warehouse_text
+from tests.conftest import run_build
 from tests.landing import IL2, PBO, RANDOMISED, RUNIN_ONLY, nf, sample, subject, treg, write_delivery
 
 DEAD = "MIROCALS-FR02-0001"       # died on study day 100
@@ -1001,3 +1002,21 @@ def test_files_outside_every_family_folder_are_listed_not_taken_in(bad):
     assert bad.scalar("select count(*) from audit.delivery where file_name in (select unnest(?::varchar[]))",
                       [UNRECOGNISED]) == 0
     assert "quarantine/unrecognised_files:every_file_in_a_family_folder" in bad.result.failed_checks
+
+
+def test_a_32_bit_float_is_stored_as_the_decimal_it_holds(tmp_path):
+    """A float32 column holds 668.1 as 668.0999755859375: stored as that, the value would differ
+    from the same result delivered later as float64, and read as a correction."""
+    landing = tmp_path / "landing"
+    write_reference(landing, MANIFEST)
+    first = write_delivery(landing, "treg", "treg_batch01.parquet", [_treg("SWB01", cd4=668.1), _treg("SWB03", cd4=0.1)])
+    _replace_column(first, "cd4_count", pq.read_table(first)["cd4_count"].cast(pa.float32()))
+    assert pq.read_table(first).schema.field("cd4_count").type == pa.float32()
+    built = run_build(landing, tmp_path / "wh" / "m.duckdb")
+    assert sorted(built.rows("select sample_id, cd4_count from raw.treg")) == [("SWB01", 668.1), ("SWB03", 0.1)]
+
+    write_delivery(landing, "treg", "treg_batch02.parquet", [_treg("SWB01", cd4=668.1)])
+    again = run_build(landing, tmp_path / "wh" / "m.duckdb")
+    # the same result again: the correction shows the same value before and after
+    assert again.rows("select record_key, superseded_values->>'cd4_count', replacing_values->>'cd4_count' "
+                      "from audit.correction where family = 'treg'") == [("SWB01", "668.1", "668.1")]
