@@ -185,7 +185,8 @@ def check(
 ) -> None:
     """Give the verdicts a build would give one file, without loading anything.
 
-    Exits 1 when the file would be refused, 0 otherwise (held-back rows are listed).
+    Exits 1 when the file would be refused, was taken in already, or not one of its rows would
+    load (held-back rows are listed); 2 when its family cannot be told (give --family); else 0.
     """
     from pipelines.ingest.check import UnknownFamily, check_file
 
@@ -214,6 +215,9 @@ def check(
         console.print(table)
         if len(held) > rows:
             console.print(f"... and {len(held) - rows} more (--rows N to list them).")
+    if verdict.rows == len(held):
+        console.print("[red]Not one row would load.[/red]")
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -681,6 +681,24 @@ def test_check_refuses_what_the_build_refuses(bad, wide_cli, file_name):
     assert (sha256(bad.warehouse), sha256(work_file(bad.warehouse))) == before
 
 
+def test_check_says_what_the_build_did_with_a_landing_file_it_took_in(bad, wide_cli):
+    file_name = "labs/treg/treg_batch96_time_of_day.parquet"
+    delivery, reason = bad.rows("select delivery_id, reason from audit.delivery where file_name = ?", [file_name])[0]
+    result = _check(wide_cli, bad.landing / file_name, bad.warehouse, "--landing", str(bad.landing))
+    assert result.exit_code == 1, result.output
+    assert (f"{file_name} was taken in already as delivery {delivery}, which was refused: {reason}. A build skips it"
+            in " ".join(result.output.split()))
+
+
+def test_check_exits_1_when_not_one_row_would_load(bad, wide_cli, tmp_path):
+    unknown = write_delivery(tmp_path, "treg", "treg_batch90.parquet", [_treg("SWB404"), _treg("SWB405")])
+    result = _check(wide_cli, unknown, bad.warehouse)
+    assert result.exit_code == 1, result.output
+    assert "2 rows, 0 would load, 2 would be held back" in result.output
+    assert "sample SWB404 is not in the biobank manifest" in result.output
+    assert "Not one row would load." in result.output
+
+
 def test_check_refuses_the_bytes_of_a_delivery_already_loaded(bad, wide_cli, tmp_path):
     copy = tmp_path / "labs" / "treg" / "treg_batch01_sent_again.parquet"
     copy.parent.mkdir(parents=True)

@@ -123,10 +123,15 @@ def check_file(
                               checking_outside_the_zone=not inside, digest_key=key)
         if outcome is None:
             name = path.resolve().relative_to(root).as_posix()
-            taken = con.execute("select max(delivery_id) from audit.delivery where file_name = ?", [name]).fetchone()[0]
+            taken, status, reason = con.execute(
+                "select delivery_id, status, reason from audit.delivery where file_name = ? "
+                "order by delivery_id desc limit 1", [name]).fetchone()
+            verdict = {"accepted": "which loaded", "rejected": f"which was refused: {reason}",
+                       "duplicate": f"which was a duplicate: {reason}"}.get(status, status)
             return FileVerdict(
                 file=str(path), family=family, status="duplicate", rows=pq.read_metadata(path).num_rows,
-                reason=f"{name} was taken in already (delivery {taken}); a build skips it, nothing new would load.",
+                reason=f"{name} was taken in already as delivery {taken}, {verdict}. A build skips it: nothing new "
+                       "would load.",
             )
         verdict = FileVerdict(
             file=str(path), family=family, status=outcome.status, rows=outcome.rows_delivered,
