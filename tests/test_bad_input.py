@@ -690,6 +690,22 @@ def test_check_says_what_the_build_did_with_a_landing_file_it_took_in(bad, wide_
             in " ".join(result.output.split()))
 
 
+def test_check_tells_the_family_of_an_unreadable_file_from_its_name(bad, wide_cli, tmp_path):
+    whole = (bad.landing / TREG_FILE).read_bytes()
+    truncated = tmp_path / "outbox" / "treg_batch09.parquet"  # not in a family's folder
+    truncated.parent.mkdir()
+    truncated.write_bytes(whole[: len(whole) // 2])
+    result = _check(wide_cli, truncated, bad.warehouse)
+    assert result.exit_code == 1, result.output
+    assert "REFUSED (treg) treg_batch09.parquet: not a readable Parquet file" in result.output
+    nameless = tmp_path / "outbox" / "results.parquet"
+    nameless.write_bytes(whole[: len(whole) // 2])
+    result = _check(wide_cli, nameless, bad.warehouse)
+    assert result.exit_code == 2, result.output
+    assert "cannot tell which delivery family this file belongs to" in result.output
+    assert "It cannot be read as Parquet" in result.output and "Give --family" in result.output
+
+
 def test_check_exits_1_when_not_one_row_would_load(bad, wide_cli, tmp_path):
     unknown = write_delivery(tmp_path, "treg", "treg_batch90.parquet", [_treg("SWB404"), _treg("SWB405")])
     result = _check(wide_cli, unknown, bad.warehouse)

@@ -65,22 +65,29 @@ class FileVerdict:
 
 
 def infer_family(path: Path) -> str:
-    """The family whose folder the file sits in, else the one whose required columns it has."""
+    """The family whose folder the file sits in, else the one whose required columns it has,
+    else the one whose folder's name starts the file's name (treg_batch09.parquet)."""
     contracts = load_contracts()
     posix = path.resolve().as_posix()
     for contract in contracts.families.values():
         if f"/{contract.folder}/" in posix:
             return contract.family
+    unreadable = ""
     try:
         names = {n.strip().lower() for n in pq.read_schema(path).names}
-    except Exception:
-        names = set()
+    except Exception as error:  # whatever stops the reading: the file is judged by its name
+        names, unreadable = set(), f" It cannot be read as Parquet ({error})."
     matches = [c.family for c in contracts.families_with_columns(names)]
     if len(matches) == 1:
         return matches[0]
+    stem = path.name.lower()
+    named = [c.family for c in contracts.families.values()
+             if stem.startswith(c.folder.rsplit("/", 1)[-1].lower() + "_")]
+    if len(named) == 1:
+        return named[0]
     raise UnknownFamily(
-        f"{path}: cannot tell which delivery family this file belongs to; give --family "
-        f"({', '.join(contracts.families)})."
+        f"{path}: cannot tell which delivery family this file belongs to from its folder, columns or name;"
+        f"{unreadable} Give --family ({', '.join(contracts.families)})."
     )
 
 
