@@ -8,6 +8,9 @@ import os
 import re
 import shutil
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -395,6 +398,12 @@ def small_trial(tmp_path_factory):
     return landing, next(landing.rglob("randomisation_list.parquet"))
 
 
+def _cli_build(landing: Path, warehouse: Path, *extra: str) -> subprocess.CompletedProcess:
+    command = [str(Path(sys.executable).with_name("mirocals")), "build", "--landing", str(landing),
+               "--warehouse", str(warehouse), *extra]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "400"})
+
+
 def test_a_blinded_build_refuses_an_unblinded_warehouse(small_trial, tmp_path):
     landing, listed = small_trial
     unblinded = run_build(landing, tmp_path / "mirocals_unblinded.duckdb", listed)
@@ -404,6 +413,17 @@ def test_a_blinded_build_refuses_an_unblinded_warehouse(small_trial, tmp_path):
     assert any("was built unblinded (audit.unblinding records it)" in e for e in result.errors), result.errors
     assert unblinded.warehouse.read_bytes() == before
     assert sorted(unblinded.rows("select armcd from core.subject where randomised")) == [("IL2",), ("PBO",)]
+    # from the command line: the reason and that the build failed, without Dagster's traceback
+    # nor a summary of the warehouse it refused to build
+    cli = _cli_build(landing, unblinded.warehouse)
+    output = cli.stdout + cli.stderr
+    assert cli.returncode == 1, output
+    assert "was built unblinded (audit.unblinding records it)" in output
+    assert "Build failed" in output and "the published warehouse was not changed" in output
+    assert "Traceback" not in output and "STEP_FAILURE" not in output and "rows delivered" not in output
+    verbose = _cli_build(landing, unblinded.warehouse, "--verbose")
+    assert verbose.returncode == 1 and "STEP_FAILURE" in verbose.stdout + verbose.stderr
+    assert unblinded.warehouse.read_bytes() == before
 
 
 def test_an_unblinded_build_refuses_a_blinded_warehouse(small_trial, tmp_path):
