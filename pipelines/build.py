@@ -104,6 +104,7 @@ def _report_new(instance: dg.DagsterInstance, run_id: str, seen: int, on_step: P
 
 
 def summarise(warehouse: Path) -> list[tuple]:
-    """Rows delivered, loaded and quarantined per family, from ``audit.reconciliation``."""
+    """Per family: deliveries, rows delivered, loaded and held back, refused and duplicate files,
+    balanced (``warehouse/queries/reconciliation_by_family.sql``)."""
     with read_connection(warehouse) as con:
         return con.execute(query_sql("reconciliation_by_family")).fetchall()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -124,12 +125,26 @@ def _run_build(landing: Path, warehouse: Path, randomisation_file: Path | None =
                      else "no warehouse was published")
         err.print(f"[red]Build failed[/red] (run {result.run_id}); {published}. `--verbose` shows Dagster's log.")
         raise typer.Exit(1)
-    table = Table(title=f"Warehouse {settings.warehouse}")
-    for column in ("family", "deliveries", "rows delivered", "rows loaded", "rows quarantined", "files refused", "balanced"):
-        table.add_column(column, justify="left" if column == "family" else "right")
-    for family, deliveries, delivered, loaded, quarantined, refused, balanced in summarise(settings.warehouse):
-        table.add_row(family, str(deliveries), f"{delivered:,}", f"{loaded:,}", f"{quarantined:,}", str(refused), "yes" if balanced else "[red]NO[/red]")
+    # narrow enough for an 80-column terminal or CI log: no value is cut short
+    table = Table(title=f"Warehouse {settings.warehouse}", box=box.SIMPLE_HEAD, padding=0, pad_edge=False)
+    rows = summarise(settings.warehouse)
+    table.add_column("family", no_wrap=True, min_width=max((len(r[0]) for r in rows), default=6))
+    for column in ("files", "delivered", "loaded", "held back", "refused", "duplicates"):
+        table.add_column(column, justify="right", overflow="fold")
+    unbalanced = []
+    for family, deliveries, delivered, loaded, quarantined, refused, duplicates, balanced in rows:
+        table.add_row(family, str(deliveries), f"{delivered:,}", f"{loaded:,}", f"{quarantined:,}", str(refused),
+                      str(duplicates))
+        if not balanced:
+            unbalanced.append(family)
     console.print(table)
+    console.print("Rows delivered, loaded and held back (the rows in quarantine.rejected_rows); files refused and "
+                  "duplicate files. Delivered also counts the rows of refused and duplicate files, which are not "
+                  "loaded (audit.reconciliation has one row per file).")
+    if unbalanced:
+        console.print(f"[red]NOT BALANCED[/red] (rows delivered <> loaded + held back): {', '.join(unbalanced)}")
+    else:
+        console.print("Every delivery balances: its rows delivered are loaded or held back.")
     for check in result.failed_checks:
         console.print(f"[yellow]check failed:[/yellow] {escape(check)}")
 
@@ -283,7 +298,7 @@ def next_steps(warehouse: WarehouseOption = None) -> None:
 [bold green]The MIROCALS warehouse is built:[/bold green] {settings.warehouse}
 
 Next:
-  .venv/bin/mirocals sql "select armcd, count(*) from core.subject group by all"
+  .venv/bin/mirocals sql "select armcd, count(*) from core.subject where randomised group by all"
   .venv/bin/mirocals sql "select * from audit.reconciliation" --format csv
   .venv/bin/duckdb -readonly {settings.warehouse}        (the DuckDB shell, read-only)
   make ui                                                (Dagster UI and daemon on http://127.0.0.1:3000)

@@ -1054,3 +1054,25 @@ def test_a_32_bit_float_is_stored_as_the_decimal_it_holds(tmp_path):
     # the same result again: the correction shows the same value before and after
     assert again.rows("select record_key, superseded_values->>'cd4_count', replacing_values->>'cd4_count' "
                       "from audit.correction where family = 'treg'") == [("SWB01", "668.1", "668.1")]
+
+
+def test_the_build_summary_counts_held_back_rows_refused_files_and_duplicates_apart(tmp_path):
+    from pipelines.build import summarise
+
+    landing = tmp_path / "landing"
+    write_reference(landing, MANIFEST)
+    first = write_delivery(landing, "treg", "treg_batch01.parquet", [_treg("SWB01"), _treg("SWB404")])
+    (first.parent / "treg_batch01_sent_twice.parquet").write_bytes(first.read_bytes())
+    refused = write_delivery(landing, "treg", "treg_batch02.parquet", [_treg("SWB03"), _treg("SWB01")])
+    _replace_column(refused, "cd4_count", pa.array([True, False]))
+    built = run_build(landing, tmp_path / "wh" / "m.duckdb")
+
+    summary = {family: rest for family, *rest in summarise(built.warehouse)}
+    assert summary["treg"] == [3, 6, 1, 1, 1, 1, True]  # files, delivered, loaded, held back, refused, duplicates
+    for family, (files, _, loaded, held, refused, duplicates, _) in summary.items():
+        assert files == built.scalar("select count(*) from audit.delivery where family = ?", [family])
+        assert held == built.scalar("select count(*) from quarantine.rejected_rows where family = ?", [family])
+        assert refused == built.scalar(
+            "select count(*) from audit.delivery where family = ? and status = 'rejected'", [family])
+        assert duplicates == built.scalar(
+            "select count(*) from audit.delivery where family = ? and status = 'duplicate'", [family])
