@@ -208,12 +208,19 @@ def derive_var_base(df: pl.DataFrame, by_vars: Sequence[str] = BY_SUBJECT_PARAM)
     )
 
 
+# Results are reported to far fewer than 6 decimals (neurofilament results are stored rounded to 6),
+# so rounding a difference to 6 drops only the subtraction's float noise (42.3 - 0.2 is
+# 42.099999999999994), which breaks analysts' equality tests.
+VALUE_DECIMALS = 6
+
+
 def derive_var_chg(df: pl.DataFrame, baseline_day: int = 1) -> pl.DataFrame:
     """Add CHG = AVAL - BASE for post-baseline records (ADY > baseline_day), null otherwise."""
     assert_columns(df, ["AVAL", "BASE", "ADY"], "derive_var_chg")
     return df.with_columns(
         pl.when(_post_baseline(baseline_day)).then(pl.col("AVAL") - pl.col("BASE")).otherwise(None)
         .cast(pl.Float64)
+        .round(VALUE_DECIMALS)
         .alias("CHG")
     )
 
