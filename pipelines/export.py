@@ -32,6 +32,21 @@ def xpt_names(columns: list[str]) -> dict[str, str]:
     return names
 
 
+def xpt_label(text: str) -> str:
+    """``text`` as a SAS label of at most 40 bytes: whole words, without an unclosed bracket."""
+    if len(text.encode("utf-8")) <= XPT_LABEL_LENGTH:
+        return text
+    label = ""
+    for word in text.split(" "):
+        longer = f"{label} {word}" if label else word
+        if len(longer.encode("utf-8")) > XPT_LABEL_LENGTH:
+            break
+        label = longer
+    if label.count("(") > label.count(")"):
+        label = label[: label.rfind("(")]
+    return label.rstrip(" ,;:-") or text.encode("utf-8")[:XPT_LABEL_LENGTH].decode("utf-8", "ignore")
+
+
 def export_table(warehouse: Path, table: str, fmt: str, out: Path, **filters) -> int:
     """Write a published table (optionally filtered) to ``out``; returns the row count."""
     if fmt not in FORMATS:
@@ -87,7 +102,7 @@ def write_xpt(frame, key: str, out: Path, dates: list[str] = ()) -> None:
         frame[column] = [None if value is pd.NaT or value is None else value.date() for value in frame[column]]
     names = xpt_names(list(frame.columns))
     docs = table_docs()[key].get("columns", {})
-    labels = [str(docs.get(c, c))[:XPT_LABEL_LENGTH] for c in frame.columns]
+    labels = [xpt_label(str(docs.get(c, c))) for c in frame.columns]
     frame = frame.rename(columns=names)
     for column in frame.columns:
         if str(frame[column].dtype) in ("boolean", "bool"):

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from pipelines.api import load, resolve_table
 from pipelines.cli import app
 from pipelines.dictionary import render_markdown
-from pipelines.export import write_xpt
+from pipelines.export import write_xpt, xpt_label
 from pipelines.study import PROJECT_ROOT, load_study
 
 
@@ -131,6 +131,17 @@ def test_load_filters_by_masked_arm_in_a_blinded_warehouse(trial, table):
     with pytest.raises(ValueError, match=r"holds no arm 'IL2'; it is blinded: its arms are masked, and its "
                                          r"arms are A \(Masked arm A\), B \(Masked arm B\)"):
         load(table, arm=["A", "IL2"], warehouse=built.warehouse)
+
+
+@pytest.mark.parametrize(("text", "label"), [
+    ("Actual treatment for period 1 (as planned in the randomisation list)", "Actual treatment for period 1"),
+    ("Treg count, cells/\u00b5L, as reported by the laboratory", "Treg count, cells/\u00b5L, as reported by"),
+    ("Analysis value", "Analysis value"),
+    ("x" * 60, "x" * 40),
+])
+def test_xpt_labels_are_cut_after_a_whole_word_within_40_bytes(text, label):
+    assert xpt_label(text) == label
+    assert len(label.encode("utf-8")) <= 40
 
 
 def test_xpt_export_refuses_text_longer_than_sas_transport_holds(tmp_path):
