@@ -164,7 +164,8 @@ def _sample_fault(sample_id: str) -> Row:
 TREG_ROWS: list[Row] = [
     Row(_treg("SWB01")),                                                                        # 1
     Row(_treg("SWB01"), "duplicate_row", None, "exact copy of row 1 of this delivery"),          # 2
-    Row(_treg("SWB04", cd4=-650.0, treg_count=30.0), "cd4_count_in_range", "cd4_count", "(delivered: -650.0)"),
+    Row(_treg("SWB04", cd4=-650.0, treg_count=30.0), "cd4_count_in_range", "cd4_count",
+        "cd4_count must lie in the plausible range (cells/uL): 1 to 5000 (delivered: -650.0)"),
     Row(_treg("SWB05", pct=0.0, treg_count=0.5), "treg_pct_cd4_in_range", "treg_pct_cd4",
         "treg_pct_cd4 must lie in the plausible range"),                                       # 4 zero
     Row(_treg("SWB06", cd4=math.nan, treg_count=40.0), "cd4_count_present", "cd4_count",
@@ -258,7 +259,7 @@ TG_ROWS: list[Row] = [
     Row(_gene("SRN01", "ENSG00000198851", "CD3E", 7.25)),
     Row(_gene("SRN01", "ENSG00000111640", "GAPDH", 11.5)),
     Row(_gene("SRN01", "ENSG00000010610", "CD4", 99.0), "expression_in_range", "expression",
-        "expression must lie in the plausible range"),
+        "expression must lie in the plausible range (log2 CPM): -10 to 25"),
     Row(_gene("SRN01", "ENSG123", "CD8A", 3.1), "gene_id_format", "gene_id", "(delivered: ENSG123)"),
     Row(_gene("SRN01", "ENSG00000153563", "CD8A", math.nan), "expression_present", "expression",
         "expression must be present"),

@@ -251,12 +251,13 @@ def _validate_distinct_values(
         for item in result.results:
             _raise_if_not_evaluated(suite, item)
             meta = item.expectation_config.meta
+            description = _described(meta, _stored_kwargs(expectations, meta), parameters)
             detail = item.result or {}
             first_rows = [int(r) for r in detail.get("unexpected_index_list") or []]
             bad_codes = [code_of_first_row[r] for r in first_rows]
             values = detail.get("unexpected_list") or []
             reasons = {
-                code: f"{meta['description']} (delivered: {_printable(value)})"
+                code: f"{description} (delivered: {_printable(value)})"
                 for code, value in zip(bad_codes, _delivered_values(frame, column, first_rows), strict=True)
             }
             failing = np.nonzero(np.isin(codes, bad_codes))[0]
@@ -272,7 +273,7 @@ def _validate_distinct_values(
                 success=bool(item.success),
                 element_count=table.num_rows,
                 unexpected_count=int(rows_per_code[bad_codes].sum()) if bad_codes else 0,
-                description=meta["description"],
+                description=description,
                 examples=_printable(list(values[:EXAMPLES_PER_EXPECTATION])),
             )
     failures.sort(key=lambda f: f.row_number)
@@ -312,6 +313,27 @@ def _merge(suite: str, results: list[SuiteResult]) -> SuiteResult:
     )
 
 
+def _stored_kwargs(expectations: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of the suite file's expectation with this rule, parameters unresolved."""
+    return next(e["kwargs"] for e in expectations if e["meta"]["rule"] == meta["rule"])
+
+
+def _described(meta: dict[str, Any], kwargs: dict[str, Any], parameters: dict[str, Any]) -> str:
+    """An expectation's description, with the bounds it holds a value to where it has them:
+    'cd4_count must lie in the plausible range (cells/uL): 0 to 5000'."""
+
+    def bound(value: Any) -> Any:
+        value = parameters.get(value["$PARAMETER"]) if isinstance(value, dict) and "$PARAMETER" in value else value
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+
+    low, high = bound(kwargs.get("min_value")), bound(kwargs.get("max_value"))
+    if low is None and high is None:
+        return meta["description"]
+    bounds = f"{low} to {high}" if low is not None and high is not None else (
+        f"at least {low}" if low is not None else f"at most {high}")
+    return f"{meta['description']}: {bounds}"
+
+
 def _raise_if_not_evaluated(suite: str, item: Any) -> None:
     if item.exception_info and item.exception_info.get("raised_exception"):
         raise RuntimeError(
@@ -322,17 +344,20 @@ def _raise_if_not_evaluated(suite: str, item: Any) -> None:
 
 def run_suite(suite: str, frame: pd.DataFrame, parameters: dict[str, Any] | None = None) -> SuiteResult:
     """Validate ``frame`` (index = 1-based row number in the delivered file) with a suite."""
+    parameters = parameters or suite_parameters()
     result = _validation_definition(suite).run(
         batch_parameters={"dataframe": frame},
-        expectation_parameters=parameters or suite_parameters(),
+        expectation_parameters=parameters,
         result_format={"result_format": "COMPLETE"},
     )
     outcomes: list[ExpectationOutcome] = []
     failures: list[RowFailure] = []
+    stored = load_suite_json(suite)["expectations"]
     for item in result.results:
         _raise_if_not_evaluated(suite, item)
         config = item.expectation_config
         meta = config.meta or {}
+        description = _described(meta, _stored_kwargs(stored, meta), parameters)
         column = _columns_of(config.kwargs)
         detail = item.result or {}
         index_list = [int(r if not isinstance(r, dict) else next(iter(r.values())))
@@ -346,7 +371,7 @@ def run_suite(suite: str, frame: pd.DataFrame, parameters: dict[str, Any] | None
                     row_number=row_number,
                     rule=meta["rule"],
                     column=column,
-                    reason=f"{meta['description']} (delivered: {_printable(value)})",
+                    reason=f"{description} (delivered: {_printable(value)})",
                 )
             )
         outcomes.append(
@@ -357,7 +382,7 @@ def run_suite(suite: str, frame: pd.DataFrame, parameters: dict[str, Any] | None
                 success=bool(item.success),
                 element_count=int(detail.get("element_count") or len(frame)),
                 unexpected_count=int(detail.get("unexpected_count") or 0),
-                description=meta["description"],
+                description=description,
                 examples=_printable(list(values[:EXAMPLES_PER_EXPECTATION])),
             )
         )
