@@ -14,6 +14,7 @@ FORMATS = ("parquet", "csv", "xpt")
 XPT_NAME_LENGTH = 8
 XPT_LABEL_LENGTH = 40
 XPT_TEXT_BYTES = 200  # SAS transport v5 holds at most 200 bytes per character value
+SAS_EPOCH = pd.Timestamp("1960-01-01")
 
 
 def xpt_names(columns: list[str]) -> dict[str, str]:
@@ -98,8 +99,9 @@ def write_xpt(frame, key: str, out: Path, dates: list[str] = ()) -> None:
     import pyreadstat
 
     for column in dates:
-        # pandas holds them as datetime64; pyreadstat writes datetime.date values as SAS dates
-        frame[column] = [None if value is pd.NaT or value is None else value.date() for value in frame[column]]
+        # pandas holds them as datetime64: written as SAS dates, days since 1960-01-01 with a date
+        # format, which stays numeric also when every value is empty
+        frame[column] = (frame[column] - SAS_EPOCH).dt.days.astype("float64")
     names = xpt_names(list(frame.columns))
     docs = table_docs()[key].get("columns", {})
     labels = [xpt_label(str(docs.get(c, c))) for c in frame.columns]
@@ -122,5 +124,6 @@ def write_xpt(frame, key: str, out: Path, dates: list[str] = ()) -> None:
         )
     pyreadstat.write_xport(
         frame, str(out), file_label=key[:XPT_LABEL_LENGTH], column_labels=labels,
+        variable_format={names[c]: "DATE9" for c in dates},
         table_name=key.split(".")[1].upper()[:XPT_NAME_LENGTH], file_format_version=5,
     )

@@ -1,6 +1,7 @@
 """Analysis tables on a generated trial: the effects as generated, and traceability."""
 
 import datetime
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -144,6 +145,17 @@ def test_xpt_labels_are_cut_after_a_whole_word_within_40_bytes(text, label):
     assert len(label.encode("utf-8")) <= 40
 
 
+def test_xpt_dates_stay_numeric_sas_dates_when_every_value_is_empty(tmp_path):
+    frame = pd.DataFrame({"USUBJID": ["S1", "S2"], "DTHDT": pd.to_datetime([None, None]),
+                          "ADT": pd.to_datetime(["2019-03-01", None])})
+    write_xpt(frame, "analysis.adsl", tmp_path / "adsl.xpt", dates=["DTHDT", "ADT"])
+    data, meta = pyreadstat.read_xport(str(tmp_path / "adsl.xpt"), disable_datetime_conversion=True)
+    assert meta.original_variable_types["DTHDT"] == "DATE9" and meta.original_variable_types["ADT"] == "DATE9"
+    assert meta.readstat_variable_types["DTHDT"] == "double"
+    assert data["DTHDT"].isna().all()
+    assert data["ADT"][0] == (datetime.date(2019, 3, 1) - datetime.date(1960, 1, 1)).days and math.isnan(data["ADT"][1])
+
+
 def test_xpt_export_refuses_text_longer_than_sas_transport_holds(tmp_path):
     frame = pd.DataFrame({"family": ["treg", "treg"], "superseded_values": ["x" * 120, "\u00e9" * 101]})
     with pytest.raises(ValueError, match="superseded_values holds up to 202") as refused:
@@ -172,7 +184,7 @@ def test_export_writes_every_row(trial, tmp_path, fmt):
         assert all(len(name) <= 8 for name in frame.columns)
         assert "Analysis value" in " ".join(meta.column_labels)
         # ADaM dates are SAS dates (days since 1960 with a date format), not datetimes
-        assert meta.original_variable_types["ADT"] == "DATE"
+        assert meta.original_variable_types["ADT"] == "DATE9"
         delivered = {d for (d,) in built.rows("select distinct ADT from analysis.adbm where PARAMCD = 'NFLS'")}
         assert set(data["ADT"].dropna()) == delivered - {None}
         raw, _ = pyreadstat.read_xport(str(out), disable_datetime_conversion=True)

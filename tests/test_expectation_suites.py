@@ -61,3 +61,20 @@ def test_code_location_loads_the_suites():
     held = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
     declared = {expectations.load_suite_json(c.suite)["name"] for c in load_contracts().families.values()}
     assert declared <= set(held), declared - set(held)
+
+
+def _reason_of(suite: str, rule: str) -> str:
+    item = next(e for e in expectations.load_suite_json(suite)["expectations"] if e["meta"]["rule"] == rule)
+    return expectations._described(item["meta"], item["kwargs"], expectations.suite_parameters())
+
+
+def test_a_reason_names_the_bounds_the_study_definition_gives_and_only_those():
+    # bounds from schemas/study.yaml ($PARAMETER) are named; a bound written in the suite is in
+    # its description already, and a strict one is not "at least"
+    assert _reason_of("treg", "cd4_count_in_range") == "cd4_count must lie in the plausible range (cells/uL): 1 to 5000"
+    assert _reason_of("neurofilament", "lloq_positive") == "lloq must be positive"
+    meta = {"rule": "x_in_range", "description": "x must lie in the plausible range"}
+    one_sided = {"min_value": {"$PARAMETER": "CD4CNT_lo"}, "strict_min": True}
+    assert expectations._described(meta, one_sided, {"CD4CNT_lo": 1.0}) == f"{meta['description']}: above 1"
+    with pytest.raises(KeyError, match="x_in_range: no suite parameter 'CD4CNT_lo'"):
+        expectations._described(meta, one_sided, {})

@@ -257,9 +257,10 @@ def test_a_model_materialised_the_other_way_in_an_earlier_warehouse_is_replaced(
     held = first.rows("select * from quarantine.rejected_rows order by all")
     assert held, "the landing zone has held-back rows"
     con = duckdb.connect(str(work_file(warehouse.resolve())))
-    con.execute("create table quarantine.rejected_rows_then as select * from quarantine.rejected_rows")
-    con.execute("drop view quarantine.rejected_rows")
-    con.execute("alter table quarantine.rejected_rows_then rename to rejected_rows")
+    for schema, name in (("quarantine", "rejected_rows"), ("audit", "correction")):
+        con.execute(f"create table {schema}.{name}_then as select * from {schema}.{name}")
+        con.execute(f"drop view {schema}.{name}")
+        con.execute(f"alter table {schema}.{name}_then rename to {name}")
     con.execute("create view audit.reconciliation_then as select * from audit.reconciliation")
     con.execute("drop table audit.reconciliation")
     con.execute("alter view audit.reconciliation_then rename to reconciliation")

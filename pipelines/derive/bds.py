@@ -208,10 +208,10 @@ def derive_var_base(df: pl.DataFrame, by_vars: Sequence[str] = BY_SUBJECT_PARAM)
     )
 
 
-# Results are reported to far fewer than 6 decimals (neurofilament results are stored rounded to 6),
-# so rounding a difference to 6 drops only the subtraction's float noise (42.3 - 0.2 is
-# 42.099999999999994), which breaks analysts' equality tests.
-VALUE_DECIMALS = 6
+# A subtraction's float noise (42.3 - 0.2 is 42.099999999999994) breaks analysts' equality tests.
+# It is below 1e-10 for any result under 100,000 and no laboratory reports 9 decimals, so rounding
+# a change to 9 decimals drops the noise and nothing that was measured.
+CHANGE_DECIMALS = 9
 
 
 def derive_var_chg(df: pl.DataFrame, baseline_day: int = 1) -> pl.DataFrame:
@@ -220,7 +220,7 @@ def derive_var_chg(df: pl.DataFrame, baseline_day: int = 1) -> pl.DataFrame:
     return df.with_columns(
         pl.when(_post_baseline(baseline_day)).then(pl.col("AVAL") - pl.col("BASE")).otherwise(None)
         .cast(pl.Float64)
-        .round(VALUE_DECIMALS)
+        .round(CHANGE_DECIMALS)
         .alias("CHG")
     )
 

@@ -130,13 +130,14 @@ def check_file(
                               checking_outside_the_zone=not inside, digest_key=key)
         if outcome is None:
             name = path.resolve().relative_to(root).as_posix()
-            taken, status, reason = con.execute(
-                "select delivery_id, status, reason from audit.delivery where file_name = ? "
+            taken, status, reason, rows = con.execute(
+                "select delivery_id, status, reason, rows_delivered from audit.delivery where file_name = ? "
                 "order by delivery_id desc limit 1", [name]).fetchone()
             verdict = {"accepted": "which loaded", "rejected": f"which was refused: {reason}",
                        "duplicate": f"which was a duplicate: {reason}"}.get(status, status)
             return FileVerdict(
-                file=str(path), family=family, status="duplicate", rows=pq.read_metadata(path).num_rows,
+                # the rows counted when it was taken in: a refused file may not be readable
+                file=str(path), family=family, status="duplicate", rows=rows,
                 reason=f"{name} was taken in already as delivery {taken}, {verdict}. A build skips it: nothing new "
                        "would load.",
             )

@@ -342,6 +342,9 @@ def _cast_to_declared(
         if pa.types.is_decimal256(field.type):
             # DuckDB reads no 256-bit decimal from Arrow: its exact text is read as the declared type
             table = table.set_column(position, field.name, pc.cast(table[field.name], pa.string()))
+        elif _is_half_float(field.type):
+            # nor a 16-bit float: its shortest decimal text is (0.1, not 0.0999755859375)
+            table = table.set_column(position, field.name, _shortest_text(table[field.name]))
     con = duckdb.connect()
     try:
         return _cast_with(con, table, file_name, contract, by_normalised, extra)
@@ -370,9 +373,9 @@ def _cast_with(
             selects.append(f"{quoted} as {column.name}")
             continue
         _refuse_meaningless_type(file_name, column.name, column.type, delivered_type, table.num_rows)
-        if column.type == "DOUBLE" and _is_short_float(delivered_type):
-            # a 16- or 32-bit float holds the lab's decimal only nearly (668.1 is 668.0999755859375);
-            # its shortest decimal form is the value delivered, and a later float64 copy equals it
+        if column.type == "DOUBLE" and _is_float32(delivered_type):
+            # a 32-bit float holds the lab's decimal only nearly (668.1 is 668.0999755859375); its
+            # shortest decimal form is the value delivered, and a later float64 copy equals it
             selects.append(f"cast(cast({quoted} as varchar) as double) as {column.name}")
             continue
         changed = _changed_by_cast(quoted, delivered_type, column.type)
@@ -417,9 +420,23 @@ def _refuse_meaningless_type(file_name: str, column: str, declared: str, deliver
     raise DeliveryRejected(file_name, "column_types", reason, rows=rows)
 
 
-def _is_short_float(delivered: pa.DataType) -> bool:
-    delivered = delivered.value_type if pa.types.is_dictionary(delivered) else delivered
-    return pa.types.is_float32(delivered) or pa.types.is_float16(delivered)
+def _is_float32(delivered: pa.DataType) -> bool:
+    return pa.types.is_float32(delivered.value_type if pa.types.is_dictionary(delivered) else delivered)
+
+
+def _is_half_float(delivered: pa.DataType) -> bool:
+    return pa.types.is_float16(delivered.value_type if pa.types.is_dictionary(delivered) else delivered)
+
+
+def _shortest_text(column: pa.ChunkedArray) -> pa.Array:
+    """A 16-bit float column as the shortest decimal text of each value (null stays null)."""
+    values = column.combine_chunks()
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    numbers = values.to_numpy(zero_copy_only=False).astype(np.float16)
+    valid = values.is_valid().to_numpy(zero_copy_only=False)
+    return pa.array([np.format_float_positional(number, unique=True, trim="-") if ok else None
+                     for number, ok in zip(numbers, valid, strict=True)], pa.string())
 
 
 def _changed_by_cast(quoted: str, delivered: pa.DataType, declared: str) -> str | None:

@@ -319,19 +319,26 @@ def _stored_kwargs(expectations: list[dict[str, Any]], meta: dict[str, Any]) -> 
 
 
 def _described(meta: dict[str, Any], kwargs: dict[str, Any], parameters: dict[str, Any]) -> str:
-    """An expectation's description, with the bounds it holds a value to where it has them:
-    'cd4_count must lie in the plausible range (cells/uL): 0 to 5000'."""
+    """An expectation's description, with the bounds that the study definition gives it
+    (``$PARAMETER``), which the description cannot state: 'cd4_count must lie in the plausible
+    range (cells/uL): 1 to 5000'. A bound written in the suite is in its description already."""
 
-    def bound(value: Any) -> Any:
-        value = parameters.get(value["$PARAMETER"]) if isinstance(value, dict) and "$PARAMETER" in value else value
+    def bound(name: str) -> Any:
+        value = kwargs.get(name)
+        if not (isinstance(value, dict) and "$PARAMETER" in value):
+            return None
+        if value["$PARAMETER"] not in parameters:
+            raise KeyError(f"expectation {meta['rule']}: no suite parameter {value['$PARAMETER']!r}")
+        value = parameters[value["$PARAMETER"]]
         return int(value) if isinstance(value, float) and value.is_integer() else value
 
-    low, high = bound(kwargs.get("min_value")), bound(kwargs.get("max_value"))
-    if low is None and high is None:
-        return meta["description"]
-    bounds = f"{low} to {high}" if low is not None and high is not None else (
-        f"at least {low}" if low is not None else f"at most {high}")
-    return f"{meta['description']}: {bounds}"
+    low, high = bound("min_value"), bound("max_value")
+    above = "above" if kwargs.get("strict_min") else "at least"
+    below = "below" if kwargs.get("strict_max") else "at most"
+    if low is not None and high is not None and not kwargs.get("strict_min") and not kwargs.get("strict_max"):
+        return f"{meta['description']}: {low} to {high}"
+    bounds = [text for text in (low is not None and f"{above} {low}", high is not None and f"{below} {high}") if text]
+    return f"{meta['description']}: {' and '.join(bounds)}" if bounds else meta["description"]
 
 
 def _raise_if_not_evaluated(suite: str, item: Any) -> None:

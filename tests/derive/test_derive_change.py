@@ -41,9 +41,10 @@ def test_r2base_post_baseline_and_null_for_zero_or_missing_base():
 
 
 def test_chg_is_the_decimal_difference_without_float_noise():
-    data = frame(IN_SCHEMA, [("S1", 29, 0.3, 0.1), ("S2", 29, 42.3, 0.2), ("S3", 29, 1.000001, 1.0)])
+    data = frame(IN_SCHEMA, [("S1", 29, 0.3, 0.1), ("S2", 29, 42.3, 0.2), ("S3", 29, 12.3456789, 12.3456788),
+                             ("S4", 29, 99999.9, 0.1)])
     assert 0.3 - 0.1 != 0.2  # what the subtraction alone gives
-    assert derive_var_chg(data).get_column("CHG").to_list() == [0.2, 42.1, 0.000001]
+    assert derive_var_chg(data).get_column("CHG").to_list() == [0.2, 42.1, 0.0000001, 99999.8]
 
 
 def test_chg_and_r2base_baseline_day_comes_from_the_argument():
