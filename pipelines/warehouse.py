@@ -251,7 +251,7 @@ def run_incremental_model(
     con.begin()
     try:
         if stale or not exists:
-            con.execute(f"drop table if exists {key}")
+            con.execute(f"drop {'view' if has_view(con, layer, name) else 'table'} if exists {key}")
             con.execute("delete from audit.incremental_state where model = ?", [key])
         con.execute(
             "create or replace temp table new_deliveries as select delivery_id from audit.delivery "
