@@ -208,9 +208,9 @@ def derive_var_base(df: pl.DataFrame, by_vars: Sequence[str] = BY_SUBJECT_PARAM)
     )
 
 
-# A subtraction's float noise (42.3 - 0.2 is 42.099999999999994) breaks analysts' equality tests.
-# It is below 1e-10 for any result under 100,000 and no laboratory reports 9 decimals, so rounding
-# a change to 9 decimals drops the noise and nothing that was measured.
+# Float noise (42.3 - 0.2 is 42.099999999999994, 0.3 / 0.1 is 2.9999999999999996) breaks analysts'
+# equality tests. It is below 1e-10 for any result under 100,000 and no laboratory reports 9
+# decimals, so rounding a change or ratio to 9 decimals drops the noise and nothing measured.
 CHANGE_DECIMALS = 9
 
 
@@ -239,6 +239,7 @@ def derive_var_pchg(df: pl.DataFrame, ratio_params: Collection[str] | None = Non
         .then(_safe_ratio(100 * pl.col("CHG"), pl.col("BASE")))
         .otherwise(None)
         .cast(pl.Float64)
+        .round(CHANGE_DECIMALS)
         .alias("PCHG")
     )
 
@@ -254,6 +255,7 @@ def derive_var_r2base(
         .then(_safe_ratio(pl.col("AVAL"), pl.col("BASE")))
         .otherwise(None)
         .cast(pl.Float64)
+        .round(CHANGE_DECIMALS)
         .alias("R2BASE")
     )
 

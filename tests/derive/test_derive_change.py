@@ -40,11 +40,17 @@ def test_r2base_post_baseline_and_null_for_zero_or_missing_base():
     assert_frame_equal(derive_var_r2base(data).sort(KEYS), expected.sort(KEYS))
 
 
-def test_chg_is_the_decimal_difference_without_float_noise():
+def test_chg_pchg_and_r2base_carry_no_float_noise():
     data = frame(IN_SCHEMA, [("S1", 29, 0.3, 0.1), ("S2", 29, 42.3, 0.2), ("S3", 29, 12.3456789, 12.3456788),
                              ("S4", 29, 99999.9, 0.1)])
     assert 0.3 - 0.1 != 0.2  # what the subtraction alone gives
     assert derive_var_chg(data).get_column("CHG").to_list() == [0.2, 42.1, 0.0000001, 99999.8]
+    ratios = frame(IN_SCHEMA, [("S1", 29, 0.3, 0.1), ("S2", 29, 0.3, 0.3)])
+    assert 0.3 / 0.1 != 3.0
+    assert derive_var_r2base(ratios).get_column("R2BASE").to_list() == [3.0, 1.0]
+    changes = frame({**IN_SCHEMA, "CHG": pl.Float64}, [("S1", 29, 0.5, 0.3, 0.2)])
+    assert 100 * 0.2 / 0.3 != 66.666666667
+    assert derive_var_pchg(changes).get_column("PCHG").to_list() == [66.666666667]
 
 
 def test_chg_and_r2base_baseline_day_comes_from_the_argument():
