@@ -52,6 +52,11 @@ def test_blinded_data_docs_show_no_treatment_revealing_value(built):
     text = " ".join(p.read_text() for p in pages)
     assert "withheld" in text
     assert "73.5" not in text and "1234.5" not in text
+    # nor the validation results kept beside the site, from which its pages are rendered again
+    results = list((built.warehouse.parent / f".{_docs(built).name}.validations").rglob("*.json"))
+    stored = " ".join(p.read_text() for p in results)
+    assert results and "withheld" in stored
+    assert "73.5" not in stored and "1234.5" not in stored
     # a value that reveals nothing is still shown, so a data manager can act on it
     assert "-40" in text
 
@@ -63,3 +68,21 @@ def test_blinded_data_docs_carry_no_hash_of_the_delivered_values(built):
     assert pages
     for page in pages:
         assert "pandas_data_fingerprint" not in page.read_text(), page
+
+
+def test_a_later_build_keeps_the_pages_of_earlier_ones_and_links_no_missing_page(tmp_path):
+    landing = tmp_path / "landing"
+    write_reference(landing)
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002"), treg("S005", cd4=-40.0)])
+    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    first = run_build(landing, warehouse)
+    docs = _docs(first)
+    before = sorted(p.relative_to(docs) for p in (docs / "validations").rglob("*.html"))
+    assert before
+    write_delivery(landing, "treg", "treg_batch02.parquet", [treg("S003")])
+    run_build(landing, warehouse)
+    after = sorted(p.relative_to(docs) for p in (docs / "validations").rglob("*.html"))
+    assert set(before) < set(after), "the second build removed the first build's pages"
+    index = (docs / "index.html").read_text()
+    linked = set(re.findall(r'href="([^"#]+\.html)"', index)) - {"index.html"}
+    assert linked and all((docs / link).exists() for link in linked), sorted(linked)

@@ -434,19 +434,43 @@ def redact_values(result: SuiteResult, withhold: Callable[[str | None], bool], p
     return replace(result, row_failures=failures, outcomes=outcomes)
 
 
+# The site's index lists the newest validations only: each write reads them back. Older pages
+# stay, linked from their delivery's materialisation in the UI.
+DATA_DOCS_INDEX_VALIDATIONS = 30
+
+
 @cache
-def _docs_site(docs_dir: str) -> str:
+def _docs_site(docs_dir: str) -> tuple[str, str]:
+    """The Data Docs site in ``docs_dir`` and the store of the validation results it renders.
+
+    The results are kept on disk beside the site (``.<site>.validations``): GX removes every page
+    whose result its store does not hold, and a run's own context holds only that run's results,
+    so each build deleted the pages of all earlier ones.
+    """
     _, context, _ = _gx()
-    name = f"site_{len(context.list_data_docs_sites())}"
+    number = len(context.list_data_docs_sites())
+    store = f"mirocals_validations_{number}"
+    results = Path(docs_dir).parent / f".{Path(docs_dir).name}.validations"
+    context.add_store(store, {
+        "class_name": "ValidationResultsStore",
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(results)},
+    })
+    site = f"site_{number}"
     context.add_data_docs_site(
-        site_name=name,
+        site_name=site,
         site_config={
             "class_name": "SiteBuilder",
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder",
+                                   "validation_results_limit": DATA_DOCS_INDEX_VALIDATIONS},
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir},
+            "site_section_builders": {
+                "profiling": "None",
+                "validations": {"class_name": "DefaultSiteSectionBuilder", "source_store_name": store,
+                                "renderer": {"class_name": "ValidationResultsPageRenderer"}},
+            },
         },
     )
-    return name
+    return site, store
 
 
 def write_data_docs(result: SuiteResult, docs_dir: Path, label: str) -> list[Path]:
@@ -460,7 +484,7 @@ def write_data_docs(result: SuiteResult, docs_dir: Path, label: str) -> list[Pat
     )
 
     docs_dir.mkdir(parents=True, exist_ok=True)
-    site = _docs_site(str(docs_dir.resolve()))
+    site, store = _docs_site(str(docs_dir.resolve()))
     _, context, _ = _gx()
     keys = []
     for part, gx_result in enumerate(result.gx_results, start=1):
@@ -470,8 +494,10 @@ def write_data_docs(result: SuiteResult, docs_dir: Path, label: str) -> list[Pat
             run_id=gx_result.meta["run_id"],
             batch_identifier=batch,
         )
-        context.validation_results_store.set(key, gx_result)
+        context.stores[store].set(key, gx_result)
         keys.append((key, batch))
-    context.build_data_docs(site_names=[site], resource_identifiers=[k for k, _ in keys])
+    # the suite's page too: the index links every validation to it
+    suite_page = ExpectationSuiteIdentifier(name=result.suite)
+    context.build_data_docs(site_names=[site], resource_identifiers=[k for k, _ in keys] + [suite_page])
     return sorted(p for _, batch in keys for p in (docs_dir / "validations" / result.suite).rglob(f"{batch}.html"))
 
