@@ -12,7 +12,8 @@ import pytest
 from pipelines.assets import automation
 from pipelines.definitions import build_definitions
 from pipelines.ingest.delivery import recorded_digest
-from pipelines.warehouse import read_digest_key
+from pipelines.locking import BuildLock
+from pipelines.warehouse import lock_file, read_digest_key
 from tests.conftest import run_build
 from tests.landing import treg, write_delivery, write_reference
 
@@ -62,6 +63,19 @@ def test_a_failed_run_is_requested_again_up_to_three_times(landing, tmp_path):
     assert len(set(keys)) == automation.MAX_ATTEMPTS and keys[0].endswith("#0") and keys[-1].endswith("#2")
     # after three failures the file is left to the nightly build; the other file is still asked for
     assert set(requests) == {"reference/subjects/subjects_export_20190101.parquet"}
+
+
+def test_new_files_wait_while_a_build_holds_the_warehouse_instead_of_failing_their_runs(landing, tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    warehouse = tmp_path / "warehouse" / "mirocals.duckdb"
+    sensor = build_definitions(str(landing), str(warehouse)).resolve_sensor_def("landing_zone_sensor")
+    with BuildLock(lock_file(warehouse.resolve())):  # a long command-line build
+        for _ in range(automation.MAX_ATTEMPTS + 1):
+            data = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+            assert data.run_requests == []
+            assert "New files wait for the build that holds the warehouse" in data.skip_message
+    requests, _ = _tick(landing, warehouse, instance)
+    assert MANIFEST in requests  # asked for as soon as the build is over, not left to the nightly build
 
 
 def test_a_rewrite_that_keeps_size_and_mtime_is_seen(landing):

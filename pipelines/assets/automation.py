@@ -10,8 +10,16 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.ingest.delivery import FileStat, discover_files, file_sha256
+from pipelines.locking import BuildLock, BuildLocked
 from pipelines.study import load_contracts
-from pipelines.warehouse import create_digest_key, key_check, query_sql, read_connection, recorded_digest
+from pipelines.warehouse import (
+    create_digest_key,
+    key_check,
+    lock_file,
+    query_sql,
+    read_connection,
+    recorded_digest,
+)
 
 # A file must be left alone this long before it is taken in (a transfer may still be writing it).
 SETTLE_SECONDS = 5
@@ -94,11 +102,18 @@ def build_delivery_sensor(
         description=(
             "Watches the landing zone. Each settled file whose bytes are not its newest delivery in the "
             "published warehouse becomes a run, keyed by the file, its digest and its change time; a "
-            "failed run is requested again (up to 3 times). The run ingests the file's family and "
-            "rebuilds everything downstream."
+            "failed run is requested again (up to 3 times). While a build holds the warehouse, new "
+            "files wait. The run ingests the file's family and rebuilds everything downstream."
         ),
     )
     def landing_zone_sensor(context: dg.SensorEvaluationContext):
+        # While a build holds the warehouse (a command-line build, or this sensor's previous run),
+        # a run would fail on its lock and count towards MAX_ATTEMPTS: the files wait instead.
+        try:
+            with BuildLock(lock_file(warehouse.resolve())):
+                pass
+        except BuildLocked as locked:
+            return dg.SkipReason(f"New files wait for the build that holds the warehouse. {locked}")
         seen = json.loads(context.cursor) if context.cursor else {}
         # the blinded warehouse's digest key, made here if no build has made it yet: a plain hash
         # would show in the run's tags (see pipelines/warehouse.py settle_digest_key)
