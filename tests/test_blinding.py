@@ -4,6 +4,7 @@ on purpose, into its own owner-only file; user SQL cannot write or reach other f
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -514,3 +515,22 @@ def test_a_blinded_warehouse_without_its_digest_key_is_not_built_and_earlier_one
     after = rekeyed.rows(query)
     assert [(i, n) for i, n, _ in after] == [(i, n) for i, n, _ in deliveries]  # nothing taken in again
     assert all(sha == recorded_digest(plain[n], new_key) for _, n, sha in after if n in plain)
+
+
+def test_a_delivery_carrying_columns_outside_its_contract_is_told_in_the_run(side_channels):
+    """An arm column in the subjects export is withheld, and the data manager is told: in the raw
+    asset's metadata and as a warning in the run's log, not only in audit.delivery."""
+    run_id = side_channels.result.run_id
+    remarks = []
+    for record in side_channels.instance.get_records_for_run(run_id=run_id, limit=100000).records:
+        event = record.event_log_entry.dagster_event
+        materialization = getattr(getattr(event, "event_specific_data", None), "materialization", None) if event else None
+        if materialization is not None and materialization.asset_key.to_user_string() == "raw/subjects":
+            remarks.append(str(materialization.metadata["accepted_with_remarks"].value))
+    assert len(remarks) == 1
+    assert "subjects_export_20190101.parquet: column(s) 'treatment_arm' are not in the contract" in remarks[0]
+    assert "withheld (blinded build)" in remarks[0]
+    warnings = [e.user_message for e in side_channels.instance.all_logs(run_id)
+                if e.level >= logging.WARNING and "accepted with remarks" in e.user_message]
+    assert any("'treatment_arm'" in w for w in warnings), warnings
+    assert not any(word in " ".join(remarks + warnings) for word in ARM_WORDS.values())

@@ -135,6 +135,15 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
                 else:
                     context.log.warning(f"{outcome.status}: {outcome.reason}")
             total = con.execute(f"select count(*) from raw.{contract.family}").fetchone()[0]
+            # accepted with remarks (columns outside the contract, renamed headers, an export taken
+            # in again): a lab sending an arm column is to be told, not only recorded
+            remarks = con.execute(
+                "select file_name, warnings from audit.delivery where warnings is not null and delivery_id in "
+                "(select unnest(?::integer[])) order by delivery_id",
+                [[o.delivery_id for o in outcomes if o.status == "accepted"]],
+            ).fetchall()
+        for file_name, warnings in remarks:
+            context.log.warning(f"{file_name}: accepted with remarks: {warnings}")
         return dg.MaterializeResult(
             metadata={
                 "new_deliveries": len(outcomes),
@@ -142,6 +151,8 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
                 "rows_failing_expectations": sum(o.rows_failing_expectations for o in outcomes),
                 "files_refused": sum(o.status != "accepted" for o in outcomes),
                 "files_not_taken_in": len(not_taken_in),
+                "accepted_with_remarks": dg.MetadataValue.md(
+                    "\n".join(f"- {name}: {warnings}" for name, warnings in remarks) or "none"),
                 "raw_rows_total": total,
                 "data_docs": dg.MetadataValue.url((warehouse.data_docs / "index.html").as_uri()),
                 "validation_pages": dg.MetadataValue.md(
