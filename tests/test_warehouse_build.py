@@ -202,3 +202,16 @@ def test_every_table_and_view_opens_in_the_analysts_duckdb_shell(trial):
         if result.returncode != 0 or "Error" in result.stderr:
             failures[name] = result.stderr.strip()[:200]
     assert failures == {}
+
+
+def test_a_preview_shows_the_newest_deliveries_first_and_a_refusal_reason_whole():
+    from pipelines.assets.metadata import table_preview
+
+    con = duckdb.connect()
+    reason = "labs/neurofilament/neurofilament_batch06_renamed.parquet: required column(s) 'result' missing"
+    con.execute("create table refused as select range as delivery_id, ? as reason from range(1, 11)", [reason])
+    rows = table_preview(con, "refused", newest_first=True).value.splitlines()[2:]
+    assert [row.split("|")[1].strip() for row in rows] == ["10", "9", "8", "7", "6"]
+    assert "batch06_renamed.parquet: required column(s)" in rows[0]
+    oldest = table_preview(con, "refused").value.splitlines()[2:]
+    assert len(oldest) == 5 and "10" not in [row.split("|")[1].strip() for row in oldest]

@@ -136,7 +136,8 @@ def _description(model: Model) -> str:
 
 
 def _metadata(con, model: Model, rows: int | None) -> dict:
-    metadata: dict = {"preview": table_preview(con, model.key)}
+    # sorting a view over the gene table would read all of it
+    metadata: dict = {"preview": table_preview(con, model.key, newest_first=not model.view or model.counted)}
     if model.view and not model.counted:
         return metadata  # counting the gene views would read the whole gene table, audit.correction costs a query
     if rows is None:
