@@ -293,17 +293,20 @@ def report(
 def next_steps(warehouse: WarehouseOption = None) -> None:
     """Print where the warehouse is and what to do with it."""
     settings = get_settings(warehouse=warehouse)
+    # each command on a line of its own, never wrapped, so that it can be copied as it is
     console.print(
         f"""
-[bold green]The MIROCALS warehouse is built:[/bold green] {settings.warehouse}
+[bold green]The MIROCALS warehouse is built:[/bold green] {escape(str(settings.warehouse))}
 
-Next:
+Next: read-only SQL, the DuckDB shell (read-only), the Dagster UI and daemon on http://127.0.0.1:3000,
+the whole test suite:
   .venv/bin/mirocals sql "select armcd, count(*) from core.subject where randomised group by all"
   .venv/bin/mirocals sql "select * from audit.reconciliation" --format csv
-  .venv/bin/duckdb -readonly {settings.warehouse}        (the DuckDB shell, read-only)
-  make ui                                                (Dagster UI and daemon on http://127.0.0.1:3000)
-  make test                                              (the whole test suite)
-"""
+  .venv/bin/duckdb -readonly {escape(str(settings.warehouse))}
+  make ui
+  make test
+""",
+        soft_wrap=True,
     )
 
 

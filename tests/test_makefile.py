@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -35,3 +36,14 @@ def test_make_build_takes_in_the_landing_zone_the_environment_names(tmp_path):
     commands = _dry_run("build", real)
     assert f"--landing {real / 'landing'} --warehouse {real / 'warehouse' / 'mirocals.duckdb'}" in commands
     assert "rm -rf" not in commands
+
+
+def test_make_demo_ends_with_commands_that_can_be_copied_whole_on_a_narrow_terminal(tmp_path):
+    warehouse = tmp_path / "a folder with a long name" / "warehouse" / "mirocals.duckdb"
+    script = Path(sys.executable).with_name("mirocals")
+    printed = subprocess.run([str(script), "next-steps", "--warehouse", str(warehouse)], capture_output=True,
+                             text=True, check=True, timeout=60, env={**os.environ, "COLUMNS": "40"}).stdout
+    lines = printed.splitlines()
+    for command in ('.venv/bin/mirocals sql "select armcd, count(*) from core.subject where randomised group by all"',
+                    f".venv/bin/duckdb -readonly {warehouse}", "make ui", "make test"):
+        assert f"  {command}" in lines, printed
