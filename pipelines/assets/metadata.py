@@ -19,11 +19,13 @@ def markdown_table(columns: list[str], rows: list[tuple]) -> dg.MetadataValue:
 def table_preview(con, table: str, newest_first: bool = False) -> dg.MetadataValue:
     """The first rows of a warehouse table; with ``newest_first``, those of its newest deliveries
     (what a data manager looks for after a run), where the table names its delivery."""
-    columns = [d[0] for d in con.execute(f"select * from {table} limit 0").description]
-    delivery = next((c for c in DELIVERY_COLUMNS if c in columns), None) if newest_first else None
-    order = f" order by {delivery} desc nulls last" if delivery else ""
+    order = ""
+    if newest_first:
+        columns = [d[0] for d in con.execute(f"select * from {table} limit 0").description]
+        delivery = next((c for c in DELIVERY_COLUMNS if c in columns), None)
+        order = f" order by {delivery} desc nulls last" if delivery else ""
     cursor = con.execute(f"select * from {table}{order} limit {PREVIEW_ROWS}")
-    return markdown_table(columns, cursor.fetchall())
+    return markdown_table([d[0] for d in cursor.description], cursor.fetchall())
 
 
 def frame_preview(frame: pl.DataFrame) -> dg.MetadataValue:

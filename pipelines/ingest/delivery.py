@@ -315,10 +315,13 @@ _SAME_TYPE = {
 }
 
 
+def _value_type(delivered: pa.DataType) -> pa.DataType:
+    """The type of a column's values (a dictionary-encoded column's: its dictionary's)."""
+    return delivered.value_type if pa.types.is_dictionary(delivered) else delivered
+
+
 def _delivered_as_declared(delivered: pa.DataType, declared: str) -> bool:
-    if pa.types.is_dictionary(delivered):
-        delivered = delivered.value_type
-    return delivered in _SAME_TYPE.get(declared, ())
+    return _value_type(delivered) in _SAME_TYPE.get(declared, ())
 
 
 def _as_declared(table: pa.Table, contract: FamilyContract, by_normalised: dict[str, str]) -> pa.Table:
@@ -409,7 +412,7 @@ def _cast_with(
 def _refuse_meaningless_type(file_name: str, column: str, declared: str, delivered: pa.DataType, rows: int) -> None:
     """Types whose values cannot become the declared type without a guess: a timestamp with a
     time zone (the contract's times are site-local, without one) and true/false for a number."""
-    delivered = delivered.value_type if pa.types.is_dictionary(delivered) else delivered
+    delivered = _value_type(delivered)
     if pa.types.is_timestamp(delivered) and delivered.tz is not None and declared in ("TIMESTAMP", "DATE"):
         reason = (f"column {column!r} is delivered as a timestamp with time zone {delivered.tz}; the contract "
                   f"expects {declared} in site-local time without a zone (converting would move every value).")
@@ -421,11 +424,11 @@ def _refuse_meaningless_type(file_name: str, column: str, declared: str, deliver
 
 
 def _is_float32(delivered: pa.DataType) -> bool:
-    return pa.types.is_float32(delivered.value_type if pa.types.is_dictionary(delivered) else delivered)
+    return pa.types.is_float32(_value_type(delivered))
 
 
 def _is_half_float(delivered: pa.DataType) -> bool:
-    return pa.types.is_float16(delivered.value_type if pa.types.is_dictionary(delivered) else delivered)
+    return pa.types.is_float16(_value_type(delivered))
 
 
 def _shortest_text(column: pa.ChunkedArray) -> pa.Array:
@@ -442,7 +445,7 @@ def _shortest_text(column: pa.ChunkedArray) -> pa.Array:
 def _changed_by_cast(quoted: str, delivered: pa.DataType, declared: str) -> str | None:
     """SQL that is true where casting a value to ``declared`` would change it (a fraction
     rounded away, a time of day dropped), or None where a successful cast keeps the value."""
-    delivered = delivered.value_type if pa.types.is_dictionary(delivered) else delivered
+    delivered = _value_type(delivered)
     text = pa.types.is_string(delivered) or pa.types.is_large_string(delivered) or pa.types.is_string_view(delivered)
     if declared == "INTEGER" and (pa.types.is_floating(delivered) or pa.types.is_decimal(delivered) or text):
         return f"try_cast({quoted} as double) is distinct from try_cast({quoted} as integer)"
