@@ -25,7 +25,7 @@ import pytest
 from pipelines.ingest.delivery import recorded_digest
 from pipelines.locking import BuildLock
 from pipelines.synth import generate_landing_zone
-from pipelines.warehouse import digest_key_file, lock_file, read_digest_key, work_file
+from pipelines.warehouse import digest_key_file, lock_file, read_digest_key, run_model, work_file
 from tests.conftest import Built, run_build
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -419,3 +419,14 @@ def test_second_build_stops_at_once_naming_the_running_build(rebuilt):
     assert elapsed < 30, f"took {elapsed:.1f}s to give up"
     assert sha256(built.warehouse) == digest
     assert sha256(work_file(built.warehouse)) == work_digest
+
+
+def test_a_model_that_fails_to_build_leaves_the_one_before_in_place(tmp_path):
+    """A model is dropped, rebuilt and documented in one transaction: when its SQL fails, the
+    relation it replaces is still there (here a view that a table model would replace)."""
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("create schema core; create view core.visit as select 'SCR' as visit_code")
+    with pytest.raises(duckdb.CatalogException, match="ref"):  # no ref.visit to build it from
+        run_model(con, "core", "visit")
+    assert con.execute("select visit_code from core.visit").fetchall() == [("SCR",)]
+    con.close()

@@ -15,7 +15,7 @@ from pipelines.ingest.delivery import (
 from pipelines.ingest.expectations import load_suites
 from pipelines.resources import Blinding, LandingZone, Warehouse
 from pipelines.study import FamilyContract, load_contracts
-from pipelines.warehouse import apply_comments, query_sql, run_ddl
+from pipelines.warehouse import apply_comments, atomic, query_sql, run_ddl
 
 RANDOMISATION = "randomisation"
 
@@ -195,7 +195,7 @@ def unrecognised_landing_files(landing: LandingZone, warehouse: Warehouse) -> dg
             path.relative_to(landing.root).as_posix(), stat.st_size, datetime.fromtimestamp(stat.st_mtime),
             f"not in a delivery family's folder ({folders}); not taken in: move it to its family's folder.",
         ])
-    with warehouse.connect() as con:
+    with warehouse.connect() as con, atomic(con):
         run_ddl(con, "unrecognised_files")
         if rows:
             con.executemany("insert into quarantine.unrecognised_files values (?, ?, ?, ?)", rows)

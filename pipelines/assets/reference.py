@@ -9,7 +9,7 @@ import dagster as dg
 
 from pipelines.ingest.delivery import file_sha256
 from pipelines.resources import Blinding, Warehouse
-from pipelines.warehouse import apply_comments, create_raw_tables, load_reference_tables, run_ddl
+from pipelines.warehouse import apply_comments, atomic, create_raw_tables, load_reference_tables, run_ddl
 
 
 @dg.asset(key=["ref", "study_definition"], group_name="reference", kinds={"duckdb", "yaml"})
@@ -20,7 +20,7 @@ def study_definition(warehouse: Warehouse, blinding: Blinding) -> dg.Materialize
     holds the masked arms; an unblinded build records the unblinding in audit.unblinding.
     """
     mode = blinding.mode
-    with warehouse.connect() as con:
+    with warehouse.connect() as con, atomic(con):
         run_ddl(con, "audit")
         for table in ("delivery", "validation", "row_failure"):
             apply_comments(con, "audit", table)

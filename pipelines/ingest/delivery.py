@@ -29,7 +29,7 @@ from pipelines.blinding import BlindingMode, mentions_revealing, withhold_reveal
 from pipelines.ingest.expectations import RowFailure, SuiteResult, suite_parameters, validate_table, write_data_docs
 from pipelines.ingest.values import distinct_codes, in_set
 from pipelines.study import FamilyContract, load_contracts
-from pipelines.warehouse import query_sql, recorded_digest
+from pipelines.warehouse import atomic, query_sql, recorded_digest
 
 
 # A clustered delivery is sorted and inserted this many rows at a time (bounds the sorted copy).
@@ -605,8 +605,7 @@ def _take_in(
     # Raw rows, validation results and the audit record land together or not at all. The raw
     # rows are written while Great Expectations validates (DuckDB releases the GIL, GX works on
     # pandas in this thread): the two take about as long, and a large delivery then costs one.
-    con.begin()
-    try:
+    with atomic(con):
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-load") as loader:
             loading = loader.submit(_load_checked, con, stored, contract, base)
             try:
@@ -624,10 +623,6 @@ def _take_in(
             con, stat, **base, rows_delivered=stored.num_rows, status="accepted",
             warnings="; ".join(checked.warnings) or None,
         )
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
     failing = len({f.row_number for f in validation.row_failures})
     return DeliveryOutcome(delivery_id, contract.family, file_name, "accepted", stored.num_rows, failing, None, validation)
 
