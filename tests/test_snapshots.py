@@ -140,13 +140,33 @@ def test_an_earlier_export_sent_again_after_the_original_was_archived_is_the_new
     assert resent.rows("select usubjid from core.subject order by 1") == [(IL2,), (RUNIN_ONLY,)]
 
 
-def test_deliveries_are_taken_in_by_name_ignoring_case(tmp_path):
+def test_deliveries_are_taken_in_by_name_ignoring_case_numbers_by_value_a_name_before_its_longer_forms(tmp_path):
     folder = tmp_path / "labs" / "neurofilament"
     folder.mkdir(parents=True)
-    for name in ("NfL_batch02_corrected.parquet", "nfl_batch02.parquet", "nfl_batch01.parquet", "NFL_BATCH03.parquet"):
+    names = ("NfL_batch02_corrected.parquet", "nfl_batch10.parquet", "nfl_batch02.parquet", "nfl_batch9.parquet",
+             "nfl_batch01.parquet", "NFL_BATCH03.parquet", "nfl_batch02-corrected.parquet")
+    for name in names:
         (folder / name).write_bytes(b"")
     found = [p.name for p in discover_files(tmp_path, load_contracts()["neurofilament"])]
-    assert found == ["nfl_batch01.parquet", "nfl_batch02.parquet", "NfL_batch02_corrected.parquet", "NFL_BATCH03.parquet"]
+    # '-' sorts before '.' character by character: the correction would have come first
+    assert found == ["nfl_batch01.parquet", "nfl_batch02.parquet", "nfl_batch02-corrected.parquet",
+                     "NfL_batch02_corrected.parquet", "NFL_BATCH03.parquet", "nfl_batch9.parquet",
+                     "nfl_batch10.parquet"]
+
+
+def test_a_delivery_whose_name_sorts_before_one_taken_in_earlier_is_accepted_with_a_warning(tmp_path):
+    """A rebuild from the landing zone takes files in by name: a late file whose name sorts first
+    would lose to the earlier one there, while it won in the build that saw it arrive."""
+    landing, warehouse = tmp_path / "landing", tmp_path / "wh" / "mirocals.duckdb"
+    write_reference(landing, MANIFEST)
+    write_delivery(landing, "treg", "treg_batch02.parquet", [treg("S002", cd4=700.0)])
+    run_build(landing, warehouse)
+    write_delivery(landing, "treg", "treg_batch01_resent.parquet", [treg("S002", cd4=710.0)])
+    built = run_build(landing, warehouse)
+    warnings = dict(built.rows("select file_name, warnings from audit.delivery where family = 'treg'"))
+    assert warnings["labs/treg/treg_batch02.parquet"] is None
+    assert ("its name sorts before labs/treg/treg_batch02.parquet, taken in earlier: a warehouse rebuilt"
+            in warnings["labs/treg/treg_batch01_resent.parquet"])
 
 
 @pytest.mark.parametrize("newer", ["NFL_BATCH04.parquet", "nfl_batch04.parquet"])

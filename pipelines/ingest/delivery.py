@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
+import re
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -147,10 +149,21 @@ def _settled_stat(path: Path, before: FileStat, hashed_at_ns: int) -> FileStat |
 PARQUET_SUFFIX = ".parquet"
 
 
+def delivery_order(name: str) -> tuple:
+    """Where a file named ``name`` (its path in the landing zone) comes in delivery order.
+
+    Names compare ignoring case, numbers by value, and a name before a longer name it starts
+    (its extension aside): ``nfl_batch9`` before ``nfl_batch10``, ``nfl_batch02.parquet`` before
+    ``NfL_batch02-corrected.parquet`` and ``nfl_batch02_corrected.parquet``, which correct it.
+    """
+    stem, suffix = posixpath.splitext(name)
+    parts = re.split(r"(\d+)", stem.casefold())
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(parts)), suffix.casefold()
+
+
 def discover_files(landing: Path, contract: FamilyContract) -> list[Path]:
-    """Files waiting in a family's folder, in delivery order: by name, ignoring case (so that
-    ``NfL_batch02_corrected`` does not sort before ``nfl_batch02``, which it corrects), then by
-    when they were written.
+    """Files waiting in a family's folder, in delivery order (:func:`delivery_order`); names
+    equal but for case by when they were written.
 
     Every file counts, whatever its name ends with: one that is not ``*.parquet`` (any case) is
     refused by :func:`check_delivery` and recorded, never skipped unseen. Paths with a part
@@ -167,7 +180,7 @@ def discover_files(landing: Path, contract: FamilyContract) -> list[Path]:
             written = path.stat().st_mtime_ns
         except OSError:
             written = 0
-        return path.relative_to(folder).as_posix().casefold(), written, path.as_posix()
+        return delivery_order(path.relative_to(folder).as_posix()), written, path.as_posix()
 
     return sorted(
         (
@@ -598,6 +611,13 @@ def _take_in(
 
     if resent:
         checked.warnings.append(resent)
+    later = _taken_in_under_a_later_name(con, contract.family, file_name)
+    if later:
+        checked.warnings.append(
+            f"its name sorts before {later}, taken in earlier: a warehouse rebuilt from the landing zone "
+            f"would take it in first, and {later}'s values would win where both carry a key; "
+            f"rename it to sort after {later}"
+        )
     delivered = checked.table
     stored = withhold_revealing_values(delivered, contract.family) if blinding is not None and blinding.blinded else delivered
     if stored is not delivered and stored["extra_columns"].null_count < stored.num_rows:
@@ -625,6 +645,15 @@ def _take_in(
         )
     failing = len({f.row_number for f in validation.row_failures})
     return DeliveryOutcome(delivery_id, contract.family, file_name, "accepted", stored.num_rows, failing, None, validation)
+
+
+def _taken_in_under_a_later_name(con: duckdb.DuckDBPyConnection, family: str, file_name: str) -> str | None:
+    """The last-sorting file of ``family`` accepted before whose name sorts after ``file_name``."""
+    names = [name for (name,) in con.execute(
+        "select distinct file_name from audit.delivery where family = ? and status = 'accepted'", [family]
+    ).fetchall()]
+    later = [name for name in names if delivery_order(name) > delivery_order(file_name)]
+    return max(later, key=delivery_order) if later else None
 
 
 def _with_conflicts_hidden_by_blinding(
