@@ -123,6 +123,9 @@ def build_query(
         where.append(f"{column} in ({', '.join('?' for _ in items)})")
         values.extend(items)
     sql = f"select {selected} from {key}" + (f" where {' and '.join(where)}" if where else "")
+    order = table_docs()[key].get("order_by")
+    if order:
+        sql += f" order by {', '.join(order)}"
     return sql, values
 
 

@@ -191,6 +191,22 @@ def test_export_writes_every_row(trial, tmp_path, fmt):
         first = min(delivered - {None})
         assert raw["ADT"].min() == (first - datetime.date(1960, 1, 1)).days
     assert frame.height == expected
+    # in the table's key order, as ADaM datasets are
+    keys = frame.select("USUBJID", "PARAMCD", "SAMPLEID").rows()
+    assert keys == built.rows("select USUBJID, PARAMCD, SAMPLEID from analysis.adbm where PARAMCD = 'NFLS' "
+                              "order by USUBJID, PARAMCD, ADT, SAMPLEID, SRCDLVID, SRCROW")
+
+
+def test_adsl_subject_identifiers_are_unique_in_the_study_and_arms_are_as_randomised(trial):
+    _, built = trial
+    adsl = load("adsl", warehouse=built.warehouse)
+    assert adsl["SUBJID"].n_unique() == adsl.height > 0
+    assert (adsl["STUDYID"] + "-" + adsl["SUBJID"]).to_list() == adsl["USUBJID"].to_list()
+    assert adsl["USUBJID"].to_list() == sorted(adsl["USUBJID"].to_list())
+    randomised = adsl.filter(pl.col("ITTFL") == "Y")
+    assert randomised["ARM"].to_list() == randomised["TRT01P"].to_list() == randomised["ACTARM"].to_list()
+    assert set(randomised["ARMCD"]) == set(randomised["ACTARMCD"]) == {c for (c,) in built.rows("select armcd from ref.arm")}
+    assert adsl.filter(pl.col("ITTFL") == "N")["ARM"].null_count() == adsl.filter(pl.col("ITTFL") == "N").height
 
 
 def test_gene_matrix_export(trial, tmp_path):

@@ -9,16 +9,22 @@ from pipelines.derive import create_adbm, create_adgene_samples, create_adsl
 from pipelines.plots import as_markdown_image, mean_by_visit
 from pipelines.resources import Blinding, Warehouse
 from pipelines.study import load_study
-from pipelines.warehouse import apply_comments, table_docs
+from pipelines.warehouse import apply_comments, atomic, table_docs
 
 
 def write_frame(con: duckdb.DuckDBPyConnection, layer: str, name: str, frame: pl.DataFrame) -> None:
-    """Replace ``layer.name`` with ``frame`` and write its documentation comments."""
-    con.execute(f"create schema if not exists {layer}")
+    """Replace ``layer.name`` with ``frame``, in its key order, and write its documentation comments."""
+    order = table_docs()[f"{layer}.{name}"].get("order_by")
+    if order:
+        frame = frame.sort(order, nulls_last=True)
     con.register("_frame", frame.to_arrow())
-    con.execute(f"create or replace table {layer}.{name} as select * from _frame")
-    con.unregister("_frame")
-    apply_comments(con, layer, name)
+    try:
+        with atomic(con):
+            con.execute(f"create schema if not exists {layer}")
+            con.execute(f"create or replace table {layer}.{name} as select * from _frame")
+            apply_comments(con, layer, name)
+    finally:
+        con.unregister("_frame")
 
 
 def _counts(frame: pl.DataFrame) -> dict:

@@ -18,6 +18,7 @@ from pipelines.derive.adsl import (
 from pipelines.derive.bds import (
     arm_numbers,
     assert_windows_disjoint,
+    baseline_window,
     derive_var_ablfl,
     derive_var_anl01fl,
     derive_var_base,
@@ -41,6 +42,7 @@ __all__ = [
     "arm_numbers",
     "assert_columns",
     "assert_windows_disjoint",
+    "baseline_window",
     "compute_pnfh_stratum",
     "create_adbm",
     "create_adgene_samples",

@@ -8,6 +8,7 @@ from typing import Any
 import polars as pl
 
 from pipelines.derive.bds import (
+    baseline_window,
     derive_var_ablfl,
     derive_var_anl01fl,
     derive_var_base,
@@ -80,16 +81,18 @@ def create_adbm(
 ) -> pl.DataFrame:
     """Build ADBM (one record per core value) with analysis visit, baseline and change from baseline.
 
-    ``ratio_params``: the parameters given PCHG and R2BASE (all when None); others, such as a
-    z-score, keep CHG only."""
+    The baseline is the last value in the window of the visit containing ``baseline_day``, up to
+    that day (:func:`baseline_window`). ``ratio_params``: the parameters given PCHG and R2BASE (all
+    when None); others, such as a z-score, keep CHG only."""
     assert_columns(subject, ["usubjid", "siteid", "armcd", "arm"], "create_adbm (subject)")
+    adam = rename_core_to_adam(core)
+    earliest_day, _ = baseline_window(visits, baseline_day)
     return (
-        rename_core_to_adam(core)
-        .pipe(derive_vars_merged, subject, by_vars={"USUBJID": "usubjid"}, new_vars={"siteid": "SITEID"})
+        adam.pipe(derive_vars_merged, subject, by_vars={"USUBJID": "usubjid"}, new_vars={"siteid": "SITEID"})
         .pipe(derive_vars_dt_dy)
         .pipe(derive_vars_avisit, visits)
         .pipe(derive_vars_blq, imputation_rule_name, imputation_factor)
-        .pipe(derive_var_ablfl, baseline_day)
+        .pipe(derive_var_ablfl, baseline_day, earliest_day=earliest_day)
         .pipe(derive_var_base)
         .pipe(derive_var_chg, baseline_day)
         .pipe(derive_var_pchg, ratio_params)

@@ -14,7 +14,8 @@ RESPONDER_RULE_KEYS: tuple[str, ...] = ("paramcd", "visit_code", "r2base_thresho
 
 ADSL_COLUMNS: tuple[str, ...] = (
     "STUDYID", "USUBJID", "SUBJID", "SITEID", "COUNTRY", "ONSET", "SEX", "AGE", "AGEU",
-    "RANDDT", "STRATAR", "STRAT1R", "STRAT2R", "TRT01P", "TRT01A", "TRT01PN", "ITTFL",
+    "RANDDT", "STRATAR", "STRAT1R", "STRAT2R", "ARMCD", "ARM", "ACTARMCD", "ACTARM",
+    "TRT01P", "TRT01A", "TRT01PN", "ITTFL",
     "DTHDT", "DTHFL", "WDDT", "WDREAS", "BNFLS", "BPNFHC", "PNFHSTR", "TRRESPFL",
 )  # fmt: skip
 
@@ -147,7 +148,8 @@ def create_adsl(
     adsl = subject.select(
         pl.lit(studyid, dtype=pl.String).alias("STUDYID"),
         pl.col("usubjid").alias("USUBJID"),
-        pl.col("usubjid").str.split("-").list.last().alias("SUBJID"),
+        # unique in the study (SDTMIG), as the site's number is not: USUBJID without the study
+        pl.col("usubjid").str.strip_prefix(f"{studyid}-").alias("SUBJID"),
         pl.col("siteid").alias("SITEID"),
         pl.col("country").alias("COUNTRY"),
         pl.col("onset").alias("ONSET"),
@@ -164,6 +166,12 @@ def create_adsl(
         .alias("DTHFL"),
         pl.col("withdrawal_date").cast(pl.Date).alias("WDDT"),
         pl.col("withdrawal_reason").alias("WDREAS"),
+        # arm as randomised; no exposure data reaches the warehouse, so the actual arm is the
+        # randomised one, as TRT01A is TRT01P (masked arms in a blinded build)
+        pl.col("armcd").alias("ARMCD"),
+        pl.col("arm").alias("ARM"),
+        pl.col("armcd").alias("ACTARMCD"),
+        pl.col("arm").alias("ACTARM"),
     )
     return (
         adsl.pipe(derive_var_trtp, subject, arms)

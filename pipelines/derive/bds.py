@@ -182,16 +182,30 @@ def derive_vars_blq(
     )
 
 
+def baseline_window(visits: Sequence[Mapping[str, Any] | object], baseline_day: int = 1) -> tuple[int, int]:
+    """The days a baseline may come from: the window of the visit containing ``baseline_day``,
+    up to that day (BASELINE, days -14 to 1: not a screening value from before the run-in)."""
+    for v in visits:
+        lo, hi = int(field_of(v, "window_lo")), int(field_of(v, "window_hi"))
+        if lo <= baseline_day <= hi:
+            return lo, baseline_day
+    raise ValueError(f"no visit window contains the baseline day {baseline_day}")
+
+
 def derive_var_ablfl(
     df: pl.DataFrame,
     baseline_day: int = 1,
     by_vars: Sequence[str] = BY_SUBJECT_PARAM,
     tiebreak: Sequence[str] = TIEBREAK,
+    earliest_day: int | None = None,
 ) -> pl.DataFrame:
-    """Add ABLFL = 'Y' on the last non-null AVAL with ADY <= baseline_day per subject x parameter."""
+    """Add ABLFL = 'Y' on the last non-null AVAL with ADY <= baseline_day per subject x parameter,
+    and ADY >= earliest_day when given (see :func:`baseline_window`)."""
     assert_columns(df, [*by_vars, "AVAL", "ADY", *tiebreak], "derive_var_ablfl")
     assert_new_columns(df, ["ABLFL"], "derive_var_ablfl")
     candidate = pl.col("AVAL").is_not_null() & (pl.col("ADY") <= baseline_day)
+    if earliest_day is not None:
+        candidate = candidate & (pl.col("ADY") >= earliest_day)
     mask = _last_in_group(df, by_vars, ["ADY", *tiebreak], candidate)
     return df.with_columns(_flag(mask).alias("ABLFL"))
 

@@ -4,7 +4,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipelines.derive import derive_var_ablfl, derive_var_base
+from pipelines.derive import baseline_window, derive_var_ablfl, derive_var_base
+from pipelines.study import load_study
 
 KEYS = ["USUBJID", "PARAMCD", "ADY", "SRCDLVID", "SRCROW"]
 
@@ -99,3 +100,21 @@ def test_base_refuses_two_baseline_records():
     data = frame(BASE_IN, [("S1", "NFLS", -3, 12.0, "Y"), ("S1", "NFLS", 1, 14.0, "Y")])
     with pytest.raises(ValueError, match="more than one ABLFL"):
         derive_var_base(data)
+
+
+def test_ablfl_only_from_the_baseline_window_not_from_screening():
+    """A subject whose BASELINE sample is missing has no baseline: the screening value, taken
+    before the riluzole run-in, is not one."""
+    data = frame(IN_SCHEMA, [("S1", "NFLS", -87, 34.0, 1, 1), ("S1", "NFLS", 85, 40.0, 1, 2),
+                             ("S2", "NFLS", -87, 20.0, 1, 3), ("S2", "NFLS", -14, 21.0, 1, 4)])
+    flagged = derive_var_ablfl(data, earliest_day=-14).sort(KEYS)
+    assert flagged["ABLFL"].to_list() == [None, None, None, "Y"]
+    assert derive_var_ablfl(data).sort(KEYS)["ABLFL"].to_list() == ["Y", None, None, "Y"]
+
+
+def test_the_baseline_window_is_the_study_visit_containing_day_1():
+    visits = load_study().visits
+    assert baseline_window(visits) == (-14, 1)
+    assert baseline_window(visits, baseline_day=-100) == (-126, -100)
+    with pytest.raises(ValueError, match="no visit window contains the baseline day 2"):
+        baseline_window([{"visit_code": "M1", "window_lo": 24, "window_hi": 34}], baseline_day=2)

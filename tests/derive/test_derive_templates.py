@@ -151,16 +151,16 @@ def test_adsl_one_row_per_subject(adsl):
         {"STUDYID": pl.String, "USUBJID": pl.String, "SUBJID": pl.String, "SITEID": pl.String,
          "COUNTRY": pl.String, "ONSET": pl.String, "SEX": pl.String, "AGE": pl.Int64, "AGEU": pl.String,
          "RANDDT": pl.Date, "STRATAR": pl.String, "STRAT1R": pl.String, "STRAT2R": pl.String,
-         "TRT01P": pl.String, "TRT01A": pl.String, "TRT01PN": pl.Int64, "ITTFL": pl.String, "DTHDT": pl.Date,
+         "ARMCD": pl.String, "ARM": pl.String, "ACTARMCD": pl.String, "ACTARM": pl.String, "TRT01P": pl.String, "TRT01A": pl.String, "TRT01PN": pl.Int64, "ITTFL": pl.String, "DTHDT": pl.Date,
          "DTHFL": pl.String, "WDDT": pl.Date, "WDREAS": pl.String, "BNFLS": pl.Float64, "BPNFHC": pl.Float64,
          "PNFHSTR": pl.String, "TRRESPFL": pl.String},
         [
-            ("MIROCALS", S1, "0001", "FR01", "FRA", "LIMB", "M", 61, "YEARS", R1, "FRA-LIMB", "FRA", "LIMB",
-             IL2, IL2, 1, "Y", None, None, None, None, 1.5, 3700.0, "LOW", "Y"),
-            ("MIROCALS", S2, "0002", "UK02", "GBR", "BULBAR", "F", 55, "YEARS", R2, "GBR-BULBAR", "GBR", "BULBAR",
-             PBO, PBO, 2, "Y", date(2021, 1, 1), "Y", None, None, 62.0, 5000.0, "HIGH", "N"),
-            ("MIROCALS", S3, "0003", "FR03", "FRA", "LIMB", "F", 70, "YEARS", None, "FRA-LIMB", "FRA", "LIMB",
-             None, None, None, "N", None, None, date(2019, 12, 1), "Screen failure", None, None, None, None),
+            ("MIROCALS", S1, "FR01-0001", "FR01", "FRA", "LIMB", "M", 61, "YEARS", R1, "FRA-LIMB", "FRA", "LIMB",
+             "IL2", IL2, "IL2", IL2, IL2, IL2, 1, "Y", None, None, None, None, 1.5, 3700.0, "LOW", "Y"),
+            ("MIROCALS", S2, "UK02-0002", "UK02", "GBR", "BULBAR", "F", 55, "YEARS", R2, "GBR-BULBAR", "GBR", "BULBAR",
+             "PBO", PBO, "PBO", PBO, PBO, PBO, 2, "Y", date(2021, 1, 1), "Y", None, None, 62.0, 5000.0, "HIGH", "N"),
+            ("MIROCALS", S3, "FR03-0003", "FR03", "FRA", "LIMB", "F", 70, "YEARS", None, "FRA-LIMB", "FRA", "LIMB",
+             None, None, None, None, None, None, None, "N", None, None, date(2019, 12, 1), "Screen failure", None, None, None, None),
         ],
     )  # fmt: skip
     assert adsl.columns == list(ADSL_COLUMNS)
@@ -177,3 +177,12 @@ def test_templates_take_their_rules_from_the_study_definition():
     assert adbm.height == CORE.height and adsl.height == SUBJECT.height
     assert adbm.filter(pl.col("IMPUTFL") == "Y").get_column("IMPUTRL").to_list() == [blq["rule"]]
     assert adsl.get_column("STUDYID").unique().to_list() == [study.studyid]
+
+
+def test_adbm_takes_no_baseline_from_screening_when_the_baseline_sample_is_missing():
+    no_baseline_sample = CORE.filter(~((pl.col("usubjid") == S1) & (pl.col("paramcd") == "NFLS")
+                                       & (pl.col("visit_code") == "BASELINE")))
+    adbm = create_adbm(no_baseline_sample, SUBJECT, VISITS, ARMS, "LLOQ/2", 0.5, "MIROCALS")
+    nfls = adbm.filter((pl.col("USUBJID") == S1) & (pl.col("PARAMCD") == "NFLS")).sort("ADY")
+    assert nfls.select("AVISIT", "ABLFL", "BASE", "CHG").rows() == [("SCREEN", None, None, None),
+                                                                     ("M3", None, None, None)]
