@@ -428,6 +428,7 @@ def load_reference_tables(
                 "uloq": p.uloq,
                 "plausible_lo": p.plausible[0],
                 "plausible_hi": p.plausible[1],
+                "limit_tolerance": study.raw["limit_tolerance_factor"],
                 "treatment_revealing": p.treatment_revealing,
             }
             for p in study.parameters

@@ -26,6 +26,10 @@ PBO = "MIROCALS-FR01-0002"
 RUNIN_ONLY = "MIROCALS-UK01-0001"
 
 
+# a cytometer acquisition or assay run after every collection the tests schedule (day 505)
+AFTER_COLLECTION = dt.date(2019, 12, 1)
+
+
 def day(study_day: int, hour: int = 9) -> dt.datetime:
     """Collection time on a study day (day 1 = randomisation date, no day 0)."""
     offset = study_day - 1 if study_day > 0 else study_day
@@ -68,14 +72,14 @@ def sample(sample_id: str, usubjid: str, visit_code: str, matrix: str, study_day
 
 def treg(sample_id: str, cd4: float = 800.0, pct: float = 5.0, **overrides: Any) -> dict[str, Any]:
     row = {"sample_id": sample_id, "cd4_count": cd4, "treg_count": cd4 * pct / 100, "treg_pct_cd4": pct,
-           "panel_version": "TREG-v1", "acquisition_date": dt.date(2018, 6, 1)}
+           "panel_version": "TREG-v1", "acquisition_date": AFTER_COLLECTION}
     return {**row, **overrides}
 
 
 def nf(sample_id: str, result: str, unit: str = "pg/mL", analyte: str = "NfL", lloq: float = 3.0,
        uloq: float = 1500.0, **overrides: Any) -> dict[str, Any]:
     row = {"sample_id": sample_id, "analyte": analyte, "result": result, "unit": unit, "lloq": lloq,
-           "uloq": uloq, "dilution": 4.0, "plate_id": "P001", "run_date": dt.date(2018, 6, 1), "cv_pct": 4.0}
+           "uloq": uloq, "dilution": 4.0, "plate_id": "P001", "run_date": AFTER_COLLECTION, "cv_pct": 4.0}
     return {**row, **overrides}
 
 

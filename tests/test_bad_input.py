@@ -77,6 +77,11 @@ MANIFEST: dict[str, tuple[str, str, str, int]] = {
     "SWB15": (PBO, "M12", "WHOLE_BLOOD", 337),
     "SWB16": (PBO, "M15", "WHOLE_BLOOD", 421),
     "SWB17": (PBO, "M6", "WHOLE_BLOOD", 169),
+    "SWB18": (IL2, "M9", "WHOLE_BLOOD", 253),
+    "SWB19": (PBO, "M9", "WHOLE_BLOOD", 253),
+    "SWB20": (IL2, "M9", "WHOLE_BLOOD", 253),
+    "SWB21": (PBO, "M9", "WHOLE_BLOOD", 253),
+    "SWB22": (IL2, "M12", "WHOLE_BLOOD", 337),
     # samples whose collection cannot be used: held back with every result measured on them
     "SRUNIN": (RUNIN_ONLY, "SCREEN", "WHOLE_BLOOD", -90),
     "SDEAD": (DEAD, "M6", "WHOLE_BLOOD", 169),
@@ -100,7 +105,7 @@ MANIFEST: dict[str, tuple[str, str, str, int]] = {
     "SNK01": (IL2, "M9", "SERUM", 253),
     "SNL01": (IL2, "M12", "SERUM", 337),
     "SNL02": (IL2, "M15", "SERUM", 421),
-    **{f"SNL{i:02d}": (PBO, "M15", "SERUM", 421) for i in range(3, 11)},
+    **{f"SNL{i:02d}": (PBO, "M15", "SERUM", 421) for i in range(3, 15)},
     # PAXgene RNA
     "SRN01": (IL2, "BASELINE", "PAXGENE_RNA", 1),
     "SRN02": (PBO, "BASELINE", "PAXGENE_RNA", -3),
@@ -165,11 +170,11 @@ TREG_ROWS: list[Row] = [
     Row(_treg("SWB01")),                                                                        # 1
     Row(_treg("SWB01"), "duplicate_row", None, "exact copy of row 1 of this delivery"),          # 2
     Row(_treg("SWB04", cd4=-650.0, treg_count=30.0), "cd4_count_in_range", "cd4_count",
-        "cd4_count must lie in the plausible range (cells/uL): 1 to 5000 (delivered: -650.0)"),
+        "cd4_count must lie in the plausible range (cells/uL): 50 to 5000 (delivered: -650.0)"),
     Row(_treg("SWB05", pct=0.0, treg_count=0.5), "treg_pct_cd4_in_range", "treg_pct_cd4",
         "treg_pct_cd4 must lie in the plausible range"),                                       # 4 zero
     Row(_treg("SWB06", cd4=math.nan, treg_count=40.0), "cd4_count_present", "cd4_count",
-        "cd4_count must be present (delivered: missing)"),                                      # 5 NaN
+        "cd4_count must be present (delivered: missing or NaN)"),                                      # 5 NaN
     Row(_treg("SWB07", cd4=math.inf, treg_count=40.0), "cd4_count_in_range", "cd4_count", "(delivered: inf)"),
     Row(_treg("SWB08", treg_count=-math.inf), "treg_count_in_range", "treg_count",
         "treg_count must lie in the plausible range"),                                         # 7 -inf
@@ -193,6 +198,16 @@ TREG_ROWS: list[Row] = [
     # build withholds): still two different results
     Row(_treg("SWB15", cd4=900.0, pct=4.0), "conflicting_values", None, "sample SWB15 has 2 different results"),
     Row(_treg("SWB15", cd4=900.0, pct=9.0), "conflicting_values", None, "sample SWB15 has 2 different results"),
+    # another unit: a CD4 count in 10^9/L, %Treg as a fraction; below the floors, not loaded
+    Row(_treg("SWB18", cd4=1.09, treg_count=1.0), "cd4_count_in_range", "cd4_count", "50 to 5000 (delivered: 1.09)"),
+    Row(_treg("SWB19", pct=0.12, treg_count=40.0), "treg_pct_cd4_in_range", "treg_pct_cd4",
+        "treg_pct_cd4 must lie in the plausible range"),
+    Row(_treg("SWB20", acquisition_date=dt.date(2018, 1, 1)), "acquisition_before_collection", None,
+        "acquired on 2018-01-01, before sample SWB20 was collected on 2018-09-19"),
+    Row(_treg("SWB21", acquisition_date=dt.date(2031, 1, 1)), "acquisition_in_future", None,
+        "acquisition date 2031-01-01 is in the future"),
+    Row(_treg("SWB22", panel_version="   "), "panel_version_not_blank", "panel_version",
+        "panel_version must not be blank (spaces only) (delivered: '   ')"),
 ]
 TREG_2_ROWS = [Row(_treg("SWB11", cd4=640.0)), Row(_treg("SWB14", cd4=820.0, pct=4.0))]
 
@@ -232,6 +247,13 @@ NF_ROWS: list[Row] = [
     Row(nf("SNL10", "62.0", unit="pg/mL\n"), "unit_no_line_break", "unit", "unit must not hold a tab or a line break"),
     Row(nf("SNL10", ">1500\n"), "result_no_line_break", "result", "result must not hold a tab or a line break"),
     *[Row(nf(sample_id, result)) for sample_id, result in CENSORED.items()],                     # 15..
+    # limits left in pg/mL on a result sent in ng/mL: 45 pg/mL would have read as below 3000
+    Row(nf("SNL11", "0.045", unit="ng/mL", lloq=3.0, uloq=1500.0), "limits_disagree_with_assay", None,
+        "are 3000.0 and 1500000.0 pg/mL, but the assay's limits are 3.0 and 1500.0 pg/mL (more than 10 times off"),
+    Row(nf("SNL12", "62.0", run_date=dt.date(2018, 1, 1)), "run_before_collection", None,
+        "assay run on 2018-01-01, before sample SNL12 was collected on 2019-03-06"),
+    Row(nf("SNL13", "62.0", run_date=dt.date(2031, 1, 1)), "run_in_future", None, "run date 2031-01-01 is in the future"),
+    Row(nf("SNL14", "62.0", plate_id=""), "plate_id_not_blank", "plate_id", "plate_id must not be blank"),
 ]
 NF_2_ROWS = [Row(nf("SNK01", "41.5"))]
 

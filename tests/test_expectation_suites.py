@@ -71,7 +71,7 @@ def _reason_of(suite: str, rule: str) -> str:
 def test_a_reason_names_the_bounds_the_study_definition_gives_and_only_those():
     # bounds from schemas/study.yaml ($PARAMETER) are named; a bound written in the suite is in
     # its description already, and a strict one is not "at least"
-    assert _reason_of("treg", "cd4_count_in_range") == "cd4_count must lie in the plausible range (cells/uL): 1 to 5000"
+    assert _reason_of("treg", "cd4_count_in_range") == "cd4_count must lie in the plausible range (cells/uL): 50 to 5000"
     assert _reason_of("neurofilament", "lloq_positive") == "lloq must be positive"
     meta = {"rule": "x_in_range", "description": "x must lie in the plausible range"}
     one_sided = {"min_value": {"$PARAMETER": "CD4CNT_lo"}, "strict_min": True}

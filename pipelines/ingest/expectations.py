@@ -184,8 +184,12 @@ def _columns_of(kwargs: dict[str, Any]) -> str | None:
 def _printable(value: Any) -> Any:
     if hasattr(value, "item") and not isinstance(value, (list, tuple)):
         value = value.item()
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None:
         return "missing"
+    if isinstance(value, float) and math.isnan(value):
+        return "missing or NaN"  # the frame GX reads holds an empty number as NaN too
+    if isinstance(value, str) and (not value.strip() or value != value.strip()):
+        return repr(value)  # blanks and spaces around a value are seen
     if isinstance(value, float) and math.isinf(value):
         return str(value)
     if isinstance(value, (list, tuple)):
@@ -405,7 +409,11 @@ def _delivered_values(frame: pd.DataFrame, column: str | None, rows: list[int]) 
     columns = column.split(",")
     picked = frame.loc[rows, columns]
     if len(columns) == 1:
-        return picked[columns[0]].tolist()
+        values = picked[columns[0]]
+        if pd.api.types.is_float_dtype(values):
+            return values.tolist()
+        # outside a float column, NaN is how the frame holds an empty value
+        return [None if isinstance(v, float) and math.isnan(v) else v for v in values.tolist()]
     return [list(pair) for pair in picked.itertuples(index=False)]
 
 

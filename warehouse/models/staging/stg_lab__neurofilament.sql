@@ -32,10 +32,14 @@ checked as (
         sample.qc_rule                                                               as sample_rule,
         sample.qc_reason                                                             as sample_reason,
         sample.matrix,
+        sample.collection_date,
         parameter.paramcd,
         parameter.unit                                                               as standard_unit,
         parameter.plausible_lo,
         parameter.plausible_hi,
+        parameter.lloq                                                               as assay_lloq,
+        parameter.uloq                                                               as assay_uloq,
+        parameter.limit_tolerance,
         unit.factor
     from parsed
     left join staging.stg_row_failures as failures using (delivery_id, row_number)
@@ -71,6 +75,11 @@ ruled as (
             when sample_rule is not null                                then sample_rule
             when paramcd is null                                        then 'analyte_matrix_mismatch'
             when factor is null                                         then 'unit_not_convertible'
+            when lloq_std not between assay_lloq / limit_tolerance and assay_lloq * limit_tolerance
+                or uloq_std not between assay_uloq / limit_tolerance and assay_uloq * limit_tolerance
+                                                                        then 'limits_disagree_with_assay'
+            when run_date > current_date                                then 'run_in_future'
+            when run_date < collection_date                             then 'run_before_collection'
             when (result_qualifier = '<' and value_std > uloq_std)
                 or (result_qualifier = '>' and value_std < lloq_std)      then 'censored_limit_inconsistent'
             when result_qualifier is null
@@ -91,6 +100,19 @@ ruled as (
                 analyte || ' is not measured in ' || coalesce(matrix, 'an unknown matrix')
             when factor is null then
                 'unit ' || unit || ' cannot be converted to ' || standard_unit
+            -- the limits decide what is censored: limits in another unit than the result are not read
+            when lloq_std not between assay_lloq / limit_tolerance and assay_lloq * limit_tolerance
+                or uloq_std not between assay_uloq / limit_tolerance and assay_uloq * limit_tolerance then
+                'LLOQ ' || coalesce(lloq::varchar, 'none') || ' and ULOQ ' || coalesce(uloq::varchar, 'none')
+                || ' ' || unit || ' are ' || coalesce(lloq_std::varchar, 'none') || ' and '
+                || coalesce(uloq_std::varchar, 'none') || ' ' || standard_unit || ', but the assay''s limits are ' || assay_lloq
+                || ' and ' || assay_uloq || ' ' || standard_unit || ' (more than ' || limit_tolerance
+                || ' times off: limits in another unit than the result?)'
+            when run_date > current_date then
+                'run date ' || run_date || ' is in the future'
+            when run_date < collection_date then
+                'assay run on ' || run_date || ', before sample ' || sample_id || ' was collected on '
+                || collection_date
             -- '<99999' with a ULOQ of 1500 would be both below the LLOQ and above the ULOQ
             when result_qualifier = '<' and value_std > uloq_std then
                 result || ' says below the LLOQ, but ' || round(value_std, 3) || ' ' || standard_unit

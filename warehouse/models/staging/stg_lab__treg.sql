@@ -21,7 +21,8 @@ checked as (
         sample.sample_id is not null                                                 as sample_known,
         sample.qc_rule                                                               as sample_rule,
         sample.qc_reason                                                             as sample_reason,
-        sample.matrix
+        sample.matrix,
+        sample.collection_date
     from source
     left join staging.stg_row_failures as failures using (delivery_id, row_number)
     left join staging.stg_biobank__sample as sample
@@ -38,6 +39,8 @@ ruled as (
             when not sample_known               then 'sample_unknown'
             when sample_rule is not null        then sample_rule
             when matrix <> 'WHOLE_BLOOD'        then 'matrix_mismatch'
+            when acquisition_date > current_date then 'acquisition_in_future'
+            when acquisition_date < collection_date then 'acquisition_before_collection'
         end as qc_rule,
         case
             when gx_rules is not null then gx_reasons
@@ -51,6 +54,11 @@ ruled as (
                 'sample ' || sample_id || ': ' || sample_reason
             when matrix <> 'WHOLE_BLOOD' then
                 'sample ' || sample_id || ' is ' || matrix || ', flow cytometry needs WHOLE_BLOOD'
+            when acquisition_date > current_date then
+                'acquisition date ' || acquisition_date || ' is in the future'
+            when acquisition_date < collection_date then
+                'acquired on ' || acquisition_date || ', before sample ' || sample_id || ' was collected on '
+                || collection_date
         end as qc_reason
     from checked
 )
