@@ -140,6 +140,8 @@ class FamilyContract:
 class Contracts:
     families: dict[str, FamilyContract]
     personal_data_patterns: tuple[re.Pattern[str], ...]
+    ignored_name_notes: re.Pattern[str]  # how a value is written, not what it is: (dd/mm/yyyy), _yyyy, 's
+    name_separators: re.Pattern[str]  # where one column name joins several: Initials/DOB, Nom & Prénom
 
     def __getitem__(self, family: str) -> FamilyContract:
         return self.families[family]
@@ -149,9 +151,16 @@ class Contracts:
         return [f for f in self.families.values() if set(f.required_columns) <= columns]
 
     def is_personal_data(self, column: str) -> bool:
+        """Whether ``column`` (a column name or a map key), or any name it joins, names personal data."""
+        return any(p.search(name) for name in self.names_in(column) for p in self.personal_data_patterns)
+
+    def names_in(self, column: str) -> list[str]:
+        """The names ``column`` joins, as the personal-data patterns read them: unaccented, lowercased,
+        without notes (bracketed text, date format hints, possessive 's) and non-alphanumerics."""
         unaccented = "".join(c for c in unicodedata.normalize("NFKD", column) if not unicodedata.combining(c))
-        normalised = re.sub(r"[^a-z0-9]", "", unaccented.lower())
-        return any(p.search(normalised) for p in self.personal_data_patterns)
+        read = self.ignored_name_notes.sub(" ", unaccented.lower())
+        names = (re.sub(r"[^a-z0-9]", "", part) for part in self.name_separators.split(read))
+        return [name for name in names if name]
 
 
 def _read_yaml(name: str) -> dict[str, Any]:
@@ -204,5 +213,10 @@ def load_contracts() -> Contracts:
         )
         for name, f in raw["families"].items()
     }
-    patterns = tuple(re.compile(p) for p in raw["personal_data"]["forbidden_name_patterns"])
-    return Contracts(families=families, personal_data_patterns=patterns)
+    personal = raw["personal_data"]
+    return Contracts(
+        families=families,
+        personal_data_patterns=tuple(re.compile(p) for p in personal["forbidden_name_patterns"]),
+        ignored_name_notes=re.compile("|".join(personal["ignored_name_notes"])),
+        name_separators=re.compile("|".join(personal["name_separators"])),
+    )

@@ -16,6 +16,7 @@ import posixpath
 import re
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass, field, replace
 from datetime import UTC, datetime
@@ -217,15 +218,59 @@ def _wrong_folder_hint(present: set[str], contract: FamilyContract) -> str:
     return ""
 
 
+def _is_list(data_type: pa.DataType) -> bool:
+    return pa.types.is_list(data_type) or pa.types.is_large_list(data_type) or pa.types.is_fixed_size_list(data_type)
+
+
 def _field_paths(schema: pa.Schema) -> list[str]:
-    """Every column name, and the names inside struct (and list of struct) columns as ``a.b``."""
+    """Every column name, and the names inside struct (and list or map of struct) columns as ``a.b``."""
     def walk(name: str, data_type: pa.DataType) -> list[str]:
-        while pa.types.is_list(data_type) or pa.types.is_large_list(data_type) or pa.types.is_fixed_size_list(data_type):
-            data_type = data_type.value_type
+        while _is_list(data_type) or pa.types.is_map(data_type):
+            data_type = data_type.item_type if pa.types.is_map(data_type) else data_type.value_type
         inner = [f for f in data_type] if pa.types.is_struct(data_type) else []
         return [name, *(p for f in inner for p in walk(f"{name}.{f.name}", f.type))]
 
     return [p for f in schema for p in walk(f.name, f.type)]
+
+
+def _holds_map(data_type: pa.DataType) -> bool:
+    if pa.types.is_map(data_type):
+        return True
+    if _is_list(data_type):
+        return _holds_map(data_type.value_type)
+    return pa.types.is_struct(data_type) and any(_holds_map(f.type) for f in data_type)
+
+
+def _maps(name: str, array: pa.Array) -> Iterator[tuple[str, pa.MapArray]]:
+    """Every map in ``array`` (maps in structs, lists and map values too), with its path as ``a.b``."""
+    if pa.types.is_map(array.type):
+        yield name, array
+        yield from _maps(name, array.items)
+    elif _is_list(array.type):
+        yield from _maps(name, array.flatten())
+    elif pa.types.is_struct(array.type):
+        for f, child in zip(array.type, array.flatten()):
+            yield from _maps(f"{name}.{f.name}", child)
+
+
+def _map_keys(path: Path, schema: pa.Schema) -> list[tuple[str, str]]:
+    """(map path, key) for every distinct text key of the file's map columns: keys are data, not schema,
+    so a map can name personal data (``extra: {dob: ..., name: ...}``) under a harmless column name.
+    Only the map columns are read."""
+    columns = list(dict.fromkeys(f.name for f in schema if _holds_map(f.type)))
+    if not columns:
+        return []
+    with pq.ParquetFile(path) as parquet:
+        table = parquet.read(columns=columns)  # unlike pq.read_table, reads every column of a repeated name
+    found = [
+        (map_path, key)
+        for column, array in zip(table.column_names, table.columns)
+        for chunk in array.chunks
+        for map_path, maps in _maps(column, chunk)
+        if pa.types.is_string(maps.type.key_type) or pa.types.is_large_string(maps.type.key_type)
+        for key in pc.unique(maps.keys).to_pylist()
+    ]
+    return list(dict.fromkeys(found))
 
 
 def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> CheckedDelivery:
@@ -246,13 +291,20 @@ def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> Chec
         ) from None
 
     contracts = load_contracts()
-    personal = [path for path in _field_paths(schema) if contracts.is_personal_data(path.rsplit(".", 1)[-1])]
+    personal = [repr(name) for name in _field_paths(schema) if contracts.is_personal_data(name.rsplit(".", 1)[-1])]
+    try:
+        keys = _map_keys(path, schema)
+    except Exception as error:
+        raise DeliveryRejected(
+            file_name, "file_readable", f"not a readable Parquet file (truncated or damaged in transfer?): {error}"
+        ) from None
+    personal += [f"{column!r} key {key!r}" for column, key in keys if contracts.is_personal_data(key)]
     if personal:
-        # Only column names are named: no value of a refused file is ever read or stored.
+        # Only column names (and map keys) are named: no other value of a refused file is read or stored.
         raise DeliveryRejected(
             file_name,
             "no_personal_data",
-            f"column(s) {', '.join(repr(n) for n in personal)} look like personal data; "
+            f"column(s) {', '.join(personal)} look like personal data; "
             "deliveries must carry pseudonymised identifiers only. The file is refused and none of its values was stored.",
         )
 

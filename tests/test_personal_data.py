@@ -1,0 +1,135 @@
+"""Personal data in a delivery's column names, and in the keys of its map columns.
+
+A name is read as ``schemas/deliveries.yaml`` declares (bracketed notes, date format hints and a
+possessive 's removed; a name joining several judged part by part) before the forbidden patterns
+are applied. The names refused here were accepted before; the names allowed are the contract's
+columns and the harmless extras real lab deliveries carry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+
+from pipelines.ingest.delivery import DeliveryRejected, check_delivery
+from pipelines.study import load_contracts
+from tests.conftest import run_build
+from tests.landing import treg, write_delivery, write_reference
+from tests.stored_text import columns_containing, warehouse_text
+
+TREG_FILE = "labs/treg/treg_batch01.parquet"
+
+# Found accepted in review: each must be refused.
+NEWLY_REFUSED = [
+    # names and initials
+    "Patient's Name", "Patient’s name", "NOM_PRENOM", "Nom Prénom", "Nom et prénom", "PATIENT", "pat_init", "pt_inits",
+    "subject_id_initials",
+    # birth dates with a format hint, or joined with another name
+    "DOB (dd/mm/yyyy)", "Date de naissance (JJ/MM/AAAA)", "dob_ddmmyyyy", "birth_date_yyyy", "dob_yyyymmdd",
+    "DOB dd/mm/yyyy", "dob_dd-mmm-yyyy", "Patient Initials/DOB", "name_and_dob", "Name, DOB", "Nom & Prénom",
+    # identifiers
+    "CHI_number", "CHI", "N° NHS", "Nº NHS", "numero_nhs", "hosp_no", "hospital_num",
+]
+
+# Refused before this change: they must stay refused.
+STILL_REFUSED = ["Patient_Name", "DOB", "dateOfBirth", "nom", "date_naissance", "Initials", "NHS_Number", "E-mail",
+                 "Postcode", "NHS"]
+
+# Harmless extras of lab deliveries. patient_id and subject_id are allowed on purpose (a pseudonymised trial
+# identifier), so is birthday_flag (a yes/no, not the date): see the comments in schemas/deliveries.yaml.
+LAB_EXTRAS = ["gene_name", "kit_name", "analyte_name", "site_name", "operator", "instrument_id", "run_date",
+              "plate_id", "batch_no", "comment", "dilution", "patient_id", "subject_id", "sample_name", "date",
+              "birthday_flag", "NfL (pg/mL)", "CD4+ CD25+ count", "n_hosp", "size_mm", "date and time", "chi_square"]
+CONTRACT_COLUMNS = sorted({c.name for f in load_contracts().families.values() for c in f.columns})
+
+
+@pytest.mark.parametrize("column", NEWLY_REFUSED + STILL_REFUSED)
+def test_personal_data_column_name_is_refused(column):
+    assert load_contracts().is_personal_data(column)
+
+
+@pytest.mark.parametrize("column", CONTRACT_COLUMNS + LAB_EXTRAS)
+def test_contract_and_lab_column_is_allowed(column):
+    assert not load_contracts().is_personal_data(column)
+
+
+@pytest.mark.parametrize(("column", "names"), [
+    ("Patient Initials/DOB", ["patientinitials", "dob"]),
+    ("Date de naissance (JJ/MM/AAAA)", ["datedenaissance"]),
+    ("Patient's Name", ["patientname"]),
+    ("birth_date_yyyy", ["birthdate"]),
+    ("NfL (pg/mL)", ["nfl"]),
+])
+def test_a_column_name_is_read_without_notes_and_split_into_the_names_it_joins(column, names):
+    assert load_contracts().names_in(column) == names
+
+
+def _refusal(tmp_path, **extra: tuple[pa.DataType, object]) -> DeliveryRejected:
+    """Check a treg delivery carrying the ``extra`` columns (name -> (type, value)); it must be refused."""
+    row = treg("S002", **{name: value for name, (_, value) in extra.items()})
+    path = write_delivery(tmp_path, "treg", "treg_batch01.parquet", [row],
+                          **{name: type_ for name, (type_, _) in extra.items()})
+    with pytest.raises(DeliveryRejected) as refused:
+        check_delivery(path, TREG_FILE, load_contracts()["treg"])
+    return refused.value
+
+
+def test_refusal_names_the_column_as_delivered(tmp_path):
+    refused = _refusal(tmp_path, **{"Patient Initials/DOB": (pa.string(), "JD 02/01/1950")})
+    assert refused.rule == "no_personal_data"
+    assert "column(s) 'Patient Initials/DOB' look like personal data" in str(refused)
+    assert "1950" not in str(refused)
+
+
+TEXT_MAP = pa.map_(pa.string(), pa.string())
+PERSONAL_MAP = [("dob", "1950-01-02"), ("lab", "Glasgow"), ("name", "Jean Dupontellier")]
+
+
+def test_personal_data_in_the_keys_of_a_map_column_is_refused(tmp_path):
+    refused = _refusal(tmp_path, extra=(TEXT_MAP, PERSONAL_MAP))
+    assert refused.rule == "no_personal_data"
+    assert "column(s) 'extra' key 'dob', 'extra' key 'name' look like personal data" in str(refused)
+    assert "Dupontellier" not in str(refused) and "1950" not in str(refused)
+
+
+@pytest.mark.parametrize(("type_", "value", "named"), [
+    (pa.struct([("tags", TEXT_MAP)]), {"tags": PERSONAL_MAP}, "'details.tags' key 'dob'"),
+    (pa.list_(TEXT_MAP), [[("run", "R1")], PERSONAL_MAP], "'details' key 'dob'"),
+    (pa.map_(pa.string(), TEXT_MAP), [("visit1", PERSONAL_MAP)], "'details' key 'dob'"),
+], ids=["map_in_struct", "list_of_maps", "map_of_maps"])
+def test_personal_data_in_the_keys_of_a_nested_map_is_refused(tmp_path, type_, value, named):
+    refused = _refusal(tmp_path, details=(type_, value))
+    assert refused.rule == "no_personal_data"
+    assert named in str(refused)
+
+
+def test_personal_data_in_the_fields_of_a_map_value_is_refused(tmp_path):
+    refused = _refusal(tmp_path, details=(pa.map_(pa.string(), pa.struct([("dob", pa.date32())])),
+                                          [("visit1", {"dob": dt.date(1950, 1, 2)})]))
+    assert refused.rule == "no_personal_data"
+    assert "column(s) 'details.dob' look like personal data" in str(refused)
+
+
+def test_a_map_column_with_harmless_keys_is_not_refused_for_personal_data(tmp_path):
+    path = write_delivery(tmp_path, "treg", "treg_batch01.parquet",
+                          [treg("S002", extra=[("lab", "Glasgow"), ("gene_name", "CD3E")])], extra=TEXT_MAP)
+    try:
+        check_delivery(path, TREG_FILE, load_contracts()["treg"])
+    except DeliveryRejected as refused:
+        assert refused.rule != "no_personal_data", refused
+
+
+def test_a_build_refuses_a_delivery_with_personal_map_keys_and_stores_none_of_it(tmp_path):
+    landing = tmp_path / "landing"
+    write_reference(landing)
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002", cd4=612.5, extra=PERSONAL_MAP)],
+                   extra=TEXT_MAP)
+    built = run_build(landing, tmp_path / "mirocals.duckdb")
+    record = built.dicts("select * from audit.reconciliation where file_name = ?", [TREG_FILE])[0]
+    assert (record["status"], record["rule"]) == ("rejected", "no_personal_data"), record
+    assert "'extra' key 'dob', 'extra' key 'name' look like personal data" in record["reason"]
+    text = warehouse_text(built.warehouse)
+    for value in ("Jean Dupontellier", "1950-01-02", "612.5"):
+        assert columns_containing(text, value) == [], value
