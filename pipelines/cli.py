@@ -203,8 +203,9 @@ def check(
 ) -> None:
     """Give the verdicts a build would give one file, without loading anything.
 
-    Exits 1 when the file would be refused, was taken in already, or not one of its rows would
-    load (held-back rows are listed); 2 when its family cannot be told (give --family); else 0.
+    Exits 1 when the file would be refused, was taken in already, sits where a build does not look
+    (outside its family's folder in the landing zone), or not one of its rows would load
+    (held-back rows are listed); 2 when its family cannot be told (give --family); else 0.
     """
     from pipelines.ingest.check import UnknownFamily, check_file
 
@@ -215,13 +216,16 @@ def check(
         err.print(f"[red]{escape(str(unknown))}[/red]")
         raise typer.Exit(2) from None
     if not verdict.ok:
-        console.print(f"[red]REFUSED[/red] ({verdict.family}) {escape(verdict.reason)}")
+        label = "NOT TAKEN IN" if verdict.status == "not taken in" else "REFUSED"
+        console.print(f"[red]{label}[/red] ({verdict.family}) {escape(verdict.reason)}")
         raise typer.Exit(1)
     held = verdict.rows_held
     console.print(
         f"[green]ACCEPTED[/green] ({verdict.family}) {escape(str(verdict.file))}: {verdict.rows} rows, "
         f"{verdict.rows - len(held)} would load, {len(held)} would be held back."
     )
+    if verdict.warnings:
+        console.print(f"[yellow]Accepted with remarks: {escape(verdict.warnings)}[/yellow]")
     if not verdict.reference_checks and verdict.family in ("sample_manifest", "treg", "neurofilament", "transcript_gene", "transcript_summary"):
         console.print(f"[yellow]No warehouse at {settings.warehouse}: checks against subjects and samples were skipped.[/yellow]")
     if held:

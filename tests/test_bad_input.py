@@ -730,6 +730,26 @@ def test_check_tells_the_family_of_an_unreadable_file_from_its_name(bad, wide_cl
     assert "It cannot be read as Parquet" in result.output and "Give --family" in result.output
 
 
+@pytest.mark.parametrize("file_name", ["labs/Treg/treg_batch60.parquet", "treg_batch61.parquet",
+                                       "_archive/treg_batch01.parquet"])
+def test_check_says_a_landing_file_where_a_build_does_not_look_is_not_taken_in(bad, wide_cli, file_name):
+    result = _check(wide_cli, bad.landing / file_name, bad.warehouse, "--landing", str(bad.landing), "--family", "treg")
+    assert result.exit_code == 1, result.output
+    output = " ".join(result.output.split())
+    assert f"NOT TAKEN IN (treg) {file_name}" in output and "ACCEPTED" not in output
+    expected = ("a build ignores paths with a part starting with '_' or '.'" if file_name.startswith("_")
+                else "is not in the treg folder labs/treg/: a build does not take it in")
+    assert expected in output
+
+
+def test_check_lists_the_remarks_a_file_is_accepted_with(bad, wide_cli, tmp_path):
+    extra = write_delivery(tmp_path, "treg", "treg_batch91.parquet", [{**_treg("SWB01", cd4=905.0), "comment": "x"}])
+    result = _check(wide_cli, extra, bad.warehouse)
+    assert result.exit_code == 0, result.output
+    assert "Accepted with remarks: column(s) 'comment' are not in the contract; kept in raw.extra_columns" in " ".join(
+        result.output.split())
+
+
 def test_check_exits_1_when_not_one_row_would_load(bad, wide_cli, tmp_path):
     unknown = write_delivery(tmp_path, "treg", "treg_batch90.parquet", [_treg("SWB404"), _treg("SWB405")])
     result = _check(wide_cli, unknown, bad.warehouse)

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from pipelines.assets.models import STAGING_MODEL, run, upstream_models
 from pipelines.blinding import BlindingMode
 from pipelines.ingest.delivery import ingest_file
-from pipelines.study import load_contracts
+from pipelines.study import FamilyContract, load_contracts
 from pipelines.warehouse import (
     create_raw_tables,
     has_table,
@@ -53,11 +53,12 @@ class RowVerdict:
 class FileVerdict:
     file: str
     family: str
-    status: str  # accepted | rejected | duplicate
+    status: str  # accepted | rejected | duplicate | not taken in
     rows: int | None
     reason: str | None = None
     rows_held: list[RowVerdict] = field(default_factory=list)
     reference_checks: bool = False
+    warnings: str | None = None  # remarks the file is accepted with (columns outside the contract...)
 
     @property
     def ok(self) -> bool:
@@ -89,6 +90,19 @@ def infer_family(path: Path) -> str:
         f"{path}: cannot tell which delivery family this file belongs to from its folder, columns or name;"
         f"{unreadable} Give --family ({', '.join(contracts.families)})."
     )
+
+
+def not_taken_in(name: Path, contract: FamilyContract) -> str | None:
+    """Why no build takes in the landing-zone file ``name`` as a ``contract`` delivery, if none does."""
+    if any(part.startswith(("_", ".")) for part in name.parts):
+        return (f"{name.as_posix()}: a build ignores paths with a part starting with '_' or '.' "
+                "(work folders, partial uploads), so it would not be taken in.")
+    folder = Path(contract.folder.strip("/"))
+    if not name.is_relative_to(folder):
+        return (f"{name.as_posix()} is not in the {contract.family} folder {folder.as_posix()}/: a build does not "
+                f"take it in (it is listed in quarantine.unrecognised_files if it is in no family's folder). "
+                f"Move it to {folder.as_posix()}/.")
+    return None
 
 
 def check_file(
@@ -123,6 +137,8 @@ def check_file(
         blinding = BlindingMode(randomisation_file=str(path) if family == "randomisation" else None)
         inside = landing is not None and path.resolve().is_relative_to(landing.resolve())
         root = landing.resolve() if inside else path.parent
+        if inside and (skipped := not_taken_in(path.resolve().relative_to(root), contract)):
+            return FileVerdict(file=str(path), family=family, status="not taken in", rows=None, reason=skipped)
         # the warehouse's digests are keyed when blinded: without the key (a user who may not
         # read it) a copy of a delivery already loaded is not recognised as one
         key = read_digest_key(warehouse) if published else None
@@ -141,9 +157,11 @@ def check_file(
                 reason=f"{name} was taken in already as delivery {taken}, {verdict}. A build skips it: nothing new "
                        "would load.",
             )
+        warnings = con.execute(
+            "select warnings from audit.delivery where delivery_id = ?", [outcome.delivery_id]).fetchone()[0]
         verdict = FileVerdict(
             file=str(path), family=family, status=outcome.status, rows=outcome.rows_delivered,
-            reason=outcome.reason, reference_checks=reference,
+            reason=outcome.reason, reference_checks=reference, warnings=warnings,
         )
         if outcome.status != "accepted":
             return verdict
