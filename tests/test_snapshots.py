@@ -181,3 +181,22 @@ def test_names_equal_but_for_case_are_taken_in_as_they_were_written(tmp_path, ne
     os.utime(folder / newer, ns=(2_000_000_000, 2_000_000_000))
     found = [p.name for p in discover_files(tmp_path, load_contracts()["neurofilament"])]
     assert found == [older, newer]
+
+
+def test_a_lab_file_sent_again_without_some_of_its_rows_is_accepted_with_a_warning(tmp_path):
+    """Append semantics: a row the new version lacks keeps its earlier value current; the lab is told."""
+    landing, warehouse = tmp_path / "landing", tmp_path / "wh" / "mirocals.duckdb"
+    write_reference(landing, MANIFEST)
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002"), treg("S003", cd4=700.0), treg("S005")])
+    first = run_build(landing, warehouse)
+    earlier = first.scalar("select delivery_id from audit.delivery where family = 'treg'")
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002"), treg("S003", cd4=710.0)])
+    second = run_build(landing, warehouse)
+    (warnings,) = second.rows("select warnings from audit.delivery where family = 'treg' and delivery_id > ?", [earlier])[0]
+    assert (f"1 key(s) (sample_id) of its earlier version (delivery {earlier}) are not in it, such as S005: "
+            f"their values from delivery {earlier} stay current") in warnings
+    assert second.rows("select sample_id, aval from core.treg where paramcd = 'CD4CNT' order by 1") == [
+        ("S002", 800.0), ("S003", 710.0), ("S005", 800.0)]
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002"), treg("S003", cd4=720.0), treg("S005")])
+    third = run_build(landing, warehouse)
+    assert third.rows("select warnings from audit.delivery where family = 'treg' order by delivery_id desc limit 1") == [(None,)]

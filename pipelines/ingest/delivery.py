@@ -691,12 +691,42 @@ def _take_in(
         _store_validation(con, delivery_id, validation, now)
         if repeated is not None:
             _store_repeated_keys(con, delivery_id, repeated)
+        dropped = _keys_not_delivered_again(con, contract, file_name, delivery_id)
+        if dropped:
+            checked.warnings.append(dropped)
         _record_delivery(
             con, stat, **base, rows_delivered=stored.num_rows, status="accepted",
             warnings="; ".join(checked.warnings) or None,
         )
     failing = len({f.row_number for f in validation.row_failures})
     return DeliveryOutcome(delivery_id, contract.family, file_name, "accepted", stored.num_rows, failing, None, validation)
+
+
+def _keys_not_delivered_again(
+    con: duckdb.DuckDBPyConnection, contract: FamilyContract, file_name: str, delivery_id: int
+) -> str | None:
+    """A remark when a new version of an append file lacks keys its earlier version carried:
+    their earlier values stay current, which a lab sending the file again may not expect."""
+    if contract.mode != "append":
+        return None
+    earlier = con.execute(
+        "select max(delivery_id) from audit.delivery where file_name = ? and status = 'accepted' and delivery_id < ?",
+        [file_name, delivery_id],
+    ).fetchone()[0]
+    if earlier is None:
+        return None
+    key = ", ".join(contract.key)
+    rows = f"raw.{contract.family}__rows"
+    missing, example = con.execute(
+        f"select count(*), min(concat_ws(' ', {key})) from (select {key} from {rows} where delivery_id = ? "
+        f"except select {key} from {rows} where delivery_id = ?)",
+        [earlier, delivery_id],
+    ).fetchone()
+    if not missing:
+        return None
+    return (f"{missing} key(s) ({key}) of its earlier version (delivery {earlier}) are not in it, such as "
+            f"{example}: their values from delivery {earlier} stay current (a file sent again adds and "
+            "corrects rows, it removes none)")
 
 
 def _taken_in_under_a_later_name(con: duckdb.DuckDBPyConnection, family: str, file_name: str) -> str | None:
