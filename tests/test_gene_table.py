@@ -278,3 +278,17 @@ def test_a_model_materialised_the_other_way_in_an_earlier_warehouse_is_replaced(
     assert kinds["staging.int_transcript_gene__copies"] == "table"  # incremental: taken in again from raw
     assert second.rows("select * from staging.int_transcript_gene__copies order by all") == copies
     assert second.rows("select * from quarantine.rejected_rows order by all") == held
+
+
+def test_a_held_back_gene_correction_is_listed_with_the_value_that_stays_current(gene_landing, tmp_path):
+    warehouse = tmp_path / "wh" / "m.duckdb"
+    first = run_build(gene_landing, warehouse)
+    earlier = first.scalar("select delivery_id from audit.delivery where family = 'transcript_gene'")
+    corrected = _gene_rows("R001", shift=0.5)
+    corrected[1]["expression"] = 99.0                                # GAPDH out of range: held back
+    write_delivery(gene_landing, "transcript_gene", "tg_batch02.parquet", corrected)
+    second = run_build(gene_landing, warehouse)
+    listed = second.rows("select record_key, rule, current_delivery_id, current_row_number "
+                         "from audit.held_back_correction")
+    assert listed == [(f"R001 {GENES[1][0]}", "expression_in_range", earlier, 2)]
+    assert _current(second)[("R001", "GAPDH")] == 6.0 and _current(second)[("R001", "CD4")] == 5.5

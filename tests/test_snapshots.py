@@ -200,3 +200,19 @@ def test_a_lab_file_sent_again_without_some_of_its_rows_is_accepted_with_a_warni
     write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002"), treg("S003", cd4=720.0), treg("S005")])
     third = run_build(landing, warehouse)
     assert third.rows("select warnings from audit.delivery where family = 'treg' order by delivery_id desc limit 1") == [(None,)]
+
+
+def test_a_held_back_correction_is_listed_with_the_value_that_stays_current(tmp_path):
+    landing, warehouse = tmp_path / "landing", tmp_path / "wh" / "mirocals.duckdb"
+    write_reference(landing, MANIFEST)
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002"), treg("S003", cd4=700.0)])
+    first = run_build(landing, warehouse)
+    earlier = first.scalar("select delivery_id from audit.delivery where family = 'treg'")
+    # S002's correction fails its range; S005 is new and held back too, but corrects nothing
+    write_delivery(landing, "treg", "treg_batch02.parquet", [treg("S002", cd4=-5.0, treg_count=40.0), treg("S005", cd4=-5.0, treg_count=40.0)])
+    second = run_build(landing, warehouse)
+    listed = second.dicts("select * from audit.held_back_correction")
+    assert [(r["family"], r["record_key"], r["rule"], r["current_delivery_id"], r["current_row_number"])
+            for r in listed] == [("treg", "S002", "cd4_count_in_range, treg_within_cd4", earlier, 1)]
+    assert listed[0]["held_back_file_name"] == "labs/treg/treg_batch02.parquet"
+    assert second.rows("select aval from core.treg where sample_id = 'S002' and paramcd = 'CD4CNT'") == [(800.0,)]

@@ -89,6 +89,9 @@ MODELS: tuple[Model, ...] = (
         "stg_trial__subject", "stg_biobank__sample", "stg_lab__treg", "stg_lab__neurofilament",
         "stg_lab__transcript_summary", "int_transcript_gene__latest", "int_transcript_gene__sample_verdicts"))
           + ("ref.study_definition",), materialized="view"),
+    Model("audit", "held_back_correction", tuple(f"staging.{m}" for m in (
+        "stg_lab__treg", "stg_lab__neurofilament", "stg_lab__transcript_summary",
+        "int_transcript_gene__row_verdicts")) + ("core.transcript_gene",), materialized="view"),
 )
 
 # The staging model that judges each delivery family's rows (qc_rule, qc_reason, is_current).

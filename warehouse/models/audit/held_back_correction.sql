@@ -1,0 +1,54 @@
+-- Held-back rows that would have corrected a value still in use: their key has a current value
+-- from an earlier delivery, which core and the analysis tables keep until the lab sends a valid
+-- row. One row per held-back row, with the rule and reason and the row whose value stays current.
+with
+
+held as (
+    select 'treg' as family, sample_id as record_key, delivery_id, file_name, row_number, qc_rule, qc_reason
+    from staging.stg_lab__treg where qc_rule is not null
+    union all
+    select 'neurofilament', sample_id || ' ' || analyte, delivery_id, file_name, row_number, qc_rule, qc_reason
+    from staging.stg_lab__neurofilament where qc_rule is not null
+    union all
+    select 'transcript_summary', sample_id, delivery_id, file_name, row_number, qc_rule, qc_reason
+    from staging.stg_lab__transcript_summary where qc_rule is not null
+    union all
+    -- gene rows a row-level rule held back (the few the verdict table names), read from raw
+    select 'transcript_gene', upper(trim(gene.sample_id)) || ' ' || gene.gene_id, gene.delivery_id,
+        gene.file_name, gene.row_number, verdict.rule, verdict.reason
+    from staging.int_transcript_gene__row_verdicts as verdict
+    join raw.transcript_gene as gene using (delivery_id, row_number)
+),
+
+current_values as (
+    select 'treg' as family, sample_id as record_key, delivery_id, file_name, row_number
+    from staging.stg_lab__treg where is_current
+    union all
+    select 'neurofilament', sample_id || ' ' || analyte, delivery_id, file_name, row_number
+    from staging.stg_lab__neurofilament where is_current
+    union all
+    select 'transcript_summary', sample_id, delivery_id, file_name, row_number
+    from staging.stg_lab__transcript_summary where is_current
+    union all
+    select 'transcript_gene', sample_id || ' ' || gene_id, delivery_id, file_name, row_number
+    from core.transcript_gene
+    where (sample_id, gene_id) in (
+        select upper(trim(gene.sample_id)), gene.gene_id
+        from staging.int_transcript_gene__row_verdicts as verdict
+        join raw.transcript_gene as gene using (delivery_id, row_number))
+)
+
+select
+    held.family,
+    held.record_key,
+    held.delivery_id                 as held_back_delivery_id,
+    held.file_name                   as held_back_file_name,
+    held.row_number                  as held_back_row_number,
+    held.qc_rule                     as rule,
+    held.qc_reason                   as reason,
+    current_values.delivery_id       as current_delivery_id,
+    current_values.file_name         as current_file_name,
+    current_values.row_number        as current_row_number
+from held
+join current_values using (family, record_key)
+where current_values.delivery_id < held.delivery_id
