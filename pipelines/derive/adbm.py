@@ -53,7 +53,7 @@ ADBM_COLUMNS: tuple[str, ...] = (
     "STUDYID", "USUBJID", "SITEID", "TRTP", "TRTPN", "TRTA",
     "PARAMCD", "PARAM", "AVAL", "AVALU", "AVALC", "BLQFL", "ALQFL", "IMPUTFL", "IMPUTRL",
     "ADT", "ADY", "VISIT", "AVISIT", "AVISITN", "AWTARGET", "AWLO", "AWHI",
-    "ABLFL", "BASE", "CHG", "PCHG", "R2BASE", "ANL01FL",
+    "ABLFL", "BASE", "BASEC", "CHG", "PCHG", "R2BASE", "ANL01FL",
     "SAMPLEID", "SRCTBL", "SRCDLVID", "SRCFILE", "SRCROW",
 )  # fmt: skip
 
@@ -94,6 +94,7 @@ def create_adbm(
         .pipe(derive_vars_blq, imputation_rule_name, imputation_factor)
         .pipe(derive_var_ablfl, baseline_day, earliest_day=earliest_day)
         .pipe(derive_var_base)
+        .pipe(derive_var_base, source_var="AVALC", new_var="BASEC")
         .pipe(derive_var_chg, baseline_day)
         .pipe(derive_var_pchg, ratio_params)
         .pipe(derive_var_r2base, baseline_day, ratio_params)

@@ -210,16 +210,19 @@ def derive_var_ablfl(
     return df.with_columns(_flag(mask).alias("ABLFL"))
 
 
-def derive_var_base(df: pl.DataFrame, by_vars: Sequence[str] = BY_SUBJECT_PARAM) -> pl.DataFrame:
-    """Add BASE = AVAL of the ABLFL = 'Y' record, on every record of the subject x parameter."""
-    assert_columns(df, [*by_vars, "AVAL", "ABLFL"], "derive_var_base")
+def derive_var_base(
+    df: pl.DataFrame, by_vars: Sequence[str] = BY_SUBJECT_PARAM, source_var: str = "AVAL", new_var: str = "BASE"
+) -> pl.DataFrame:
+    """Add new_var = source_var of the ABLFL = 'Y' record, on every record of the subject x
+    parameter: BASE from AVAL, or BASEC from AVALC (which shows a censored baseline, "<3.0")."""
+    assert_columns(df, [*by_vars, source_var, "ABLFL"], "derive_var_base")
+    assert_new_columns(df, [new_var], "derive_var_base")
     is_base = pl.col("ABLFL") == FLAG_Y
     several = df.filter(is_base).filter(pl.struct(list(by_vars)).is_duplicated())
     if several.height:
         raise ValueError(f"derive_var_base: more than one ABLFL = 'Y' record per {', '.join(by_vars)}")
-    return df.with_columns(
-        pl.col("AVAL").cast(pl.Float64).filter(is_base.fill_null(False)).first().over(list(by_vars)).alias("BASE")
-    )
+    value = pl.col(source_var).cast(pl.Float64) if source_var == "AVAL" else pl.col(source_var)
+    return df.with_columns(value.filter(is_base.fill_null(False)).first().over(list(by_vars)).alias(new_var))
 
 
 # Float noise (42.3 - 0.2 is 42.099999999999994, 0.3 / 0.1 is 2.9999999999999996) breaks analysts'

@@ -186,3 +186,11 @@ def test_adbm_takes_no_baseline_from_screening_when_the_baseline_sample_is_missi
     nfls = adbm.filter((pl.col("USUBJID") == S1) & (pl.col("PARAMCD") == "NFLS")).sort("ADY")
     assert nfls.select("AVISIT", "ABLFL", "BASE", "CHG").rows() == [("SCREEN", None, None, None),
                                                                      ("M3", None, None, None)]
+
+
+def test_basec_shows_a_censored_baseline_that_base_holds_imputed(adbm):
+    nfls = adbm.filter((pl.col("USUBJID") == S1) & (pl.col("PARAMCD") == "NFLS")).sort("ADY")
+    assert nfls.select("AVISIT", "ABLFL", "BASE", "BASEC", "CHG").rows() == [
+        ("SCREEN", None, 1.5, "<3.0", None), ("BASELINE", "Y", 1.5, "<3.0", None), ("M3", None, 1.5, "<3.0", 4.5)]
+    measured = adbm.filter((pl.col("USUBJID") == S2) & (pl.col("PARAMCD") == "NFLS") & (pl.col("ABLFL") == "Y"))
+    assert measured.select("BASE", "BASEC").rows() == [(62.0, "62.0")]
