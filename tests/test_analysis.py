@@ -206,7 +206,9 @@ def test_adsl_subject_identifiers_are_unique_in_the_study_and_arms_are_as_random
     randomised = adsl.filter(pl.col("ITTFL") == "Y")
     assert randomised["ARM"].to_list() == randomised["TRT01P"].to_list() == randomised["ACTARM"].to_list()
     assert set(randomised["ARMCD"]) == set(randomised["ACTARMCD"]) == {c for (c,) in built.rows("select armcd from ref.arm")}
-    assert adsl.filter(pl.col("ITTFL") == "N")["ARM"].null_count() == adsl.filter(pl.col("ITTFL") == "N").height
+    never = adsl.filter(pl.col("ITTFL") == "N")
+    assert never.height > 0 and set(never["ARMCD"]) == set(never["ACTARMCD"]) == {"NOTASSGN"}
+    assert set(never["ARM"]) == {"Not Assigned"} and never["TRT01P"].null_count() == never.height
 
 
 def test_gene_matrix_export(trial, tmp_path):

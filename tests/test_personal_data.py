@@ -31,6 +31,8 @@ NEWLY_REFUSED = [
     "DOB dd/mm/yyyy", "dob_dd-mmm-yyyy", "Patient Initials/DOB", "name_and_dob", "Name, DOB", "Nom & Prénom",
     # identifiers
     "CHI_number", "CHI", "N° NHS", "Nº NHS", "numero_nhs", "hosp_no", "hospital_num",
+    # dotted formats and abbreviations (a dot is part of the name, not a struct path)
+    "DOB (dd.mm.yyyy)", "Date de naissance (JJ.MM.AAAA)", "D.O.B",
 ]
 
 # Refused before this change: they must stay refused.
@@ -41,7 +43,8 @@ STILL_REFUSED = ["Patient_Name", "DOB", "dateOfBirth", "nom", "date_naissance", 
 # identifier), so is birthday_flag (a yes/no, not the date): see the comments in schemas/deliveries.yaml.
 LAB_EXTRAS = ["gene_name", "kit_name", "analyte_name", "site_name", "operator", "instrument_id", "run_date",
               "plate_id", "batch_no", "comment", "dilution", "patient_id", "subject_id", "sample_name", "date",
-              "birthday_flag", "NfL (pg/mL)", "CD4+ CD25+ count", "n_hosp", "size_mm", "date and time", "chi_square"]
+              "birthday_flag", "NfL (pg/mL)", "CD4+ CD25+ count", "n_hosp", "size_mm", "date and time", "chi_square",
+              "Patient (ID)", "Patient [pseudonym]", "Subject (ID)"]
 CONTRACT_COLUMNS = sorted({c.name for f in load_contracts().families.values() for c in f.columns})
 
 
@@ -60,7 +63,8 @@ def test_contract_and_lab_column_is_allowed(column):
     ("Date de naissance (JJ/MM/AAAA)", ["datedenaissance"]),
     ("Patient's Name", ["patientname"]),
     ("birth_date_yyyy", ["birthdate"]),
-    ("NfL (pg/mL)", ["nfl"]),
+    ("NfL (pg/mL)", ["nflpg", "ml"]),
+    ("Patient (ID)", ["patientid"]),
 ])
 def test_a_column_name_is_read_without_notes_and_split_into_the_names_it_joins(column, names):
     assert load_contracts().names_in(column) == names
@@ -74,6 +78,12 @@ def _refusal(tmp_path, **extra: tuple[pa.DataType, object]) -> DeliveryRejected:
     with pytest.raises(DeliveryRejected) as refused:
         check_delivery(path, TREG_FILE, load_contracts()["treg"])
     return refused.value
+
+
+@pytest.mark.parametrize("column", ["DOB (dd.mm.yyyy)", "D.O.B"])
+def test_a_dotted_column_name_is_judged_whole_not_as_a_struct_path(tmp_path, column):
+    refused = _refusal(tmp_path, **{column: (pa.string(), "02.01.1950")})
+    assert f"column(s) {column!r} look like personal data" in str(refused)
 
 
 def test_refusal_names_the_column_as_delivered(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+import dagster as dg
 import pytest
 from typer.testing import CliRunner
 
@@ -13,7 +14,7 @@ from pipelines.cli import app
 from pipelines.ingest.delivery import discover_files
 from pipelines.study import load_contracts
 from tests.conftest import run_build
-from tests.landing import IL2, PBO, RUNIN_ONLY, sample, subject, treg, write_delivery, write_reference
+from tests.landing import IL2, PBO, RUNIN_ONLY, nf, sample, subject, treg, write_delivery, write_reference
 
 FIRST_SUBJECTS = "reference/subjects/subjects_export_20190101.parquet"
 SECOND_SUBJECTS = "reference/subjects/subjects_export_20190201.parquet"
@@ -161,12 +162,19 @@ def test_a_delivery_whose_name_sorts_before_one_taken_in_earlier_is_accepted_wit
     write_reference(landing, MANIFEST)
     write_delivery(landing, "treg", "treg_batch02.parquet", [treg("S002", cd4=700.0)])
     run_build(landing, warehouse)
-    write_delivery(landing, "treg", "treg_batch01_resent.parquet", [treg("S002", cd4=710.0)])
+    write_delivery(landing, "treg", "treg_batch01_resent.parquet", [treg(" s002 ", cd4=710.0)])
+    # a late file of other samples loses nothing in a rebuild: no remark
+    write_delivery(landing, "treg", "treg_batch01_late.parquet", [treg("S003", cd4=720.0)])
     built = run_build(landing, warehouse)
     warnings = dict(built.rows("select file_name, warnings from audit.delivery where family = 'treg'"))
     assert warnings["labs/treg/treg_batch02.parquet"] is None
-    assert ("its name sorts before labs/treg/treg_batch02.parquet, taken in earlier: a warehouse rebuilt"
-            in warnings["labs/treg/treg_batch01_resent.parquet"])
+    assert warnings["labs/treg/treg_batch01_late.parquet"] is None
+    assert ("its name sorts before labs/treg/treg_batch02.parquet, taken in earlier, which carries some of the same "
+            "sample_ids: a warehouse rebuilt" in warnings["labs/treg/treg_batch01_resent.parquet"])
+    # checked outside the landing zone, a file has no landing-zone name to sort by
+    outside = write_delivery(tmp_path / "outbox", "treg", "a_resent.parquet", [treg("S002", cd4=730.0)])
+    checked = CliRunner().invoke(app, ["check", str(outside), "--landing", str(landing), "--warehouse", str(warehouse)])
+    assert checked.exit_code == 0 and "sorts before" not in checked.output, checked.output
 
 
 @pytest.mark.parametrize("newer", ["NFL_BATCH04.parquet", "nfl_batch04.parquet"])
@@ -190,11 +198,11 @@ def test_a_lab_file_sent_again_without_some_of_its_rows_is_accepted_with_a_warni
     write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002"), treg("S003", cd4=700.0), treg("S005")])
     first = run_build(landing, warehouse)
     earlier = first.scalar("select delivery_id from audit.delivery where family = 'treg'")
-    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002"), treg("S003", cd4=710.0)])
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("s002 "), treg("S003", cd4=710.0)])
     second = run_build(landing, warehouse)
     (warnings,) = second.rows("select warnings from audit.delivery where family = 'treg' and delivery_id > ?", [earlier])[0]
     assert (f"1 key(s) (sample_id) of its earlier version (delivery {earlier}) are not in it, such as S005: "
-            f"their values from delivery {earlier} stay current") in warnings
+            f"their rows from delivery {earlier} are not replaced, and where valid their values stay current") in warnings
     assert second.rows("select sample_id, aval from core.treg where paramcd = 'CD4CNT' order by 1") == [
         ("S002", 800.0), ("S003", 710.0), ("S005", 800.0)]
     write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002"), treg("S003", cd4=720.0), treg("S005")])
@@ -206,13 +214,21 @@ def test_a_held_back_correction_is_listed_with_the_value_that_stays_current(tmp_
     landing, warehouse = tmp_path / "landing", tmp_path / "wh" / "mirocals.duckdb"
     write_reference(landing, MANIFEST)
     write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002"), treg("S003", cd4=700.0)])
+    write_delivery(landing, "neurofilament", "nfl_batch01.parquet", [nf("S006", "40.0")])
     first = run_build(landing, warehouse)
-    earlier = first.scalar("select delivery_id from audit.delivery where family = 'treg'")
+    earlier = dict(first.rows("select family, delivery_id from audit.delivery where family in ('treg', 'neurofilament')"))
     # S002's correction fails its range; S005 is new and held back too, but corrects nothing
-    write_delivery(landing, "treg", "treg_batch02.parquet", [treg("S002", cd4=-5.0, treg_count=40.0), treg("S005", cd4=-5.0, treg_count=40.0)])
+    write_delivery(landing, "treg", "treg_batch02.parquet", [treg("S002", cd4=-5.0, treg_count=40.0),
+                                                             treg("S005", cd4=-5.0, treg_count=40.0)])
+    # an analyte in another case is held back (analyte_known), and is still a correction of NfL
+    write_delivery(landing, "neurofilament", "nfl_batch02.parquet", [nf("S006", "41.0", analyte="NFL")])
     second = run_build(landing, warehouse)
-    listed = second.dicts("select * from audit.held_back_correction")
+    listed = second.dicts("select * from audit.held_back_correction order by family desc")
     assert [(r["family"], r["record_key"], r["rule"], r["current_delivery_id"], r["current_row_number"])
-            for r in listed] == [("treg", "S002", "cd4_count_in_range, treg_within_cd4", earlier, 1)]
+            for r in listed] == [("treg", "S002", "cd4_count_in_range, treg_within_cd4", earlier["treg"], 1),
+                                 ("neurofilament", "S006 nfl", "analyte_known", earlier["neurofilament"], 1)]
     assert listed[0]["held_back_file_name"] == "labs/treg/treg_batch02.parquet"
+    # its gene part reads the gene table: the build does not preview it
+    event = second.instance.get_latest_materialization_event(dg.AssetKey(["audit", "held_back_correction"]))
+    assert "Not previewed" in event.asset_materialization.metadata["preview"].value
     assert second.rows("select aval from core.treg where sample_id = 'S002' and paramcd = 'CD4CNT'") == [(800.0,)]

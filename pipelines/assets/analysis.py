@@ -14,7 +14,7 @@ from pipelines.warehouse import apply_comments, atomic, table_docs
 
 def write_frame(con: duckdb.DuckDBPyConnection, layer: str, name: str, frame: pl.DataFrame) -> None:
     """Replace ``layer.name`` with ``frame``, in its key order, and write its documentation comments."""
-    order = table_docs()[f"{layer}.{name}"].get("order_by")
+    order = table_docs().get(f"{layer}.{name}", {}).get("order_by")
     if order:
         frame = frame.sort(order, nulls_last=True)
     con.register("_frame", frame.to_arrow())

@@ -27,6 +27,7 @@ class Model:
     unique_key: str | None = None
     linked_by_sample: bool = False  # subject, arm, visit and study day are all its sample's
     counted: bool = False  # a view whose rows are few enough to count at every build
+    previewed: bool = True  # False: a view whose first rows cost a pass over the gene table
 
 
     @property
@@ -91,7 +92,7 @@ MODELS: tuple[Model, ...] = (
           + ("ref.study_definition",), materialized="view"),
     Model("audit", "held_back_correction", tuple(f"staging.{m}" for m in (
         "stg_lab__treg", "stg_lab__neurofilament", "stg_lab__transcript_summary",
-        "int_transcript_gene__row_verdicts")) + ("core.transcript_gene",), materialized="view"),
+        "int_transcript_gene__row_verdicts")) + ("core.transcript_gene",), materialized="view", previewed=False),
 )
 
 # The staging model that judges each delivery family's rows (qc_rule, qc_reason, is_current).
@@ -139,6 +140,8 @@ def _description(model: Model) -> str:
 
 
 def _metadata(con, model: Model, rows: int | None) -> dict:
+    if not model.previewed:
+        return {"preview": dg.MetadataValue.md(f"Not previewed at each build: query `{model.key}`.")}
     # sorting a view over the gene table would read all of it
     metadata: dict = {"preview": table_preview(con, model.key, newest_first=not model.view or model.counted)}
     if model.view and not model.counted:

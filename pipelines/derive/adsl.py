@@ -11,6 +11,8 @@ from pipelines.derive.bds import FLAG_Y, derive_var_trtp, derive_vars_merged
 from pipelines.derive.checks import assert_columns, assert_new_columns, tmp
 
 RESPONDER_RULE_KEYS: tuple[str, ...] = ("paramcd", "visit_code", "r2base_threshold")
+# ARMCD and ARM of a subject who entered the run-in but was never randomised (SDTMIG's code)
+NOT_ASSIGNED: tuple[str, str] = ("NOTASSGN", "Not Assigned")
 
 ADSL_COLUMNS: tuple[str, ...] = (
     "STUDYID", "USUBJID", "SUBJID", "SITEID", "COUNTRY", "ONSET", "SEX", "AGE", "AGEU",
@@ -166,12 +168,13 @@ def create_adsl(
         .alias("DTHFL"),
         pl.col("withdrawal_date").cast(pl.Date).alias("WDDT"),
         pl.col("withdrawal_reason").alias("WDREAS"),
-        # arm as randomised; no exposure data reaches the warehouse, so the actual arm is the
-        # randomised one, as TRT01A is TRT01P (masked arms in a blinded build)
-        pl.col("armcd").alias("ARMCD"),
-        pl.col("arm").alias("ARM"),
-        pl.col("armcd").alias("ACTARMCD"),
-        pl.col("arm").alias("ACTARM"),
+        # arm as randomised (masked in a blinded build), NOTASSGN for a subject never randomised;
+        # no exposure data reaches the warehouse, so the actual arm is the randomised one, as
+        # TRT01A is TRT01P
+        pl.col("armcd").fill_null(NOT_ASSIGNED[0]).alias("ARMCD"),
+        pl.col("arm").fill_null(NOT_ASSIGNED[1]).alias("ARM"),
+        pl.col("armcd").fill_null(NOT_ASSIGNED[0]).alias("ACTARMCD"),
+        pl.col("arm").fill_null(NOT_ASSIGNED[1]).alias("ACTARM"),
     )
     return (
         adsl.pipe(derive_var_trtp, subject, arms)

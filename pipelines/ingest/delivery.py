@@ -222,15 +222,16 @@ def _is_list(data_type: pa.DataType) -> bool:
     return pa.types.is_list(data_type) or pa.types.is_large_list(data_type) or pa.types.is_fixed_size_list(data_type)
 
 
-def _field_paths(schema: pa.Schema) -> list[str]:
-    """Every column name, and the names inside struct (and list or map of struct) columns as ``a.b``."""
-    def walk(name: str, data_type: pa.DataType) -> list[str]:
+def _field_paths(schema: pa.Schema) -> list[tuple[str, str]]:
+    """(path, name) of every column, and of the fields inside struct (and list or map of struct)
+    columns, their path as ``a.b``: a name may hold a dot itself (``DOB (dd.mm.yyyy)``)."""
+    def walk(path: str, name: str, data_type: pa.DataType) -> list[tuple[str, str]]:
         while _is_list(data_type) or pa.types.is_map(data_type):
             data_type = data_type.item_type if pa.types.is_map(data_type) else data_type.value_type
         inner = [f for f in data_type] if pa.types.is_struct(data_type) else []
-        return [name, *(p for f in inner for p in walk(f"{name}.{f.name}", f.type))]
+        return [(path, name), *(p for f in inner for p in walk(f"{path}.{f.name}", f.name, f.type))]
 
-    return [p for f in schema for p in walk(f.name, f.type)]
+    return [p for f in schema for p in walk(f.name, f.name, f.type)]
 
 
 def _holds_map(data_type: pa.DataType) -> bool:
@@ -291,7 +292,7 @@ def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> Chec
         ) from None
 
     contracts = load_contracts()
-    personal = [repr(name) for name in _field_paths(schema) if contracts.is_personal_data(name.rsplit(".", 1)[-1])]
+    personal = [repr(path) for path, name in _field_paths(schema) if contracts.is_personal_data(name)]
     try:
         keys = _map_keys(path, schema)
     except Exception as error:
@@ -663,13 +664,6 @@ def _take_in(
 
     if resent:
         checked.warnings.append(resent)
-    later = _taken_in_under_a_later_name(con, contract.family, file_name)
-    if later:
-        checked.warnings.append(
-            f"its name sorts before {later}, taken in earlier: a warehouse rebuilt from the landing zone "
-            f"would take it in first, and {later}'s values would win where both carry a key; "
-            f"rename it to sort after {later}"
-        )
     delivered = checked.table
     stored = withhold_revealing_values(delivered, contract.family) if blinding is not None and blinding.blinded else delivered
     if stored is not delivered and stored["extra_columns"].null_count < stored.num_rows:
@@ -691,9 +685,13 @@ def _take_in(
         _store_validation(con, delivery_id, validation, now)
         if repeated is not None:
             _store_repeated_keys(con, delivery_id, repeated)
-        dropped = _keys_not_delivered_again(con, contract, file_name, delivery_id)
-        if dropped:
-            checked.warnings.append(dropped)
+        for remark in (
+            _keys_not_delivered_again(con, contract, file_name, delivery_id),
+            # a file checked outside the landing zone has no landing-zone name to sort by
+            None if checking_outside_the_zone else _taken_in_under_a_later_name(con, contract, file_name, delivery_id),
+        ):
+            if remark:
+                checked.warnings.append(remark)
         _record_delivery(
             con, stat, **base, rows_delivered=stored.num_rows, status="accepted",
             warnings="; ".join(checked.warnings) or None,
@@ -715,27 +713,47 @@ def _keys_not_delivered_again(
     ).fetchone()[0]
     if earlier is None:
         return None
-    key = ", ".join(contract.key)
     rows = f"raw.{contract.family}__rows"
+    # compared as staging reads them: spaces around and case are not a different key
+    normalised = ", ".join(f"upper(trim({column}::varchar)) as k{i}" for i, column in enumerate(contract.key))
+    aliases = ", ".join(f"k{i}" for i in range(len(contract.key)))
     missing, example = con.execute(
-        f"select count(*), min(concat_ws(' ', {key})) from (select {key} from {rows} where delivery_id = ? "
-        f"except select {key} from {rows} where delivery_id = ?)",
+        f"select count(*), min(concat_ws(' ', {aliases})) from (select {normalised} from {rows} where delivery_id = ? "
+        f"except select {normalised} from {rows} where delivery_id = ?)",
         [earlier, delivery_id],
     ).fetchone()
     if not missing:
         return None
-    return (f"{missing} key(s) ({key}) of its earlier version (delivery {earlier}) are not in it, such as "
-            f"{example}: their values from delivery {earlier} stay current (a file sent again adds and "
-            "corrects rows, it removes none)")
+    return (f"{missing} key(s) ({', '.join(contract.key)}) of its earlier version (delivery {earlier}) are not in it, "
+            f"such as {example}: their rows from delivery {earlier} are not replaced, and where valid their values "
+            "stay current (a file sent again adds and corrects rows, it removes none)")
 
 
-def _taken_in_under_a_later_name(con: duckdb.DuckDBPyConnection, family: str, file_name: str) -> str | None:
-    """The last-sorting file of ``family`` accepted before whose name sorts after ``file_name``."""
-    names = [name for (name,) in con.execute(
-        "select distinct file_name from audit.delivery where family = ? and status = 'accepted'", [family]
+def _taken_in_under_a_later_name(
+    con: duckdb.DuckDBPyConnection, contract: FamilyContract, file_name: str, delivery_id: int
+) -> str | None:
+    """A remark when ``file_name`` sorts before a file of its family taken in earlier that shares
+    keys with it (its first key column: samples, subjects): a warehouse rebuilt from the landing
+    zone takes files in by name, and the earlier file's values would win there."""
+    accepted = con.execute(
+        "select delivery_id, file_name from audit.delivery where family = ? and status = 'accepted' and delivery_id < ?",
+        [contract.family, delivery_id],
+    ).fetchall()
+    later = {d: name for d, name in accepted if delivery_order(name) > delivery_order(file_name)}
+    if not later:
+        return None
+    key, rows = contract.key[0], f"raw.{contract.family}__rows"
+    shared = [d for (d,) in con.execute(
+        f"select distinct delivery_id from {rows} where delivery_id in (select unnest(?::integer[])) "
+        f"and upper(trim({key})) in (select upper(trim({key})) from {rows} where delivery_id = ?)",
+        [list(later), delivery_id],
     ).fetchall()]
-    later = [name for name in names if delivery_order(name) > delivery_order(file_name)]
-    return max(later, key=delivery_order) if later else None
+    if not shared:
+        return None
+    name = max((later[d] for d in shared), key=delivery_order)
+    return (f"its name sorts before {name}, taken in earlier, which carries some of the same {key}s: a warehouse "
+            f"rebuilt from the landing zone would take this file in first, and {name}'s values would win there; "
+            f"rename it to sort after {name}")
 
 
 def _with_conflicts_hidden_by_blinding(

@@ -160,7 +160,7 @@ def test_adsl_one_row_per_subject(adsl):
             ("MIROCALS", S2, "UK02-0002", "UK02", "GBR", "BULBAR", "F", 55, "YEARS", R2, "GBR-BULBAR", "GBR", "BULBAR",
              "PBO", PBO, "PBO", PBO, PBO, PBO, 2, "Y", date(2021, 1, 1), "Y", None, None, 62.0, 5000.0, "HIGH", "N"),
             ("MIROCALS", S3, "FR03-0003", "FR03", "FRA", "LIMB", "F", 70, "YEARS", None, "FRA-LIMB", "FRA", "LIMB",
-             None, None, None, None, None, None, None, "N", None, None, date(2019, 12, 1), "Screen failure", None, None, None, None),
+             "NOTASSGN", "Not Assigned", "NOTASSGN", "Not Assigned", None, None, None, "N", None, None, date(2019, 12, 1), "Screen failure", None, None, None, None),
         ],
     )  # fmt: skip
     assert adsl.columns == list(ADSL_COLUMNS)
