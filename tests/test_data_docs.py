@@ -80,9 +80,12 @@ def test_a_later_build_keeps_the_pages_of_earlier_ones_and_links_no_missing_page
     before = sorted(p.relative_to(docs) for p in (docs / "validations").rglob("*.html"))
     assert before
     write_delivery(landing, "treg", "treg_batch02.parquet", [treg("S003")])
-    run_build(landing, warehouse)
+    second = run_build(landing, warehouse)
     after = sorted(p.relative_to(docs) for p in (docs / "validations").rglob("*.html"))
     assert set(before) < set(after), "the second build removed the first build's pages"
     index = (docs / "index.html").read_text()
     linked = set(re.findall(r'href="([^"#]+\.html)"', index)) - {"index.html"}
     assert linked and all((docs / link).exists() for link in linked), sorted(linked)
+    # the index is rendered after the step's files: it lists the newest delivery's page
+    newest = second.scalar("select max(delivery_id) from audit.delivery where family = 'treg'")
+    assert re.search(rf"'_table_row_link_path': 'validations/treg/[^']*/delivery-{newest:05d}\.html'", index)

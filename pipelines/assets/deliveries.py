@@ -12,7 +12,7 @@ from pipelines.blinding import BlindingMode, make_dummy_randomisation, validate_
 from pipelines.ingest.delivery import (
     DeliveryNotTakenIn, DeliveryOutcome, discover_files, ingest_file, unrecognised_files,
 )
-from pipelines.ingest.expectations import load_suites
+from pipelines.ingest.expectations import load_suites, write_data_docs_index
 from pipelines.resources import Blinding, LandingZone, Warehouse
 from pipelines.study import FamilyContract, load_contracts
 from pipelines.warehouse import apply_comments, atomic, query_sql, run_ddl
@@ -142,6 +142,8 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
                 "(select unnest(?::integer[])) order by delivery_id",
                 [[o.delivery_id for o in outcomes if o.status == "accepted"]],
             ).fetchall()
+        if any(o.data_docs for o in outcomes):
+            write_data_docs_index(warehouse.data_docs, contract.suite)
         for file_name, warnings in remarks:
             context.log.warning(f"{file_name}: accepted with remarks: {warnings}")
         return dg.MaterializeResult(

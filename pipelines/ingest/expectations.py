@@ -482,7 +482,9 @@ def _docs_site(docs_dir: str) -> tuple[str, str]:
 
 
 def write_data_docs(result: SuiteResult, docs_dir: Path, label: str) -> list[Path]:
-    """Render the delivery's validation into the Great Expectations Data Docs site in ``docs_dir``.
+    """Render the delivery's validation pages into the Great Expectations Data Docs site in
+    ``docs_dir``; the index and the suite's page are rendered once per step, after its files
+    (:func:`write_data_docs_index`): each costs as much as the page itself.
 
     Returns the validation pages written.
     """
@@ -504,8 +506,17 @@ def write_data_docs(result: SuiteResult, docs_dir: Path, label: str) -> list[Pat
         )
         context.stores[store].set(key, gx_result)
         keys.append((key, batch))
-    # the suite's page too: the index links every validation to it
-    suite_page = ExpectationSuiteIdentifier(name=result.suite)
-    context.build_data_docs(site_names=[site], resource_identifiers=[k for k, _ in keys] + [suite_page])
+    context.build_data_docs(site_names=[site], resource_identifiers=[k for k, _ in keys], build_index=False)
     return sorted(p for _, batch in keys for p in (docs_dir / "validations" / result.suite).rglob(f"{batch}.html"))
+
+
+def write_data_docs_index(docs_dir: Path, suite: str) -> Path:
+    """Render the site's index (the newest validations) and ``suite``'s page, which the index
+    links every validation to; returns the index page."""
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    site, _ = _docs_site(str(docs_dir.resolve()))
+    _, context, _ = _gx()
+    context.build_data_docs(site_names=[site], resource_identifiers=[ExpectationSuiteIdentifier(name=suite)])
+    return docs_dir / "index.html"
 
