@@ -242,6 +242,9 @@ def test_every_gene_row_in_core_reaches_adgene_with_its_sample_visit(gene_landin
     assert built.rows("select SAMPLEID, GENEID, AVAL from analysis.adgene order by all") == core
     visits = dict(built.rows("select distinct SAMPLEID, AVISIT from analysis.adgene"))
     assert visits == {"R001": "BASELINE", "R002": "M3", "R003": "BASELINE"}
+    # each gene row carries its sample's analysis flag
+    flags = set(built.rows("select distinct SAMPLEID, ANL01FL from analysis.adgene"))
+    assert flags == set(built.rows("select SAMPLEID, ANL01FL from analysis.adgene_samples")) and ("R001", "Y") in flags
     assert built.scalar("select count(*) from analysis.adbm where SRCTBL = 'core.transcript_summary'") == 0
     # every row carries its subject's (masked) arm
     arms = dict(built.rows("select usubjid, arm from core.subject where randomised"))

@@ -12,12 +12,18 @@ from typing import Any
 
 import polars as pl
 
-from pipelines.derive.bds import derive_var_trtp, derive_vars_avisit, derive_vars_dt_dy, derive_vars_merged
+from pipelines.derive.bds import (
+    derive_var_anl01fl,
+    derive_var_trtp,
+    derive_vars_avisit,
+    derive_vars_dt_dy,
+    derive_vars_merged,
+)
 from pipelines.derive.checks import assert_columns
 
 ADGENE_SAMPLE_COLUMNS: tuple[str, ...] = (
     "STUDYID", "USUBJID", "SITEID", "TRTP", "TRTPN", "TRTA",
-    "SAMPLEID", "ADT", "ADY", "VISIT", "AVISIT", "AVISITN",
+    "SAMPLEID", "ADT", "ADY", "VISIT", "AVISIT", "AVISITN", "ANL01FL",
 )  # fmt: skip
 
 
@@ -28,13 +34,16 @@ def create_adgene_samples(
     arms: Sequence[str | Mapping[str, Any] | object],
     studyid: str,
 ) -> pl.DataFrame:
-    """One record per RNA sample (core.sample rows) with treatment and analysis visit."""
+    """One record per RNA sample (core.sample rows) with treatment and analysis visit; ANL01FL
+    marks one sample per subject and analysis visit, the one closest to the target day (then the
+    later, then the greater sample id), as ADBM's records are chosen."""
     assert_columns(samples, ["usubjid", "sample_id", "visit_code", "collection_date", "study_day"], "create_adgene_samples")
     return (
         samples.rename({"usubjid": "USUBJID", "sample_id": "SAMPLEID", "visit_code": "VISIT"})
         .pipe(derive_vars_merged, subject, by_vars={"USUBJID": "usubjid"}, new_vars={"siteid": "SITEID"})
         .pipe(derive_vars_dt_dy)
         .pipe(derive_vars_avisit, visits)
+        .pipe(derive_var_anl01fl, by_vars=("USUBJID", "AVISIT"), tiebreak=("SAMPLEID",), value_var=None)
         .pipe(derive_var_trtp, subject, arms)
         .with_columns(pl.lit(studyid, dtype=pl.String).alias("STUDYID"))
         .select(ADGENE_SAMPLE_COLUMNS)

@@ -281,13 +281,18 @@ def derive_var_anl01fl(
     df: pl.DataFrame,
     by_vars: Sequence[str] = (*BY_SUBJECT_PARAM, "AVISIT"),
     tiebreak: Sequence[str] = TIEBREAK,
+    value_var: str | None = "AVAL",
 ) -> pl.DataFrame:
-    """Add ANL01FL = 'Y' on the record closest to AWTARGET per subject x parameter x AVISIT (ties: later)."""
-    assert_columns(df, [*by_vars, "AVAL", "ADY", "AWTARGET", *tiebreak], "derive_var_anl01fl")
+    """Add ANL01FL = 'Y' on the record closest to AWTARGET per subject x parameter x AVISIT (ties:
+    later), among records with a value (``value_var``; None: every record, such as samples)."""
+    assert_columns(df, [*by_vars, *([value_var] if value_var else []), "ADY", "AWTARGET", *tiebreak],
+                   "derive_var_anl01fl")
     assert_new_columns(df, ["ANL01FL"], "derive_var_anl01fl")
     closeness = tmp("closeness")
     work = df.with_columns((-(pl.col("ADY") - pl.col("AWTARGET")).abs()).alias(closeness))
-    candidate = pl.col("AVISIT").is_not_null() & pl.col("AVAL").is_not_null() & pl.col("ADY").is_not_null()
+    candidate = pl.col("AVISIT").is_not_null() & pl.col("ADY").is_not_null()
+    if value_var:
+        candidate = candidate & pl.col(value_var).is_not_null()
     mask = _last_in_group(work, by_vars, [closeness, "ADY", *tiebreak], candidate)
     return df.with_columns(_flag(mask).alias("ANL01FL"))
 

@@ -6,7 +6,9 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipelines.derive import ADBM_COLUMNS, ADSL_COLUMNS, create_adbm, create_adsl
+from pipelines.derive import (
+    ADBM_COLUMNS, ADGENE_SAMPLE_COLUMNS, ADSL_COLUMNS, create_adbm, create_adgene_samples, create_adsl,
+)
 from pipelines.study import load_study
 
 
@@ -194,3 +196,19 @@ def test_basec_shows_a_censored_baseline_that_base_holds_imputed(adbm):
         ("SCREEN", None, 1.5, "<3.0", None), ("BASELINE", "Y", 1.5, "<3.0", None), ("M3", None, 1.5, "<3.0", 4.5)]
     measured = adbm.filter((pl.col("USUBJID") == S2) & (pl.col("PARAMCD") == "NFLS") & (pl.col("ABLFL") == "Y"))
     assert measured.select("BASE", "BASEC").rows() == [(62.0, "62.0")]
+
+
+def test_adgene_samples_flag_one_rna_sample_per_subject_and_visit_window():
+    samples = frame(
+        {"usubjid": pl.String, "sample_id": pl.String, "visit_code": pl.String, "collection_date": pl.Date,
+         "study_day": pl.Int32},
+        [(S1, "R1", "BASELINE", on_day(R1, -3), -3),    # two RNA samples in the baseline window:
+         (S1, "R2", "BASELINE", on_day(R1, 1), 1),      # day 1 is the target day
+         (S1, "R3", "M3", on_day(R1, 80), 80),          # one each in M3's window, as far from day 85:
+         (S1, "R4", "M3", on_day(R1, 90), 90),          # the later one
+         (S2, "R5", "M3", on_day(R2, 300), 300)],       # in no window: never flagged
+    )  # fmt: skip
+    adgene = create_adgene_samples(samples, SUBJECT, VISITS, ARMS, "MIROCALS")
+    assert adgene.columns == list(ADGENE_SAMPLE_COLUMNS)
+    flags = dict(adgene.select("SAMPLEID", "ANL01FL").rows())
+    assert flags == {"R1": None, "R2": "Y", "R3": None, "R4": "Y", "R5": None}

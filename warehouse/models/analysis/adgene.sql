@@ -17,6 +17,7 @@ select
     rna_samples.VISIT,
     rna_samples.AVISIT,
     rna_samples.AVISITN,
+    rna_samples.ANL01FL,
     gene.sample_id                  as SAMPLEID,
     'core.transcript_gene'          as SRCTBL,
     gene.delivery_id                as SRCDLVID,
