@@ -81,7 +81,7 @@ def export_gene_matrix(warehouse: Path, out: Path, fmt: str = "parquet") -> tupl
             f"using first(AVAL) order by GENEID) to '{_sql_path(out)}' ({option})"
         )
         con.execute(
-            "copy (select distinct SAMPLEID, USUBJID, TRTP, AVISIT, AVISITN, ADT, ADY from analysis.adgene "
+            "copy (select distinct SAMPLEID, USUBJID, TRTP, AVISIT, AVISITN, ADT, ADY, ANL01FL from analysis.adgene "
             f"order by USUBJID, AVISITN) to '{_sql_path(annotation)}' ({option})"
         )
         genes = con.execute("select count(distinct GENEID) from analysis.adgene").fetchone()[0]

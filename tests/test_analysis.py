@@ -220,6 +220,9 @@ def test_gene_matrix_export(trial, tmp_path):
     samples = pl.read_parquet(tmp_path / "genes_samples.parquet")
     assert matrix.height == built.scalar("select count(distinct GENEID) from analysis.adgene")
     assert matrix.width == 2 + samples.height
+    # the annotation says which sample of a subject's visit window to analyse
+    assert samples.filter(pl.col("ANL01FL") == "Y").height == built.scalar(
+        "select count(*) from analysis.adgene_samples where ANL01FL = 'Y'") > 0
     sample = samples["SAMPLEID"][0]
     gene = matrix["GENEID"][0]
     assert matrix.filter(pl.col("GENEID") == gene)[sample][0] == pytest.approx(
