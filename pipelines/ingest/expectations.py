@@ -225,7 +225,7 @@ def validate_table(
     results = []
     for start in range(0, max(table.num_rows, 1), max(step, 1)):
         part = table.slice(start, step).select(["row_number", *columns]).to_pandas()
-        results.append(run_suite(suite, part.set_index("row_number").rename_axis(None), parameters))
+        results.append(run_suite(suite, part.set_index("row_number").rename_axis(None), expectations, parameters))
     return _merge(suite, results)
 
 
@@ -325,7 +325,7 @@ def _stored_kwargs(expectations: list[dict[str, Any]], meta: dict[str, Any]) -> 
 def _described(meta: dict[str, Any], kwargs: dict[str, Any], parameters: dict[str, Any]) -> str:
     """An expectation's description, with the bounds that the study definition gives it
     (``$PARAMETER``), which the description cannot state: 'cd4_count must lie in the plausible
-    range (cells/uL): 1 to 5000'. A bound written in the suite is in its description already."""
+    range (cells/uL): 50 to 5000'. A bound written in the suite is in its description already."""
 
     def bound(name: str) -> Any:
         value = kwargs.get(name)
@@ -353,9 +353,11 @@ def _raise_if_not_evaluated(suite: str, item: Any) -> None:
         )
 
 
-def run_suite(suite: str, frame: pd.DataFrame, parameters: dict[str, Any] | None = None) -> SuiteResult:
-    """Validate ``frame`` (index = 1-based row number in the delivered file) with a suite."""
-    parameters = parameters or suite_parameters()
+def run_suite(
+    suite: str, frame: pd.DataFrame, expectations: list[dict[str, Any]], parameters: dict[str, Any]
+) -> SuiteResult:
+    """Validate ``frame`` (index = 1-based row number in the delivered file) with a suite, whose
+    ``expectations`` as stored give each failure's reason."""
     result = _validation_definition(suite).run(
         batch_parameters={"dataframe": frame},
         expectation_parameters=parameters,
@@ -363,12 +365,11 @@ def run_suite(suite: str, frame: pd.DataFrame, parameters: dict[str, Any] | None
     )
     outcomes: list[ExpectationOutcome] = []
     failures: list[RowFailure] = []
-    stored = load_suite_json(suite)["expectations"]
     for item in result.results:
         _raise_if_not_evaluated(suite, item)
         config = item.expectation_config
         meta = config.meta or {}
-        description = _described(meta, _stored_kwargs(stored, meta), parameters)
+        description = _described(meta, _stored_kwargs(expectations, meta), parameters)
         column = _columns_of(config.kwargs)
         detail = item.result or {}
         index_list = [int(r if not isinstance(r, dict) else next(iter(r.values())))
