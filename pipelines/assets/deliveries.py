@@ -135,13 +135,9 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
                 else:
                     context.log.warning(f"{outcome.status}: {outcome.reason}")
             total = con.execute(f"select count(*) from raw.{contract.family}").fetchone()[0]
-            # accepted with remarks (columns outside the contract, renamed headers, an export taken
-            # in again): a lab sending an arm column is to be told, not only recorded
-            remarks = con.execute(
-                "select file_name, warnings from audit.delivery where warnings is not null and delivery_id in "
-                "(select unnest(?::integer[])) order by delivery_id",
-                [[o.delivery_id for o in outcomes if o.status == "accepted"]],
-            ).fetchall()
+        # accepted with remarks (columns outside the contract, renamed headers, an export taken
+        # in again): a lab sending an arm column is to be told, not only recorded
+        remarks = [(o.file_name, o.warnings) for o in outcomes if o.status == "accepted" and o.warnings]
         if any(o.data_docs for o in outcomes):
             write_data_docs_index(warehouse.data_docs, contract.suite)
         for file_name, warnings in remarks:

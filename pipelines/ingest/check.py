@@ -157,11 +157,9 @@ def check_file(
                 reason=f"{name} was taken in already as delivery {taken}, {verdict}. A build skips it: nothing new "
                        "would load.",
             )
-        warnings = con.execute(
-            "select warnings from audit.delivery where delivery_id = ?", [outcome.delivery_id]).fetchone()[0]
         verdict = FileVerdict(
             file=str(path), family=family, status=outcome.status, rows=outcome.rows_delivered,
-            reason=outcome.reason, reference_checks=reference, warnings=warnings,
+            reason=outcome.reason, reference_checks=reference, warnings=outcome.warnings,
         )
         if outcome.status != "accepted":
             return verdict

@@ -80,6 +80,7 @@ class DeliveryOutcome:
     reason: str | None
     validation: SuiteResult | None
     data_docs: list[Path] = field(default_factory=list)
+    warnings: str | None = None  # the remarks an accepted delivery is recorded with
 
 
 def file_sha256(path: Path) -> str:
@@ -692,12 +693,11 @@ def _take_in(
         ):
             if remark:
                 checked.warnings.append(remark)
-        _record_delivery(
-            con, stat, **base, rows_delivered=stored.num_rows, status="accepted",
-            warnings="; ".join(checked.warnings) or None,
-        )
+        warnings = "; ".join(checked.warnings) or None
+        _record_delivery(con, stat, **base, rows_delivered=stored.num_rows, status="accepted", warnings=warnings)
     failing = len({f.row_number for f in validation.row_failures})
-    return DeliveryOutcome(delivery_id, contract.family, file_name, "accepted", stored.num_rows, failing, None, validation)
+    return DeliveryOutcome(delivery_id, contract.family, file_name, "accepted", stored.num_rows, failing, None,
+                           validation, warnings=warnings)
 
 
 def _keys_not_delivered_again(
