@@ -156,7 +156,7 @@ class Contracts:
 
     def names_in(self, column: str) -> list[str]:
         """The names ``column`` joins, as the personal-data patterns read them: unaccented, lowercased,
-        without notes (bracketed text, date format hints, possessive 's) and non-alphanumerics."""
+        without notes (brackets, date format hints, possessive 's) and non-alphanumerics."""
         unaccented = "".join(c for c in unicodedata.normalize("NFKD", column) if not unicodedata.combining(c))
         read = self.ignored_name_notes.sub(" ", unaccented.lower())
         names = (re.sub(r"[^a-z0-9]", "", part) for part in self.name_separators.split(read))

@@ -303,8 +303,8 @@ def ddl_sql(name: str) -> str:
 def atomic(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """Run the block as one transaction: all of its writes are stored, or none of them.
 
-    It is also what keeps a build quick: outside a transaction every statement commits on its
-    own, and each commit writes and syncs DuckDB's log (~10 ms; a model's column comments alone
+    It also spares a build most of its commits: outside a transaction every statement commits
+    on its own, and each commit writes and syncs DuckDB's log (a model's column comments alone
     are a dozen statements). DuckDB has no nested transactions: a block inside another fails.
     """
     con.begin()

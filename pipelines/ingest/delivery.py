@@ -714,7 +714,7 @@ def _keys_not_delivered_again(
     if earlier is None:
         return None
     rows = f"raw.{contract.family}__rows"
-    # compared as staging reads them: spaces around and case are not a different key
+    # compared trimmed and in upper case: spaces around and case are not a different key
     normalised = ", ".join(f"upper(trim({column}::varchar)) as k{i}" for i, column in enumerate(contract.key))
     aliases = ", ".join(f"k{i}" for i in range(len(contract.key)))
     missing, example = con.execute(
@@ -739,7 +739,8 @@ def _taken_in_under_a_later_name(
         "select delivery_id, file_name from audit.delivery where family = ? and status = 'accepted' and delivery_id < ?",
         [contract.family, delivery_id],
     ).fetchall()
-    later = {d: name for d, name in accepted if delivery_order(name) > delivery_order(file_name)}
+    here = delivery_order(file_name)
+    later = {d: name for d, name in accepted if delivery_order(name) > here}
     if not later:
         return None
     key, rows = contract.key[0], f"raw.{contract.family}__rows"
