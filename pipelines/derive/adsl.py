@@ -147,6 +147,7 @@ def create_adsl(
         raise ValueError(f"create_adsl: responder_rule lacks {', '.join(missing_keys)}")
     if subject.get_column("usubjid").is_duplicated().any():
         raise ValueError("create_adsl: subject has several rows per usubjid")
+    armcd, arm = pl.col("armcd").fill_null(NOT_ASSIGNED[0]), pl.col("arm").fill_null(NOT_ASSIGNED[1])
     adsl = subject.select(
         pl.lit(studyid, dtype=pl.String).alias("STUDYID"),
         pl.col("usubjid").alias("USUBJID"),
@@ -171,10 +172,10 @@ def create_adsl(
         # arm as randomised (masked in a blinded build), NOTASSGN for a subject never randomised;
         # no exposure data reaches the warehouse, so the actual arm is the randomised one, as
         # TRT01A is TRT01P
-        pl.col("armcd").fill_null(NOT_ASSIGNED[0]).alias("ARMCD"),
-        pl.col("arm").fill_null(NOT_ASSIGNED[1]).alias("ARM"),
-        pl.col("armcd").fill_null(NOT_ASSIGNED[0]).alias("ACTARMCD"),
-        pl.col("arm").fill_null(NOT_ASSIGNED[1]).alias("ACTARM"),
+        armcd.alias("ARMCD"),
+        arm.alias("ARM"),
+        armcd.alias("ACTARMCD"),
+        arm.alias("ACTARM"),
     )
     return (
         adsl.pipe(derive_var_trtp, subject, arms)

@@ -221,7 +221,7 @@ def derive_var_base(
     several = df.filter(is_base).filter(pl.struct(list(by_vars)).is_duplicated())
     if several.height:
         raise ValueError(f"derive_var_base: more than one ABLFL = 'Y' record per {', '.join(by_vars)}")
-    value = pl.col(source_var).cast(pl.Float64) if source_var == "AVAL" else pl.col(source_var)
+    value = pl.col(source_var).cast(pl.Float64) if df.schema[source_var].is_numeric() else pl.col(source_var)
     return df.with_columns(value.filter(is_base.fill_null(False)).first().over(list(by_vars)).alias(new_var))
 
 
