@@ -5,6 +5,14 @@
 -- the build does not preview this view.
 with
 
+-- gene rows a row-level rule held back (the few the verdict table names), read from raw
+held_genes as (
+    select upper(trim(gene.sample_id)) as sample_id, gene.gene_id, gene.delivery_id, gene.file_name,
+        gene.row_number, verdict.rule, verdict.reason
+    from staging.int_transcript_gene__row_verdicts as verdict
+    join raw.transcript_gene as gene using (delivery_id, row_number)
+),
+
 held as (
     select 'treg' as family, sample_id as record_key, delivery_id, file_name, row_number, qc_rule, qc_reason
     from staging.stg_lab__treg where qc_rule is not null
@@ -17,11 +25,8 @@ held as (
     select 'transcript_summary', sample_id, delivery_id, file_name, row_number, qc_rule, qc_reason
     from staging.stg_lab__transcript_summary where qc_rule is not null
     union all
-    -- gene rows a row-level rule held back (the few the verdict table names), read from raw
-    select 'transcript_gene', upper(trim(gene.sample_id)) || ' ' || gene.gene_id, gene.delivery_id,
-        gene.file_name, gene.row_number, verdict.rule, verdict.reason
-    from staging.int_transcript_gene__row_verdicts as verdict
-    join raw.transcript_gene as gene using (delivery_id, row_number)
+    select 'transcript_gene', sample_id || ' ' || gene_id, delivery_id, file_name, row_number, rule, reason
+    from held_genes
 ),
 
 current_values as (
@@ -36,10 +41,7 @@ current_values as (
     union all
     select 'transcript_gene', sample_id || ' ' || gene_id, delivery_id, file_name, row_number
     from core.transcript_gene
-    where (sample_id, gene_id) in (
-        select upper(trim(gene.sample_id)), gene.gene_id
-        from staging.int_transcript_gene__row_verdicts as verdict
-        join raw.transcript_gene as gene using (delivery_id, row_number))
+    where (sample_id, gene_id) in (select sample_id, gene_id from held_genes)
 )
 
 select

@@ -64,6 +64,16 @@ harmonised as (
     from checked
 ),
 
+compared as (
+    select
+        *,
+        -- the limits decide what is censored: limits in another unit than the result are not read
+        lloq_std not between assay_lloq / limit_tolerance and assay_lloq * limit_tolerance
+            or uloq_std not between assay_uloq / limit_tolerance and assay_uloq * limit_tolerance
+            as limits_off_assay
+    from harmonised
+),
+
 ruled as (
     select
         *,
@@ -75,9 +85,7 @@ ruled as (
             when sample_rule is not null                                then sample_rule
             when paramcd is null                                        then 'analyte_matrix_mismatch'
             when factor is null                                         then 'unit_not_convertible'
-            when lloq_std not between assay_lloq / limit_tolerance and assay_lloq * limit_tolerance
-                or uloq_std not between assay_uloq / limit_tolerance and assay_uloq * limit_tolerance
-                                                                        then 'limits_disagree_with_assay'
+            when limits_off_assay                                       then 'limits_disagree_with_assay'
             when run_date > current_date                                then 'run_in_future'
             when run_date < collection_date                             then 'run_before_collection'
             when (result_qualifier = '<' and value_std > uloq_std)
@@ -100,9 +108,7 @@ ruled as (
                 analyte || ' is not measured in ' || coalesce(matrix, 'an unknown matrix')
             when factor is null then
                 'unit ' || unit || ' cannot be converted to ' || standard_unit
-            -- the limits decide what is censored: limits in another unit than the result are not read
-            when lloq_std not between assay_lloq / limit_tolerance and assay_lloq * limit_tolerance
-                or uloq_std not between assay_uloq / limit_tolerance and assay_uloq * limit_tolerance then
+            when limits_off_assay then
                 'LLOQ ' || coalesce(lloq::varchar, 'none') || ' and ULOQ ' || coalesce(uloq::varchar, 'none')
                 || ' ' || unit || ' are ' || coalesce(lloq_std::varchar, 'none') || ' and '
                 || coalesce(uloq_std::varchar, 'none') || ' ' || standard_unit || ', but the assay''s limits are ' || assay_lloq
@@ -124,7 +130,7 @@ ruled as (
                 result || ' ' || unit || ' = ' || round(value_std, 3) || ' ' || standard_unit
                 || ' is outside the plausible range ' || plausible_lo || ' to ' || plausible_hi
         end as qc_reason
-    from harmonised
+    from compared
 )
 
 select
