@@ -36,6 +36,10 @@ TARGETS = {
     "peak_rss_mb": (4096.0, "<= 4096 MB"),
     "incremental_peak_rss_mb": (4096.0, "<= 4096 MB"),
     "query_ms": (200.0, "<= 200 ms"),
+    # Peak memory must not grow with the number of deliveries: over the incremental build and the
+    # --pileup builds after it (each takes in one more delivery per lab family), the fitted
+    # growth of peak RSS stays within what identical runs differ by.
+    "pileup_rss_growth_pct": (10.0, "<= 10% over the rounds"),
 }
 
 LAB_FAMILIES = ("treg", "neurofilament", "transcript_gene", "transcript_summary")
@@ -51,6 +55,8 @@ REDELIVERY_ROWS = 25            # rows per small family re-delivered
 REDELIVERY_SAMPLES = 1          # transcript_gene: all genes of this many samples
 REDELIVERY_CHANGED = 3          # rows whose value changes
 REDELIVERY_NAME = "{family}_batch99_bench_redelivery.parquet"
+PILEUP_NAME = "{family}_batch99_bench_pileup{round:02d}.parquet"
+BENCH_FILE_MARK = "_bench_"  # in the names of the files the benchmark adds
 
 QUERY_REPEATS = 7
 PREFERRED_GENE = "CD4"
@@ -163,8 +169,13 @@ def step_profile(measured: Measured) -> list[dict]:
 # the incremental delivery
 
 
-def write_redeliveries(landing: Path) -> list[dict]:
-    """One new small delivery per lab family: rows of its first batch, a few values changed."""
+def write_redeliveries(landing: Path, round_: int = 0) -> list[dict]:
+    """One new small delivery per lab family: rows of one of its batches, a few values changed.
+
+    Round 0 is the incremental build's delivery (the first rows, or the first sample, of the first
+    batch); each later round (``--pileup``) re-delivers other rows of another batch, so that
+    deliveries pile up in the warehouse one round after another.
+    """
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -173,22 +184,26 @@ def write_redeliveries(landing: Path) -> list[dict]:
     files = family_files(landing)
     written = []
     for family in LAB_FAMILIES:
-        if family not in files:
+        batches = [p for p in files.get(family, []) if BENCH_FILE_MARK not in p.name]
+        if not batches:
             raise RuntimeError(f"no {family} delivery in {landing} to re-deliver")
-        source = files[family][0]
+        source = batches[round_ % len(batches)]
         table = pq.read_table(source)
         if family == "transcript_gene":
-            samples = pc.unique(table["sample_id"])[:REDELIVERY_SAMPLES]
-            table = table.filter(pc.is_in(table["sample_id"], value_set=samples))
+            samples = pc.unique(table["sample_id"])
+            first = round_ % max(1, len(samples) - REDELIVERY_SAMPLES + 1)
+            table = table.filter(pc.is_in(table["sample_id"], value_set=samples[first:first + REDELIVERY_SAMPLES]))
         else:
-            table = table.slice(0, REDELIVERY_ROWS)
+            first = (round_ * REDELIVERY_ROWS) % max(1, table.num_rows - REDELIVERY_ROWS + 1)
+            table = table.slice(first, REDELIVERY_ROWS)
         column, how, amount = REDELIVERY_TWEAKS[family]
         index = table.column_names.index(column)
         values = table[column]
         changed = pa.array(np.arange(table.num_rows) < REDELIVERY_CHANGED)
         new = pc.multiply(values, amount) if how == "multiply" else pc.add(values, amount)
         table = table.set_column(index, column, pc.if_else(changed, new, values))
-        target = source.parent / REDELIVERY_NAME.format(family=family)
+        name = REDELIVERY_NAME if round_ == 0 else PILEUP_NAME
+        target = source.parent / name.format(family=family, round=round_)
         pq.write_table(table, target, compression="zstd")
         written.append({"family": family, "file": target.relative_to(landing).as_posix(),
                         "from": source.relative_to(landing).as_posix(), "rows": table.num_rows,
@@ -196,8 +211,25 @@ def write_redeliveries(landing: Path) -> list[dict]:
     return written
 
 
+def growth(values: list[float]) -> tuple[float, float]:
+    """Least-squares slope of ``values`` per round, and the growth it makes over all rounds as a
+    percentage of their mean (0 for fewer than two values)."""
+    if len(values) < 2:
+        return 0.0, 0.0
+    slope = statistics.linear_regression(range(len(values)), values).slope
+    return slope, 100 * slope * (len(values) - 1) / statistics.mean(values)
+
+
 # --------------------------------------------------------------------------------------------
 # analyst queries
+
+
+def _delivery_count(warehouse: Path) -> int:
+    """Deliveries recorded in the published warehouse (every family, refused files included)."""
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute("select count(*) from audit.delivery").fetchone()[0]
 
 
 def time_queries(warehouse: Path, repeats: int = QUERY_REPEATS) -> tuple[dict, dict, str]:
@@ -260,7 +292,10 @@ def folder_mb(path: Path) -> float:
 
 def evaluate_targets(results: dict) -> dict:
     targets = {}
-    for name in ("ratio_full_to_floor", "incremental_to_full", "peak_rss_mb", "incremental_peak_rss_mb"):
+    names = ["ratio_full_to_floor", "incremental_to_full", "peak_rss_mb", "incremental_peak_rss_mb"]
+    if len(results["pileup"]) > 1:
+        names.append("pileup_rss_growth_pct")
+    for name in names:
         limit, text = TARGETS[name]
         targets[name] = {"value": results[name], "limit": limit, "target": text, "pass": results[name] <= limit}
     limit, text = TARGETS["query_ms"]
@@ -304,6 +339,17 @@ def print_report(results: dict) -> None:
         ("peak RSS, build with nothing new", f"{results['unchanged_peak_rss_mb']:,.0f} MB", None),
         ("peak RSS, floor", f"{results['floor_peak_rss_mb']:,.0f} MB", None),
     ]
+    if len(results["pileup"]) > 1:
+        pileup = results["pileup"]
+        rows += [
+            (f"pile-up: {len(pileup)} builds, {pileup[0]['deliveries']} to {pileup[-1]['deliveries']} deliveries",
+             " / ".join(f"{r['seconds']:.1f}" for r in pileup) + " s", None),
+            ("  build time: fitted growth over the rounds",
+             f"{results['pileup_seconds_slope']:+.2f} s per round ({results['pileup_seconds_growth_pct']:+.0f}%)", None),
+            ("  peak RSS: " + " / ".join(f"{r['peak_rss_mb']:,.0f}" for r in pileup) + " MB",
+             f"{results['pileup_rss_slope_mb']:+.0f} MB per round ({results['pileup_rss_growth_pct']:+.1f}%)",
+             "pileup_rss_growth_pct"),
+        ]
     for name, ms in results["query_ms"].items():
         rows.append((f"query {name} (median of {QUERY_REPEATS})", f"{ms:.1f} ms", f"query_ms.{name}"))
     for label, value, name in rows:
@@ -341,6 +387,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--strict", action="store_true", help="Exit with status 1 when a target is missed.")
     parser.add_argument("--max-rss-mb", type=float, default=0,
                         help="Stop a build whose resident memory exceeds this (0: no limit), to protect a shared machine.")
+    parser.add_argument("--pileup", type=int, default=5,
+                        help="Builds after the incremental one, each taking in one more delivery per lab family, "
+                             "to see whether time and memory grow with the number of deliveries (0: none).")
     return parser.parse_args(argv)
 
 
@@ -390,6 +439,23 @@ def main(argv: list[str] | None = None) -> int:
 
         query_ms, query_first_ms, gene = time_queries(warehouse)
 
+        # Deliveries pile up: the incremental build is round 0, each round after it adds one more
+        # delivery per lab family to the same warehouse.
+        rounds = [(incremental, _delivery_count(warehouse))]
+        for round_ in range(1, args.pileup + 1):
+            write_redeliveries(landing, round_)
+            measured = run_child("build", landing, warehouse, logs, f"pileup_build_{round_:02d}", args.max_rss_mb)
+            if not measured.report.get("success"):
+                raise RuntimeError(f"pile-up build {round_} failed: {measured.report.get('errors')} "
+                                   f"(log {logs / f'pileup_build_{round_:02d}.log'})")
+            rounds.append((measured, _delivery_count(warehouse)))
+            console.print(f"  pile-up build {round_}: {measured.report['seconds']:.2f} s, "
+                          f"peak RSS {measured.maxrss_mb:,.0f} MB, {rounds[-1][1]} deliveries")
+        pileup = [{"round": round_, "deliveries": count, "seconds": round(measured.report["seconds"], 3),
+                   "peak_rss_mb": round(measured.maxrss_mb, 1)} for round_, (measured, count) in enumerate(rounds)]
+        rss_slope, rss_growth = growth([r["peak_rss_mb"] for r in pileup])
+        seconds_slope, seconds_growth = growth([r["seconds"] for r in pileup])
+
         floor_s, full_s, incremental_s = floor.report["seconds"], full.report["seconds"], incremental.report["seconds"]
         results = {
             "scale": args.scale,
@@ -429,6 +495,11 @@ def main(argv: list[str] | None = None) -> int:
             "failed_checks": {"full": full.report["failed_checks"], "incremental": incremental.report["failed_checks"]},
             "full_build_steps": step_profile(full),
             "incremental_steps": step_profile(incremental),
+            "pileup": pileup,
+            "pileup_rss_slope_mb": round(rss_slope, 1),
+            "pileup_rss_growth_pct": round(rss_growth, 1),
+            "pileup_seconds_slope": round(seconds_slope, 3),
+            "pileup_seconds_growth_pct": round(seconds_growth, 1),
             "unchanged_steps": step_profile(unchanged),
             "machine": machine_info(),
         }

@@ -26,7 +26,7 @@ def test_bench_reports_every_figure(tmp_path):
     out = tmp_path / "out"
     completed = subprocess.run(
         [str(python), str(ROOT / "bench" / "run.py"), "--scale", "0.05", "--genes", "50",
-         "--out", str(out), "--results", str(results)],
+         "--out", str(out), "--results", str(results), "--pileup", "2"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
@@ -41,10 +41,17 @@ def test_bench_reports_every_figure(tmp_path):
     assert machine["platform"] and machine["cpu_count"] > 0 and machine["total_memory_mb"] > 0
     assert data["date"]
     assert {t.split(".")[0] for t in data["targets"]} == {
-        "ratio_full_to_floor", "incremental_to_full", "peak_rss_mb", "incremental_peak_rss_mb", "query_ms"
+        "ratio_full_to_floor", "incremental_to_full", "peak_rss_mb", "incremental_peak_rss_mb", "query_ms",
+        "pileup_rss_growth_pct",
     }
     assert {d["family"] for d in data["incremental_deliveries"]} == {
         "treg", "neurofilament", "transcript_gene", "transcript_summary"
     }
+    # The incremental build and two more, each taking in one more delivery per lab family.
+    pileup = data["pileup"]
+    assert [r["round"] for r in pileup] == [0, 1, 2]
+    assert [b["deliveries"] - a["deliveries"] for a, b in zip(pileup, pileup[1:])] == [4, 4]
+    assert all(r["seconds"] > 0 and r["peak_rss_mb"] > 0 for r in pileup), pileup
+    assert isinstance(data["pileup_rss_growth_pct"], float) and isinstance(data["pileup_seconds_slope"], float)
     # Generated data is removed unless --keep.
     assert not any(out.iterdir())
