@@ -270,6 +270,16 @@ def run_incremental_model(
     return con.execute(f"select count(*) from {key}").fetchone()[0]
 
 
+def rebuild_at_next_run(con: duckdb.DuckDBPyConnection, models: list[str]) -> None:
+    """Make the next run of these incremental models (``schema.table``) rebuild them from every
+    delivery, as when their SQL changes: a delivery they took in was judged again, and the rows
+    they keep for it may no longer be the ones to keep."""
+    con.execute(
+        "update audit.incremental_state set model_sha256 = 'rebuild' where model in (select unnest(?::varchar[]))",
+        [models],
+    )
+
+
 def has_table(con: duckdb.DuckDBPyConnection, schema: str, name: str, database: str | None = None) -> bool:
     """Whether ``<schema>.<name>`` is a table of the connection's own database, or of the
     attached ``database``."""

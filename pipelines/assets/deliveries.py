@@ -9,34 +9,37 @@ import duckdb
 import pyarrow.parquet as pq
 
 from pipelines.blinding import BlindingMode, make_dummy_randomisation, validate_randomisation_list
+from pipelines.assets.metadata import markdown_table
+from pipelines.assets.models import MODELS
 from pipelines.ingest.delivery import (
-    DeliveryNotTakenIn, DeliveryOutcome, discover_files, ingest_file, unrecognised_files,
+    DeliveryNotTakenIn, DeliveryOutcome, Rejudged, discover_files, ingest_file, judge_again, unrecognised_files,
 )
-from pipelines.ingest.expectations import load_suites, write_data_docs_index
+from pipelines.ingest.expectations import load_suites, write_data_docs, write_data_docs_index
 from pipelines.resources import Blinding, LandingZone, Warehouse
 from pipelines.study import FamilyContract, load_contracts
-from pipelines.warehouse import apply_comments, atomic, query_sql, run_ddl
+from pipelines.warehouse import apply_comments, atomic, query_sql, rebuild_at_next_run, run_ddl
 
 RANDOMISATION = "randomisation"
 
 CONTRACT_CHECK = "delivery_contract"
 EXPECTATIONS_CHECK = "great_expectations_suite"
+RULES_CHECK = "judged_by_current_rules"
+
+
+def _warning_check(check_name: str, passed: bool, **metadata) -> dg.AssetCheckResult:
+    """A check that warns: what it finds is recorded and quarantined, never loaded unseen."""
+    return dg.AssetCheckResult(check_name=check_name, passed=passed, severity=dg.AssetCheckSeverity.WARN, metadata=metadata)
 
 
 def _contract_check(outcomes: list[DeliveryOutcome], not_taken_in: list[str]) -> dg.AssetCheckResult:
     refused = [o for o in outcomes if o.status != "accepted"]
-    return dg.AssetCheckResult(
-        check_name=CONTRACT_CHECK,
-        passed=not refused and not not_taken_in,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "new_files": len(outcomes),
-            "refused_files": len(refused),
-            "refused": dg.MetadataValue.md(
-                "\n".join(f"- **{o.status}** {o.reason}" for o in refused) or "none"
-            ),
-            "files_not_taken_in": dg.MetadataValue.md("\n".join(f"- {reason}" for reason in not_taken_in) or "none"),
-        },
+    return _warning_check(
+        CONTRACT_CHECK,
+        not refused and not not_taken_in,
+        new_files=len(outcomes),
+        refused_files=len(refused),
+        refused=dg.MetadataValue.md("\n".join(f"- **{o.status}** {o.reason}" for o in refused) or "none"),
+        files_not_taken_in=dg.MetadataValue.md("\n".join(f"- {reason}" for reason in not_taken_in) or "none"),
     )
 
 
@@ -49,17 +52,27 @@ def _expectations_check(outcomes: list[DeliveryOutcome]) -> dg.AssetCheckResult:
             if not result.success:
                 failing[result.rule] = failing.get(result.rule, 0) + result.unexpected_count
                 examples.setdefault(result.rule, []).extend(result.examples)
-    lines = [f"| {rule} | {count} | {examples[rule][:3]} |" for rule, count in sorted(failing.items())]
-    table = "| expectation | failing rows | examples |\n|---|---|---|\n" + "\n".join(lines) if lines else "all passed"
-    return dg.AssetCheckResult(
-        check_name=EXPECTATIONS_CHECK,
-        passed=not failing,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "deliveries_validated": len(validated),
-            "rows_failing": sum(o.rows_failing_expectations for o in validated),
-            "failures": dg.MetadataValue.md(table),
-        },
+    rows = [(rule, count, examples[rule][:3]) for rule, count in sorted(failing.items())]
+    table = markdown_table(["expectation", "failing rows", "examples"], rows) if rows else dg.MetadataValue.md("all passed")
+    return _warning_check(
+        EXPECTATIONS_CHECK,
+        not failing,
+        deliveries_validated=len(validated),
+        rows_failing=sum(o.rows_failing_expectations for o in validated),
+        failures=table,
+    )
+
+
+def _rules_check(judged: list[Rejudged], kept: list[str]) -> dg.AssetCheckResult:
+    rows = [(j.file_name, j.delivery_id, j.rows_failing_before, j.rows_failing) for j in judged]
+    columns = ["file", "delivery", "rows held back before", "rows held back now"]
+    return _warning_check(
+        RULES_CHECK,
+        not kept,
+        deliveries_judged_again=len(judged),
+        judged_again=markdown_table(columns, rows) if rows else dg.MetadataValue.md("none"),
+        deliveries_judged_by_other_rules=len(kept),
+        judged_by_other_rules=dg.MetadataValue.md("\n".join(f"- {line}" for line in kept) or "none"),
     )
 
 
@@ -106,6 +119,9 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
                               description="Every new file is readable, complete and free of personal data."),
             dg.AssetCheckSpec(EXPECTATIONS_CHECK, asset=["raw", contract.family],
                               description=f"Great Expectations suite expectations/{contract.suite}.json on every new delivery."),
+            dg.AssetCheckSpec(RULES_CHECK, asset=["raw", contract.family],
+                              description="Every delivery is judged by the current rules: one judged by a suite or study "
+                                          "value since changed is judged again from its file in the landing zone."),
         ],
     )
     def _raw(
@@ -134,11 +150,25 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
                     )
                 else:
                     context.log.warning(f"{outcome.status}: {outcome.reason}")
+            # a rule changed since earlier deliveries were judged: they are judged again (the
+            # randomisation is checked against the subjects at every build instead)
+            judged, kept = ([], []) if contract.family == RANDOMISATION else judge_again(
+                con, landing.root, contract, mode, digest_key)
+            if judged:
+                rebuild_at_next_run(con, [m.key for m in MODELS if m.family == contract.family])
+            for rejudged in judged:
+                context.log.warning(
+                    f"{rejudged.file_name}: judged again by changed rules; {rejudged.rows_failing} rows held back "
+                    f"(before: {rejudged.rows_failing_before})")
+            for line in kept:
+                context.log.warning(line)
             total = con.execute(f"select count(*) from raw.{contract.family}").fetchone()[0]
         # accepted with remarks (columns outside the contract, renamed headers, an export taken
         # in again): a lab sending an arm column is to be told, not only recorded
         remarks = [(o.file_name, o.warnings) for o in outcomes if o.status == "accepted" and o.warnings]
-        if any(o.data_docs for o in outcomes):
+        pages = {rejudged.file_name: write_data_docs(rejudged.validation, warehouse.data_docs,
+                                                     f"delivery-{rejudged.delivery_id:05d}") for rejudged in judged}
+        if any(o.data_docs for o in outcomes) or pages:
             write_data_docs_index(warehouse.data_docs, contract.suite)
         for file_name, warnings in remarks:
             context.log.warning(f"{file_name}: accepted with remarks: {warnings}")
@@ -153,11 +183,13 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
                     "\n".join(f"- {name}: {warnings}" for name, warnings in remarks) or "none"),
                 "raw_rows_total": total,
                 "data_docs": dg.MetadataValue.url((warehouse.data_docs / "index.html").as_uri()),
-                "validation_pages": dg.MetadataValue.md(
-                    "\n".join(f"- [{o.file_name}]({page.as_uri()})" for o in outcomes for page in o.data_docs) or "none"
-                ),
+                "validation_pages": dg.MetadataValue.md("\n".join(
+                    [f"- [{o.file_name}]({page.as_uri()})" for o in outcomes for page in o.data_docs]
+                    + [f"- [{name}, judged again]({page.as_uri()})" for name, written in pages.items() for page in written]
+                ) or "none"),
+                "deliveries_judged_again": len(judged),
             },
-            check_results=[_contract_check(outcomes, not_taken_in), _expectations_check(outcomes)],
+            check_results=[_contract_check(outcomes, not_taken_in), _expectations_check(outcomes), _rules_check(judged, kept)],
         )
 
     return _raw
@@ -198,13 +230,9 @@ def unrecognised_landing_files(landing: LandingZone, warehouse: Warehouse) -> dg
         if rows:
             con.executemany("insert into quarantine.unrecognised_files values (?, ?, ?, ?)", rows)
         apply_comments(con, "quarantine", "unrecognised_files")
-    listed = "\n".join(f"- {name}" for name, *_ in rows) or "none"
+    metadata = {"files": len(rows), "unrecognised": dg.MetadataValue.md("\n".join(f"- {name}" for name, *_ in rows) or "none")}
     return dg.MaterializeResult(
-        metadata={"files": len(rows), "unrecognised": dg.MetadataValue.md(listed)},
-        check_results=[dg.AssetCheckResult(
-            check_name=FAMILY_FOLDER_CHECK, passed=not rows, severity=dg.AssetCheckSeverity.WARN,
-            metadata={"files": len(rows), "unrecognised": dg.MetadataValue.md(listed)},
-        )],
+        metadata=metadata, check_results=[_warning_check(FAMILY_FOLDER_CHECK, not rows, **metadata)],
     )
 # Every suite is read into Great Expectations as the code location loads (see load_suites).
 load_suites([contract.suite for contract in load_contracts().families.values()])

@@ -29,7 +29,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.blinding import BlindingMode, mentions_revealing, withhold_revealing_failures, withhold_revealing_values
-from pipelines.ingest.expectations import RowFailure, SuiteResult, suite_parameters, validate_table, write_data_docs
+from pipelines.ingest.expectations import (
+    RowFailure, SuiteResult, rules_version, suite_parameters, validate_table, write_data_docs,
+)
 from pipelines.ingest.values import distinct_codes, in_set
 from pipelines.study import FamilyContract, load_contracts
 from pipelines.warehouse import atomic, query_sql, recorded_digest
@@ -672,18 +674,17 @@ def _take_in(
     # Raw rows, validation results and the audit record land together or not at all. The raw
     # rows are written while Great Expectations validates (DuckDB releases the GIL, GX works on
     # pandas in this thread): the two take about as long, and a large delivery then costs one.
+    parameters = suite_parameters(blinding)
     with atomic(con):
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-load") as loader:
             loading = loader.submit(_load_checked, con, stored, contract, base)
             try:
-                validation = validate_table(contract.suite, delivered, list(contract.column_names), suite_parameters(blinding))
+                validation = validate_table(contract.suite, delivered, list(contract.column_names), parameters)
                 repeated = repeated_key_rows(delivered, contract.key) if contract.index_repeated_keys else None
             finally:
                 loading.result()
-        if stored is not delivered:
-            validation = withhold_revealing_failures(validation, contract.family)
-            validation = _with_conflicts_hidden_by_blinding(validation, delivered, stored, contract)
-        _store_validation(con, delivery_id, validation, now)
+        validation = _as_stored(validation, delivered, stored, contract)
+        _store_validation(con, delivery_id, validation, now, rules_version(contract.suite, parameters))
         if repeated is not None:
             _store_repeated_keys(con, delivery_id, repeated)
         for remark in (
@@ -698,6 +699,81 @@ def _take_in(
     failing = len({f.row_number for f in validation.row_failures})
     return DeliveryOutcome(delivery_id, contract.family, file_name, "accepted", stored.num_rows, failing, None,
                            validation, warnings=warnings)
+
+
+def _as_stored(validation: SuiteResult, delivered: pa.Table, stored: pa.Table, contract: FamilyContract) -> SuiteResult:
+    """A judgment as the warehouse keeps it: where a blinded build withholds values (``stored``
+    is not ``delivered``), without them, and without conflicts only they would show."""
+    if stored is delivered:
+        return validation
+    validation = withhold_revealing_failures(validation, contract.family)
+    return _with_conflicts_hidden_by_blinding(validation, delivered, stored, contract)
+
+
+@dataclass(frozen=True)
+class Rejudged:
+    """An accepted delivery judged again because the rules changed since it was judged."""
+
+    delivery_id: int
+    file_name: str
+    rows_failing_before: int
+    rows_failing: int
+    validation: SuiteResult
+
+
+def judge_again(
+    con: duckdb.DuckDBPyConnection,
+    landing: Path,
+    contract: FamilyContract,
+    blinding: BlindingMode | None = None,
+    digest_key: bytes | None = None,
+) -> tuple[list[Rejudged], list[str]]:
+    """Judge again, by the current rules, every accepted delivery of the family that was judged
+    by other rules (a suite or a study value it names changed since, see ``rules_version``).
+
+    The file is read again from the landing zone, as when it was taken in; the new judgment is
+    stored beside the earlier ones, and staging reads the newest. A delivery whose file has left
+    the landing zone, or changed, or that the contract now refuses, keeps its verdicts: each is
+    returned as a readable line with the judged ones.
+    """
+    parameters = suite_parameters(blinding)
+    rules = rules_version(contract.suite, parameters)
+    stale = con.execute(query_sql("judged_by_other_rules"), [contract.family, rules]).fetchall()
+    if contract.mode == "snapshot":
+        # only the newest export counts; the earlier ones' rows are no longer current
+        newest = con.execute("select audit.newest_delivery(?)", [contract.family]).fetchone()[0]
+        stale = [row for row in stale if row[0] == newest]
+    judged, left = [], []
+    for delivery_id, file_name, digest, failing_before in stale:
+        path = landing / file_name
+        kept = f"{file_name} (delivery {delivery_id}) keeps the verdicts of the rules it was judged by:"
+        try:
+            before = FileStat.of(path)
+            if recorded_digest(file_sha256(path), digest_key) != digest:
+                left.append(f"{kept} the file in the landing zone has other bytes than those taken in")
+                continue
+            checked = check_delivery(path, file_name, contract)
+            if FileStat.of(path) != before:
+                left.append(f"{kept} the file changed while it was read")
+                continue
+        except FileNotFoundError:
+            left.append(f"{kept} the file is no longer in the landing zone")
+            continue
+        except OSError as error:
+            left.append(f"{kept} the file cannot be read ({error.strerror or error})")
+            continue
+        except DeliveryRejected as refused:
+            left.append(f"{kept} the contract now refuses the file: {refused}")
+            continue
+        delivered = checked.table
+        stored = withhold_revealing_values(delivered, contract.family) if blinding is not None and blinding.blinded else delivered
+        validation = validate_table(contract.suite, delivered, list(contract.column_names), parameters)
+        validation = _as_stored(validation, delivered, stored, contract)
+        with atomic(con):
+            _store_validation(con, delivery_id, validation, datetime.now(UTC).replace(tzinfo=None), rules)
+        failing = len({f.row_number for f in validation.row_failures})
+        judged.append(Rejudged(delivery_id, file_name, failing_before, failing, validation))
+    return judged, left
 
 
 def _keys_not_delivered_again(
@@ -896,7 +972,11 @@ def _store_repeated_keys(con: duckdb.DuckDBPyConnection, delivery_id: int, row_n
     con.unregister("repeated")
 
 
-def _store_validation(con: duckdb.DuckDBPyConnection, delivery_id: int, result: SuiteResult, at: datetime) -> None:
+def _store_validation(
+    con: duckdb.DuckDBPyConnection, delivery_id: int, result: SuiteResult, at: datetime, rules: str
+) -> None:
+    """One judgment of a delivery: its row failures and its outcomes, made at ``at`` by the
+    rules of version ``rules``."""
     if result.row_failures:
         failures = pa.table(
             {
@@ -905,16 +985,18 @@ def _store_validation(con: duckdb.DuckDBPyConnection, delivery_id: int, result: 
                 "rule": [f.rule for f in result.row_failures],
                 "column_name": [f.column for f in result.row_failures],
                 "reason": [f.reason for f in result.row_failures],
+                "validated_at": pa.array([at] * len(result.row_failures), pa.timestamp("us")),
             }
         )
         con.register("failures", failures)
-        con.execute("insert into audit.row_failure select * from failures")
+        con.execute("insert into audit.row_failure by name select * from failures")
         con.unregister("failures")
     con.executemany(
-        "insert into audit.validation values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "insert into audit.validation (delivery_id, suite, rule, expectation_type, column_name, success, "
+        "element_count, unexpected_count, examples, validated_at, rules_sha256) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             [delivery_id, result.suite, o.rule, o.expectation_type, o.column, o.success, o.element_count,
-             o.unexpected_count, json.dumps(o.examples, default=str), at]
+             o.unexpected_count, json.dumps(o.examples, default=str), at, rules]
             for o in result.outcomes
         ],
     )

@@ -7,10 +7,11 @@ from ``schemas/`` by :func:`suite_parameters`, so no such value is written twice
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -101,6 +102,30 @@ def suite_parameters(blinding: BlindingMode | None = None) -> dict[str, Any]:
     for p in study.parameters:
         params[f"{p.paramcd}_lo"], params[f"{p.paramcd}_hi"] = p.plausible
     return params
+
+
+def rules_version(suite: str, parameters: dict[str, Any]) -> str:
+    """The version of the rules a delivery is judged by: SHA-256 of the suite's expectations
+    and of the study values they name with ``$PARAMETER`` (a plausible range changed in
+    ``schemas/study.yaml`` is a new version). Each judgment records it (``audit.validation``);
+    a build judges a delivery judged by another version again (``judge_again`` in
+    :mod:`pipelines.ingest.delivery`)."""
+    expectations = load_suite_json(suite)["expectations"]
+    named = sorted(set(_parameter_names(expectations)))
+    document = {"expectations": expectations, "parameters": {name: parameters.get(name) for name in named}}
+    return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def _parameter_names(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        if "$PARAMETER" in value:
+            yield value["$PARAMETER"]
+        else:
+            for item in value.values():
+                yield from _parameter_names(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _parameter_names(item)
 
 
 def load_suite_json(suite: str) -> dict[str, Any]:
@@ -508,7 +533,11 @@ def write_data_docs(result: SuiteResult, docs_dir: Path, label: str) -> list[Pat
         context.stores[store].set(key, gx_result)
         keys.append((key, batch))
     context.build_data_docs(site_names=[site], resource_identifiers=[k for k, _ in keys], build_index=False)
-    return sorted(p for _, batch in keys for p in (docs_dir / "validations" / result.suite).rglob(f"{batch}.html"))
+    # a delivery judged again has a page per judgment: the one just written is the newest
+    return sorted(
+        max((docs_dir / "validations" / result.suite).rglob(f"{batch}.html"), key=lambda page: page.stat().st_mtime_ns)
+        for _, batch in keys
+    )
 
 
 def write_data_docs_index(docs_dir: Path, suite: str) -> Path:

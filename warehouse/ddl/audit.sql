@@ -29,16 +29,20 @@ create table if not exists audit.landing_file (
     device          bigint not null
 );
 
--- One row per delivered row that failed a Great Expectations expectation.
+-- One row per delivered row that failed a Great Expectations expectation, in one judgment of
+-- its delivery (validated_at, as in audit.validation). A delivery judged again when the rules
+-- changed keeps the failures of its earlier judgments; staging reads the newest judgment's.
 create table if not exists audit.row_failure (
     delivery_id     integer not null,
     row_number      bigint not null,
     rule            varchar not null,
     column_name     varchar,
-    reason          varchar not null
+    reason          varchar not null,
+    validated_at    timestamp
 );
 
--- One row per delivery x expectation: the Great Expectations suite outcome.
+-- One row per delivery x expectation x judgment: the Great Expectations suite outcome, and the
+-- version of the rules it was judged by (pipelines/ingest/expectations.py rules_version).
 create table if not exists audit.validation (
     delivery_id      integer not null,
     suite            varchar not null,
@@ -49,8 +53,17 @@ create table if not exists audit.validation (
     element_count    bigint,
     unexpected_count bigint,
     examples         json,
-    validated_at     timestamp not null
+    validated_at     timestamp not null,
+    rules_sha256     varchar                -- null: judged before versions were recorded
 );
+
+-- A warehouse from before judgments were versioned: one judgment per delivery, its failures
+-- take that judgment's time.
+alter table audit.validation add column if not exists rules_sha256 varchar;
+alter table audit.row_failure add column if not exists validated_at timestamp;
+update audit.row_failure as failure set validated_at = judged.validated_at
+from (select delivery_id, min(validated_at) as validated_at from audit.validation group by delivery_id) as judged
+where failure.validated_at is null and failure.delivery_id = judged.delivery_id;
 
 -- Incremental models: which deliveries each one has taken in, by which version of its SQL.
 -- A model whose SQL changed is rebuilt from every delivery.
