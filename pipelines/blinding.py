@@ -132,14 +132,10 @@ def _revealing_rows(column: pa.ChunkedArray, withhold=names_a_revealing_gene) ->
     return in_set(column, pa.array(withheld, pa.string()), lambda array: array.cast(pa.string()))
 
 
-def withhold_revealing_values(table: pa.Table, family: str) -> pa.Table:
-    """Null the treatment-revealing values of a delivery (column values, or whole genes, found
-    by symbol or by gene id), and the values of columns outside the contract, which nobody has
-    judged for what they reveal (their names are kept)."""
-    for column in revealing_columns(family):
-        if column in table.column_names:
-            index = table.column_names.index(column)
-            table = table.set_column(index, column, pa.nulls(table.num_rows, table.schema.field(column).type))
+def withheld_values(table: pa.Table, family: str) -> dict[str, bool | pa.ChunkedArray]:
+    """The treatment-revealing values of a delivery: per column, ``True`` for all of its values,
+    or a mask of the rows whose value is withheld (genes, found by symbol or by gene id)."""
+    withheld: dict[str, bool | pa.ChunkedArray] = {c: True for c in revealing_columns(family) if c in table.column_names}
     if family == "transcript_gene" and "expression" in table.column_names and (
         "gene_symbol" in table.column_names or "gene_id" in table.column_names
     ):
@@ -149,11 +145,19 @@ def withhold_revealing_values(table: pa.Table, family: str) -> pa.Table:
         if "gene_id" in table.column_names:
             matches.append(_revealing_rows(
                 table["gene_id"], lambda text: _not_an_ensembl_gene_id(text) or names_a_revealing_gene(text)))
-        revealing = matches[0] if len(matches) == 1 else pc.or_(*matches)
-        index = table.column_names.index("expression")
-        table = table.set_column(
-            index, "expression", pc.if_else(revealing, pa.scalar(None, pa.float64()), table["expression"])
-        )
+        withheld["expression"] = pc.fill_null(matches[0] if len(matches) == 1 else pc.or_(*matches), False)
+    return withheld
+
+
+def withhold_revealing_values(table: pa.Table, family: str) -> pa.Table:
+    """Null the treatment-revealing values of a delivery (:func:`withheld_values`), and the values
+    of columns outside the contract, which nobody has judged for what they reveal (their names
+    are kept)."""
+    for column, rows in withheld_values(table, family).items():
+        index = table.column_names.index(column)
+        empty = pa.scalar(None, table.schema.field(column).type)
+        values = pa.nulls(table.num_rows, empty.type) if rows is True else pc.if_else(rows, empty, table[column])
+        table = table.set_column(index, column, values)
     if "extra_columns" in table.column_names and table["extra_columns"].null_count < table.num_rows:
         table = _withhold_extra_columns(table)
     return table

@@ -1,7 +1,8 @@
 """When a rule changes (a suite, or a study value it names such as a plausible range), the next
 build judges the earlier deliveries again from their files: a stricter rule holds back rows it
-had loaded, a looser one releases them, every judgment stays in the audit, and a delivery whose
-file has left the landing zone keeps its verdicts with a warning. Real builds, real GX."""
+had loaded, a looser one releases them, every judgment stays in the audit, and a delivery whose file has
+left the landing zone is judged from the rows the warehouse keeps (in a blinded build its
+withheld values keep their verdicts, with a warning). Real builds, real GX."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import dagster as dg
+import duckdb
 import pytest
 
 import pipelines.ingest.delivery as delivery
+from pipelines.build import build_warehouse
 from pipelines.ingest.expectations import suite_parameters
+from pipelines.warehouse import work_file
 from tests.conftest import Built, run_build
 from tests.landing import treg, write_delivery, write_reference
 from tests.test_gene_table import _current, gene_landing  # noqa: F401  (a fixture)
@@ -68,8 +72,7 @@ def test_a_stricter_then_looser_rule_judges_earlier_deliveries_again(treg_landin
     first = _build(treg_landing, warehouse)
     assert _held_back(first) == {}
     assert _rules_check(first, "treg") == (True, {
-        "deliveries_judged_again": 0, "judged_again": "none",
-        "deliveries_judged_by_other_rules": 0, "judged_by_other_rules": "none"})
+        "deliveries_judged_again": 0, "judged_again": "none", "withheld_values_not_judged_again": "none"})
 
     # the plausible floor of the CD4 count is raised above S002's value
     _rules(monkeypatch, CD4CNT_lo=400)
@@ -83,7 +86,7 @@ def test_a_stricter_then_looser_rule_judges_earlier_deliveries_again(treg_landin
     passed, metadata = _rules_check(stricter, "treg")
     assert passed and metadata["deliveries_judged_again"] == 1
     treg_delivery = stricter.scalar("select delivery_id from audit.delivery where family = 'treg'")
-    assert f"| labs/treg/treg_batch01.parquet | {treg_delivery} | 0 | 1 |" in metadata["judged_again"]
+    assert f"| labs/treg/treg_batch01.parquet | {treg_delivery} | file | 0 | 1 | 0 |" in metadata["judged_again"]
     # both judgments are kept, each with its rules' version; staging reads the newest
     judgments = stricter.rows(
         "select validated_at, any_value(rules_sha256), bool_and(success) from audit.validation "
@@ -112,23 +115,86 @@ def test_a_stricter_then_looser_rule_judges_earlier_deliveries_again(treg_landin
     assert _balanced(looser)
 
 
-def test_a_delivery_whose_file_left_the_landing_zone_keeps_its_verdicts(treg_landing, tmp_path, monkeypatch):
+def test_a_delivery_whose_file_left_the_landing_zone_is_judged_from_the_warehouse(treg_landing, tmp_path, monkeypatch):
     warehouse = tmp_path / "wh" / "mirocals.duckdb"
     _build(treg_landing, warehouse)
     (treg_landing / "labs" / "treg" / "treg_batch01.parquet").unlink()
     _rules(monkeypatch, CD4CNT_lo=400)
     built = _build(treg_landing, warehouse)
-    assert _held_back(built) == {}
-    assert built.scalar("select count(*) from core.treg where sample_id = 'S002'") > 0
-    passed, metadata = _rules_check(built, "treg")
-    assert not passed and metadata["deliveries_judged_by_other_rules"] == 1
+    # the CD4 count is judged again from the raw rows the warehouse keeps
+    assert list(_held_back(built)) == ["S002"]
+    assert _balanced(built)
     treg_delivery = built.scalar("select delivery_id from audit.delivery where family = 'treg'")
-    assert metadata["judged_by_other_rules"] == (
-        f"- labs/treg/treg_batch01.parquet (delivery {treg_delivery}) keeps the verdicts of the rules it was "
-        "judged by: the file is no longer in the landing zone")
-    assert "raw/treg:judged_by_current_rules" in built.result.failed_checks
+    passed, metadata = _rules_check(built, "treg")
+    assert f"| labs/treg/treg_batch01.parquet | {treg_delivery} | warehouse copy | 0 | 1 | 2 |" in metadata["judged_again"]
+    # the blinded build withheld the Treg count and %Treg: those values cannot be judged again,
+    # they keep their verdicts, and the check says so
+    assert not passed and "raw/treg:judged_by_current_rules" in built.result.failed_checks
+    assert metadata["withheld_values_not_judged_again"] == (
+        f"- labs/treg/treg_batch01.parquet (delivery {treg_delivery}): not in the landing zone as taken in; 2 rows' "
+        "withheld values keep the verdicts of the rules they were judged by (put the file back to judge them again)")
+    outcomes = dict(built.rows(
+        "select rule, success from audit.validation where validated_at = (select max(validated_at) from audit.validation "
+        "where suite = 'treg') and rule in ('cd4_count_in_range', 'treg_count_in_range', 'treg_count_present')"))
+    assert outcomes == {"cd4_count_in_range": False, "treg_count_in_range": True, "treg_count_present": True}
     # the other families were judged by rules that did not change
-    assert _rules_check(built, "subjects")[0]
+    assert _rules_check(built, "subjects") == (True, {
+        "deliveries_judged_again": 0, "judged_again": "none", "withheld_values_not_judged_again": "none"})
+
+
+def test_a_value_corrected_away_does_not_come_back_when_the_correction_is_held_back(treg_landing, tmp_path, monkeypatch):
+    """A file corrected under the same name: the earlier bytes are gone from the landing zone,
+    and its rows are judged from the warehouse's copy, so a stricter rule holds back the old value
+    as well as the correction."""
+    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    _build(treg_landing, warehouse)
+    write_delivery(treg_landing, "treg", "treg_batch01.parquet", [treg("S002", cd4=310.0), treg("S003", cd4=800.0)])
+    corrected = _build(treg_landing, warehouse)
+    assert corrected.scalar("select aval from core.treg where sample_id = 'S002' and paramcd = 'CD4CNT'") == 310.0
+    _rules(monkeypatch, CD4CNT_lo=400)
+    stricter = _build(treg_landing, warehouse)
+    assert stricter.rows("select aval from core.treg where sample_id = 'S002' and paramcd = 'CD4CNT'") == []
+    assert _rules_check(stricter, "treg")[1]["deliveries_judged_again"] == 2
+    assert _balanced(stricter)
+
+
+def test_the_newest_judgment_counts_whatever_the_clock_said(treg_landing, tmp_path, monkeypatch):
+    """A warehouse whose judgments were stamped ahead of this machine's clock (moved from a host
+    whose clock ran fast): a judgment made now still replaces them, once."""
+    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    _build(treg_landing, warehouse)
+    con = duckdb.connect(str(work_file(warehouse)))
+    try:
+        for table in ("audit.validation", "audit.row_failure"):
+            con.execute(f"update {table} set validated_at = validated_at + interval 1 day")
+    finally:
+        con.close()
+    _rules(monkeypatch, CD4CNT_lo=400)
+    stricter = _build(treg_landing, warehouse)
+    assert list(_held_back(stricter)) == ["S002"]
+    again = _build(treg_landing, warehouse)
+    assert _rules_check(again, "treg")[1]["deliveries_judged_again"] == 0
+    assert list(_held_back(again)) == ["S002"]
+
+
+def test_a_judgment_and_the_rebuild_of_the_tables_it_changes_are_stored_together(gene_landing, tmp_path, monkeypatch):  # noqa: F811
+    """A run stopped between judging a gene delivery again and marking its incremental tables for
+    a rebuild would leave them stale for good: both are one transaction."""
+    warehouse = tmp_path / "wh" / "m.duckdb"
+    _build(gene_landing, warehouse)
+    _rules(monkeypatch, expression_hi=6.5)
+
+    def stopped(con, models):
+        raise RuntimeError("run stopped")
+
+    with monkeypatch.context() as stopping:
+        stopping.setattr(delivery, "rebuild_at_next_run", stopped)
+        failed = build_warehouse(gene_landing, warehouse, instance=dg.DagsterInstance.ephemeral())
+        assert not failed.success and any("run stopped" in error for error in failed.errors)
+    built = _build(gene_landing, warehouse)
+    assert _rules_check(built, "transcript_gene")[1]["deliveries_judged_again"] == 1
+    fresh = _build(gene_landing, tmp_path / "fresh" / "m.duckdb")
+    assert _current(built) == _current(fresh)
 
 
 def test_gene_rows_judged_again_leave_the_gene_tables(gene_landing, tmp_path, monkeypatch):  # noqa: F811

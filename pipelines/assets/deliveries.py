@@ -17,7 +17,7 @@ from pipelines.ingest.delivery import (
 from pipelines.ingest.expectations import load_suites, write_data_docs, write_data_docs_index
 from pipelines.resources import Blinding, LandingZone, Warehouse
 from pipelines.study import FamilyContract, load_contracts
-from pipelines.warehouse import apply_comments, atomic, query_sql, rebuild_at_next_run, run_ddl
+from pipelines.warehouse import apply_comments, atomic, query_sql, run_ddl
 
 RANDOMISATION = "randomisation"
 
@@ -63,16 +63,21 @@ def _expectations_check(outcomes: list[DeliveryOutcome]) -> dg.AssetCheckResult:
     )
 
 
-def _rules_check(judged: list[Rejudged], kept: list[str]) -> dg.AssetCheckResult:
-    rows = [(j.file_name, j.delivery_id, j.rows_failing_before, j.rows_failing) for j in judged]
-    columns = ["file", "delivery", "rows held back before", "rows held back now"]
+def _rules_check(judged: list[Rejudged]) -> dg.AssetCheckResult:
+    rows = [(j.file_name, j.delivery_id, "file" if j.from_file else "warehouse copy", j.rows_failing_before,
+             j.rows_failing, j.withheld_kept) for j in judged]
+    columns = ["file", "delivery", "judged from", "rows held back before", "rows held back now",
+               "rows whose withheld values keep earlier verdicts"]
+    kept = [j for j in judged if j.withheld_kept]
     return _warning_check(
         RULES_CHECK,
         not kept,
         deliveries_judged_again=len(judged),
         judged_again=markdown_table(columns, rows) if rows else dg.MetadataValue.md("none"),
-        deliveries_judged_by_other_rules=len(kept),
-        judged_by_other_rules=dg.MetadataValue.md("\n".join(f"- {line}" for line in kept) or "none"),
+        withheld_values_not_judged_again=dg.MetadataValue.md("\n".join(
+            f"- {j.file_name} (delivery {j.delivery_id}): not in the landing zone as taken in; {j.withheld_kept} rows' "
+            "withheld values keep the verdicts of the rules they were judged by (put the file back to judge them again)"
+            for j in kept) or "none"),
     )
 
 
@@ -121,7 +126,7 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
                               description=f"Great Expectations suite expectations/{contract.suite}.json on every new delivery."),
             dg.AssetCheckSpec(RULES_CHECK, asset=["raw", contract.family],
                               description="Every delivery is judged by the current rules: one judged by a suite or study "
-                                          "value since changed is judged again from its file in the landing zone."),
+                                          "value since changed is judged again, from its file or the warehouse's copy."),
         ],
     )
     def _raw(
@@ -152,22 +157,20 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
                     context.log.warning(f"{outcome.status}: {outcome.reason}")
             # a rule changed since earlier deliveries were judged: they are judged again (the
             # randomisation is checked against the subjects at every build instead)
-            judged, kept = ([], []) if contract.family == RANDOMISATION else judge_again(
-                con, landing.root, contract, mode, digest_key)
-            if judged:
-                rebuild_at_next_run(con, [m.key for m in MODELS if m.family == contract.family])
+            judged = [] if contract.family == RANDOMISATION else judge_again(
+                con, landing.root, contract, [m.key for m in MODELS if m.family == contract.family], mode, digest_key)
             for rejudged in judged:
                 context.log.warning(
-                    f"{rejudged.file_name}: judged again by changed rules; {rejudged.rows_failing} rows held back "
-                    f"(before: {rejudged.rows_failing_before})")
-            for line in kept:
-                context.log.warning(line)
+                    f"{rejudged.file_name}: judged again by changed rules, from its "
+                    f"{'file' if rejudged.from_file else 'rows in the warehouse'}; {rejudged.rows_failing} rows held "
+                    f"back (before: {rejudged.rows_failing_before})")
             total = con.execute(f"select count(*) from raw.{contract.family}").fetchone()[0]
         # accepted with remarks (columns outside the contract, renamed headers, an export taken
         # in again): a lab sending an arm column is to be told, not only recorded
         remarks = [(o.file_name, o.warnings) for o in outcomes if o.status == "accepted" and o.warnings]
         pages = {rejudged.file_name: write_data_docs(rejudged.validation, warehouse.data_docs,
-                                                     f"delivery-{rejudged.delivery_id:05d}") for rejudged in judged}
+                                                     f"delivery-{rejudged.delivery_id:05d}")
+                 for rejudged in judged if rejudged.validation.gx_results}
         if any(o.data_docs for o in outcomes) or pages:
             write_data_docs_index(warehouse.data_docs, contract.suite)
         for file_name, warnings in remarks:
@@ -189,7 +192,7 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
                 ) or "none"),
                 "deliveries_judged_again": len(judged),
             },
-            check_results=[_contract_check(outcomes, not_taken_in), _expectations_check(outcomes), _rules_check(judged, kept)],
+            check_results=[_contract_check(outcomes, not_taken_in), _expectations_check(outcomes), _rules_check(judged)],
         )
 
     return _raw

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -28,13 +28,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.blinding import BlindingMode, mentions_revealing, withhold_revealing_failures, withhold_revealing_values
+from pipelines.blinding import (
+    BlindingMode, mentions_revealing, withheld_values, withhold_revealing_failures, withhold_revealing_values,
+)
 from pipelines.ingest.expectations import (
     RowFailure, SuiteResult, rules_version, suite_parameters, validate_table, write_data_docs,
 )
 from pipelines.ingest.values import distinct_codes, in_set
 from pipelines.study import FamilyContract, load_contracts
-from pipelines.warehouse import atomic, query_sql, recorded_digest
+from pipelines.warehouse import atomic, query_sql, rebuild_at_next_run, recorded_digest
 
 
 # A clustered delivery is sorted and inserted this many rows at a time (bounds the sorted copy).
@@ -712,12 +714,17 @@ def _as_stored(validation: SuiteResult, delivered: pa.Table, stored: pa.Table, c
 
 @dataclass(frozen=True)
 class Rejudged:
-    """An accepted delivery judged again because the rules changed since it was judged."""
+    """An accepted delivery judged again because the rules changed since it was judged: from
+    its file (``from_file``) or, when the landing zone no longer holds the bytes taken in, from
+    the warehouse's copy of its rows. ``withheld_kept``: rows whose withheld (treatment-revealing)
+    values could not be judged again from that copy and keep their earlier verdicts."""
 
     delivery_id: int
     file_name: str
     rows_failing_before: int
     rows_failing: int
+    from_file: bool
+    withheld_kept: int
     validation: SuiteResult
 
 
@@ -725,16 +732,18 @@ def judge_again(
     con: duckdb.DuckDBPyConnection,
     landing: Path,
     contract: FamilyContract,
+    incremental_models: list[str],
     blinding: BlindingMode | None = None,
     digest_key: bytes | None = None,
-) -> tuple[list[Rejudged], list[str]]:
+) -> list[Rejudged]:
     """Judge again, by the current rules, every accepted delivery of the family that was judged
     by other rules (a suite or a study value it names changed since, see ``rules_version``).
 
-    The file is read again from the landing zone, as when it was taken in; the new judgment is
-    stored beside the earlier ones, and staging reads the newest. A delivery whose file has left
-    the landing zone, or changed, or that the contract now refuses, keeps its verdicts: each is
-    returned as a readable line with the judged ones.
+    The rows are read again from the file, as when it was taken in, if the landing zone still
+    holds the bytes taken in under that name; else from ``raw.<family>__rows``, which keeps every
+    delivered row as delivered, but without the values a blinded build withholds: those keep
+    their earlier verdicts. The new judgment is stored beside the earlier ones (staging reads the
+    newest), and ``incremental_models`` are marked to be rebuilt, in one transaction.
     """
     parameters = suite_parameters(blinding)
     rules = rules_version(contract.suite, parameters)
@@ -743,37 +752,92 @@ def judge_again(
         # only the newest export counts; the earlier ones' rows are no longer current
         newest = con.execute("select audit.newest_delivery(?)", [contract.family]).fetchone()[0]
         stale = [row for row in stale if row[0] == newest]
-    judged, left = [], []
-    for delivery_id, file_name, digest, failing_before in stale:
-        path = landing / file_name
-        kept = f"{file_name} (delivery {delivery_id}) keeps the verdicts of the rules it was judged by:"
-        try:
-            before = FileStat.of(path)
-            if recorded_digest(file_sha256(path), digest_key) != digest:
-                left.append(f"{kept} the file in the landing zone has other bytes than those taken in")
-                continue
-            checked = check_delivery(path, file_name, contract)
-            if FileStat.of(path) != before:
-                left.append(f"{kept} the file changed while it was read")
-                continue
-        except FileNotFoundError:
-            left.append(f"{kept} the file is no longer in the landing zone")
-            continue
-        except OSError as error:
-            left.append(f"{kept} the file cannot be read ({error.strerror or error})")
-            continue
-        except DeliveryRejected as refused:
-            left.append(f"{kept} the contract now refuses the file: {refused}")
-            continue
-        delivered = checked.table
-        stored = withhold_revealing_values(delivered, contract.family) if blinding is not None and blinding.blinded else delivered
-        validation = validate_table(contract.suite, delivered, list(contract.column_names), parameters)
-        validation = _as_stored(validation, delivered, stored, contract)
+    blinded = blinding is not None and blinding.blinded
+    judged = []
+    for delivery_id, file_name, digest, failing_before, judged_at in stale:
+        delivered = _delivered_again(landing / file_name, file_name, digest, contract, digest_key)
+        withheld_kept = 0
+        if delivered is not None:
+            stored = withhold_revealing_values(delivered, contract.family) if blinded else delivered
+            validation = validate_table(contract.suite, delivered, list(contract.column_names), parameters)
+            validation = _as_stored(validation, delivered, stored, contract)
+        else:
+            stored = _stored_rows(con, contract, delivery_id)
+            validation = validate_table(contract.suite, stored, list(contract.column_names), parameters)
+            if blinded:
+                validation, withheld_kept = _keep_withheld_verdicts(con, validation, stored, contract, delivery_id, judged_at)
+        # after the judgment it replaces, whatever the clock says: the newest judgment counts
+        at = max(datetime.now(UTC).replace(tzinfo=None), judged_at + timedelta(microseconds=1))
         with atomic(con):
-            _store_validation(con, delivery_id, validation, datetime.now(UTC).replace(tzinfo=None), rules)
+            _store_validation(con, delivery_id, validation, at, rules)
+            rebuild_at_next_run(con, incremental_models)
         failing = len({f.row_number for f in validation.row_failures})
-        judged.append(Rejudged(delivery_id, file_name, failing_before, failing, validation))
-    return judged, left
+        judged.append(Rejudged(delivery_id, file_name, failing_before, failing, delivered is not None, withheld_kept,
+                               validation))
+    return judged
+
+
+def _delivered_again(
+    path: Path, file_name: str, digest: str, contract: FamilyContract, digest_key: bytes | None
+) -> pa.Table | None:
+    """The delivery read again from its file, as when it was taken in; None unless the landing
+    zone holds, readable and unchanged while read, the bytes taken in, and the contract takes them."""
+    try:
+        before = FileStat.of(path)
+        if recorded_digest(file_sha256(path), digest_key) != digest:
+            return None
+        table = check_delivery(path, file_name, contract).table
+        return table if FileStat.of(path) == before else None
+    except (OSError, DeliveryRejected):
+        return None
+
+
+def _stored_rows(con: duckdb.DuckDBPyConnection, contract: FamilyContract, delivery_id: int) -> pa.Table:
+    """A delivery's rows as the warehouse keeps them, with their row numbers in the file."""
+    columns = ", ".join(_identifier(c) for c in ("row_number", *contract.column_names))
+    return con.sql(
+        f"select {columns} from raw.{contract.family}__rows where delivery_id = $1 order by row_number", params=[delivery_id]
+    ).to_arrow_table()
+
+
+def _keep_withheld_verdicts(
+    con: duckdb.DuckDBPyConnection, validation: SuiteResult, stored: pa.Table, contract: FamilyContract,
+    delivery_id: int, judged_at: datetime,
+) -> tuple[SuiteResult, int]:
+    """A judgment made on the warehouse's copy of a delivery in a blinded build, whose withheld
+    values cannot be judged again: on them, the verdicts of the judgment before stand (as do the
+    conflicts only the withheld values showed), and the rules on their columns count those.
+    Returns it with the number of rows that kept a verdict so; without Great Expectations' own
+    results, which judged the withheld values as missing (no Data Docs page is made from them)."""
+    rows = stored["row_number"].to_numpy()
+    withheld = {
+        column: set(rows.tolist()) if mask is True else set(rows[mask.combine_chunks().to_numpy(zero_copy_only=False)].tolist())
+        for column, mask in withheld_values(stored, contract.family).items()
+    }
+    if not any(withheld.values()):
+        return validation, 0
+
+    def on_withheld(row: int, column: str | None) -> bool:
+        return column is not None and any(row in withheld.get(c, ()) for c in column.split(","))
+
+    earlier = [
+        RowFailure(int(row), rule, column, reason)
+        for row, rule, column, reason in con.execute(
+            "select row_number, rule, column_name, reason from audit.row_failure where delivery_id = ? and validated_at = ?",
+            [delivery_id, judged_at],
+        ).fetchall()
+    ]
+    kept = [f for f in earlier if on_withheld(f.row_number, f.column) or (f.rule == "conflicting_values" and f.column is None)]
+    failures = [f for f in validation.row_failures if not on_withheld(f.row_number, f.column)] + kept
+    counts = Counter(f.rule for f in failures)
+    outcomes = [
+        replace(o, unexpected_count=counts[o.rule], success=not counts[o.rule])
+        if o.column and any(c in withheld for c in o.column.split(",")) else o
+        for o in validation.outcomes
+    ]
+    merged = replace(validation, row_failures=failures, outcomes=outcomes, success=all(o.success for o in outcomes),
+                     gx_results=[])
+    return withhold_revealing_failures(merged, contract.family), len(set().union(*withheld.values()))
 
 
 def _keys_not_delivered_again(

@@ -1,5 +1,5 @@
 -- Accepted deliveries of a family ($1) whose newest judgment was made by other rules than the
--- current version ($2), oldest first, with the rows that judgment held back.
+-- current version ($2), oldest first, with the rows that judgment held back and when it was made.
 with
 
 newest_judgment as (
@@ -19,7 +19,8 @@ select
     delivery.file_name,
     delivery.file_sha256,
     (select count(distinct failure.row_number) from audit.row_failure as failure
-     where failure.delivery_id = delivery.delivery_id and failure.validated_at = judged_by.validated_at) as rows_failing
+     where failure.delivery_id = delivery.delivery_id and failure.validated_at = judged_by.validated_at) as rows_failing,
+    judged_by.validated_at
 from audit.delivery as delivery
 join judged_by using (delivery_id)
 where delivery.family = $1
