@@ -86,7 +86,7 @@ def test_a_stricter_then_looser_rule_judges_earlier_deliveries_again(treg_landin
     passed, metadata = _rules_check(stricter, "treg")
     assert passed and metadata["deliveries_judged_again"] == 1
     treg_delivery = stricter.scalar("select delivery_id from audit.delivery where family = 'treg'")
-    assert f"| labs/treg/treg_batch01.parquet | {treg_delivery} | file | 0 | 1 | 0 |" in metadata["judged_again"]
+    assert f"| labs/treg/treg_batch01.parquet | {treg_delivery} | file | 0 | 1 |" in metadata["judged_again"]
     # both judgments are kept, each with its rules' version; staging reads the newest
     judgments = stricter.rows(
         "select validated_at, any_value(rules_sha256), bool_and(success) from audit.validation "
@@ -126,13 +126,13 @@ def test_a_delivery_whose_file_left_the_landing_zone_is_judged_from_the_warehous
     assert _balanced(built)
     treg_delivery = built.scalar("select delivery_id from audit.delivery where family = 'treg'")
     passed, metadata = _rules_check(built, "treg")
-    assert f"| labs/treg/treg_batch01.parquet | {treg_delivery} | warehouse copy | 0 | 1 | 2 |" in metadata["judged_again"]
+    assert f"| labs/treg/treg_batch01.parquet | {treg_delivery} | warehouse copy | 0 | 1 |" in metadata["judged_again"]
     # the blinded build withheld the Treg count and %Treg: those values cannot be judged again,
     # they keep their verdicts, and the check says so
     assert not passed and "raw/treg:judged_by_current_rules" in built.result.failed_checks
     assert metadata["withheld_values_not_judged_again"] == (
-        f"- labs/treg/treg_batch01.parquet (delivery {treg_delivery}): not in the landing zone as taken in; 2 rows' "
-        "withheld values keep the verdicts of the rules they were judged by (put the file back to judge them again)")
+        f"- labs/treg/treg_batch01.parquet (delivery {treg_delivery}): not in the landing zone as taken in; its "
+        "withheld values keep the verdicts of earlier rules until the file is put back")
     outcomes = dict(built.rows(
         "select rule, success from audit.validation where validated_at = (select max(validated_at) from audit.validation "
         "where suite = 'treg') and rule in ('cd4_count_in_range', 'treg_count_in_range', 'treg_count_present')"))
@@ -140,6 +140,44 @@ def test_a_delivery_whose_file_left_the_landing_zone_is_judged_from_the_warehous
     # the other families were judged by rules that did not change
     assert _rules_check(built, "subjects") == (True, {
         "deliveries_judged_again": 0, "judged_again": "none", "withheld_values_not_judged_again": "none"})
+
+
+def test_withheld_values_are_judged_again_once_their_file_is_back(treg_landing, tmp_path, monkeypatch):
+    """Blinded: the Treg count is withheld, so with its file away it cannot be judged by a new
+    ceiling; the check warns at every build until the file is back, and then judges it."""
+    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    _build(treg_landing, warehouse)
+    delivered = treg_landing / "labs" / "treg" / "treg_batch01.parquet"
+    away = tmp_path / "archive" / delivered.name
+    away.parent.mkdir()
+    delivered.rename(away)
+    _rules(monkeypatch, TREGCNT_hi=30)   # S003's Treg count is 40
+    for build in range(2):
+        waiting = _build(treg_landing, warehouse)
+        passed, metadata = _rules_check(waiting, "treg")
+        assert not passed and "treg_batch01.parquet" in metadata["withheld_values_not_judged_again"]
+        assert metadata["deliveries_judged_again"] == (1 if build == 0 else 0)
+        assert _held_back(waiting) == {}
+    away.rename(delivered)
+    back = _build(treg_landing, warehouse)
+    passed, metadata = _rules_check(back, "treg")
+    assert passed and "| file |" in metadata["judged_again"]
+    assert list(_held_back(back)) == ["S003"]
+    assert "treg_count must lie in the plausible range" in _held_back(back)["S003"]
+
+
+def test_a_moved_file_is_judged_again_from_its_bytes(treg_landing, tmp_path, monkeypatch):
+    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    _build(treg_landing, warehouse)
+    folder = treg_landing / "labs" / "treg"
+    (folder / "2019").mkdir()
+    (folder / "treg_batch01.parquet").rename(folder / "2019" / "treg_batch01.parquet")
+    _build(treg_landing, warehouse)   # the moved file is recorded as a duplicate of the delivery
+    _rules(monkeypatch, TREGCNT_hi=30)
+    built = _build(treg_landing, warehouse)
+    passed, metadata = _rules_check(built, "treg")
+    assert passed and "| file |" in metadata["judged_again"]
+    assert list(_held_back(built)) == ["S003"]
 
 
 def test_a_value_corrected_away_does_not_come_back_when_the_correction_is_held_back(treg_landing, tmp_path, monkeypatch):

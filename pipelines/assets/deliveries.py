@@ -63,21 +63,19 @@ def _expectations_check(outcomes: list[DeliveryOutcome]) -> dg.AssetCheckResult:
     )
 
 
-def _rules_check(judged: list[Rejudged]) -> dg.AssetCheckResult:
+def _rules_check(judged: list[Rejudged], waiting: list[Rejudged]) -> dg.AssetCheckResult:
     rows = [(j.file_name, j.delivery_id, "file" if j.from_file else "warehouse copy", j.rows_failing_before,
-             j.rows_failing, j.withheld_kept) for j in judged]
-    columns = ["file", "delivery", "judged from", "rows held back before", "rows held back now",
-               "rows whose withheld values keep earlier verdicts"]
-    kept = [j for j in judged if j.withheld_kept]
+             j.rows_failing) for j in judged]
+    columns = ["file", "delivery", "judged from", "rows held back before", "rows held back now"]
+    kept = [j for j in judged + waiting if j.withheld_kept]
     return _warning_check(
         RULES_CHECK,
         not kept,
         deliveries_judged_again=len(judged),
         judged_again=markdown_table(columns, rows) if rows else dg.MetadataValue.md("none"),
         withheld_values_not_judged_again=dg.MetadataValue.md("\n".join(
-            f"- {j.file_name} (delivery {j.delivery_id}): not in the landing zone as taken in; {j.withheld_kept} rows' "
-            "withheld values keep the verdicts of the rules they were judged by (put the file back to judge them again)"
-            for j in kept) or "none"),
+            f"- {j.file_name} (delivery {j.delivery_id}): not in the landing zone as taken in; its withheld values keep "
+            "the verdicts of earlier rules until the file is put back" for j in kept) or "none"),
     )
 
 
@@ -157,7 +155,7 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
                     context.log.warning(f"{outcome.status}: {outcome.reason}")
             # a rule changed since earlier deliveries were judged: they are judged again (the
             # randomisation is checked against the subjects at every build instead)
-            judged = [] if contract.family == RANDOMISATION else judge_again(
+            judged, waiting = ([], []) if contract.family == RANDOMISATION else judge_again(
                 con, landing.root, contract, [m.key for m in MODELS if m.family == contract.family], mode, digest_key)
             for rejudged in judged:
                 context.log.warning(
@@ -192,7 +190,7 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
                 ) or "none"),
                 "deliveries_judged_again": len(judged),
             },
-            check_results=[_contract_check(outcomes, not_taken_in), _expectations_check(outcomes), _rules_check(judged)],
+            check_results=[_contract_check(outcomes, not_taken_in), _expectations_check(outcomes), _rules_check(judged, waiting)],
         )
 
     return _raw

@@ -29,10 +29,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.blinding import (
-    BlindingMode, mentions_revealing, withheld_values, withhold_revealing_failures, withhold_revealing_values,
+    WITHHELD, BlindingMode, mentions_revealing, withheld_values, withhold_revealing_failures, withhold_revealing_values,
 )
 from pipelines.ingest.expectations import (
-    RowFailure, SuiteResult, rules_version, suite_parameters, validate_table, write_data_docs,
+    EXAMPLES_PER_EXPECTATION, RowFailure, SuiteResult, rules_version, suite_parameters, validate_table, write_data_docs,
 )
 from pipelines.ingest.values import distinct_codes, in_set
 from pipelines.study import FamilyContract, load_contracts
@@ -712,20 +712,26 @@ def _as_stored(validation: SuiteResult, delivered: pa.Table, stored: pa.Table, c
     return _with_conflicts_hidden_by_blinding(validation, delivered, stored, contract)
 
 
+# Marks the rules version of a judgment made from the warehouse's copy of a blinded delivery,
+# whose withheld values kept the verdicts of the rules before: judged again once the file is back.
+WITHHELD_NOT_JUDGED = "+withheld-values-not-judged"
+
+
 @dataclass(frozen=True)
 class Rejudged:
     """An accepted delivery judged again because the rules changed since it was judged: from
     its file (``from_file``) or, when the landing zone no longer holds the bytes taken in, from
-    the warehouse's copy of its rows. ``withheld_kept``: rows whose withheld (treatment-revealing)
-    values could not be judged again from that copy and keep their earlier verdicts."""
+    the warehouse's copy of its rows. ``withheld_kept``: it was a blinded build's copy, whose
+    withheld (treatment-revealing) values could not be judged again and keep earlier verdicts.
+    ``validation`` is None for a delivery judged so at an earlier build, still waiting for its file."""
 
     delivery_id: int
     file_name: str
     rows_failing_before: int
     rows_failing: int
     from_file: bool
-    withheld_kept: int
-    validation: SuiteResult
+    withheld_kept: bool
+    validation: SuiteResult | None
 
 
 def judge_again(
@@ -735,7 +741,7 @@ def judge_again(
     incremental_models: list[str],
     blinding: BlindingMode | None = None,
     digest_key: bytes | None = None,
-) -> list[Rejudged]:
+) -> tuple[list[Rejudged], list[Rejudged]]:
     """Judge again, by the current rules, every accepted delivery of the family that was judged
     by other rules (a suite or a study value it names changed since, see ``rules_version``).
 
@@ -744,19 +750,27 @@ def judge_again(
     delivered row as delivered, but without the values a blinded build withholds: those keep
     their earlier verdicts. The new judgment is stored beside the earlier ones (staging reads the
     newest), and ``incremental_models`` are marked to be rebuilt, in one transaction.
+
+    Returns the deliveries judged again, and those judged from the warehouse at an earlier build
+    whose withheld values still wait for their file.
     """
     parameters = suite_parameters(blinding)
     rules = rules_version(contract.suite, parameters)
+    partial = rules + WITHHELD_NOT_JUDGED
     stale = con.execute(query_sql("judged_by_other_rules"), [contract.family, rules]).fetchall()
     if contract.mode == "snapshot":
         # only the newest export counts; the earlier ones' rows are no longer current
         newest = con.execute("select audit.newest_delivery(?)", [contract.family]).fetchone()[0]
         stale = [row for row in stale if row[0] == newest]
     blinded = blinding is not None and blinding.blinded
-    judged = []
-    for delivery_id, file_name, digest, failing_before, judged_at in stale:
-        delivered = _delivered_again(landing / file_name, file_name, digest, contract, digest_key)
-        withheld_kept = 0
+    judged, standing = [], []
+    for delivery_id, file_name, digest, failing_before, judged_at, judged_by in stale:
+        delivered = _delivered_again(con, landing, delivery_id, file_name, digest, contract, digest_key)
+        if delivered is None and judged_by == partial:
+            # judged from the warehouse by these rules already; its withheld values wait for the file
+            standing.append(Rejudged(delivery_id, file_name, failing_before, failing_before, False, True, None))
+            continue
+        withheld_kept = False
         if delivered is not None:
             stored = withhold_revealing_values(delivered, contract.family) if blinded else delivered
             validation = validate_table(contract.suite, delivered, list(contract.column_names), parameters)
@@ -769,27 +783,39 @@ def judge_again(
         # after the judgment it replaces, whatever the clock says: the newest judgment counts
         at = max(datetime.now(UTC).replace(tzinfo=None), judged_at + timedelta(microseconds=1))
         with atomic(con):
-            _store_validation(con, delivery_id, validation, at, rules)
+            _store_validation(con, delivery_id, validation, at, partial if withheld_kept else rules)
             rebuild_at_next_run(con, incremental_models)
         failing = len({f.row_number for f in validation.row_failures})
         judged.append(Rejudged(delivery_id, file_name, failing_before, failing, delivered is not None, withheld_kept,
                                validation))
-    return judged
+    return judged, standing
 
 
 def _delivered_again(
-    path: Path, file_name: str, digest: str, contract: FamilyContract, digest_key: bytes | None
+    con: duckdb.DuckDBPyConnection, landing: Path, delivery_id: int, file_name: str, digest: str,
+    contract: FamilyContract, digest_key: bytes | None,
 ) -> pa.Table | None:
-    """The delivery read again from its file, as when it was taken in; None unless the landing
-    zone holds, readable and unchanged while read, the bytes taken in, and the contract takes them."""
-    try:
-        before = FileStat.of(path)
-        if recorded_digest(file_sha256(path), digest_key) != digest:
-            return None
-        table = check_delivery(path, file_name, contract).table
-        return table if FileStat.of(path) == before else None
-    except (OSError, DeliveryRejected):
-        return None
+    """The delivery read again from its file, as when it was taken in: under its name, or where
+    it was seen since (moved or renamed: a duplicate of it, or a landing file with its digest).
+    None unless the landing zone holds, readable and unchanged while read, the bytes taken in,
+    and the contract takes them."""
+    seen_since = con.execute(
+        "select file_name from audit.delivery where duplicate_of = ? "
+        "union select file_name from audit.landing_file where file_sha256 = ?",
+        [delivery_id, digest],
+    ).fetchall()
+    for name in dict.fromkeys([file_name, *sorted(name for name, in seen_since)]):
+        path = landing / name
+        try:
+            before = FileStat.of(path)
+            if recorded_digest(file_sha256(path), digest_key) != digest:
+                continue
+            table = check_delivery(path, name, contract).table
+        except (OSError, DeliveryRejected):
+            continue
+        if FileStat.of(path) == before:
+            return table
+    return None
 
 
 def _stored_rows(con: duckdb.DuckDBPyConnection, contract: FamilyContract, delivery_id: int) -> pa.Table:
@@ -803,11 +829,11 @@ def _stored_rows(con: duckdb.DuckDBPyConnection, contract: FamilyContract, deliv
 def _keep_withheld_verdicts(
     con: duckdb.DuckDBPyConnection, validation: SuiteResult, stored: pa.Table, contract: FamilyContract,
     delivery_id: int, judged_at: datetime,
-) -> tuple[SuiteResult, int]:
+) -> tuple[SuiteResult, bool]:
     """A judgment made on the warehouse's copy of a delivery in a blinded build, whose withheld
     values cannot be judged again: on them, the verdicts of the judgment before stand (as do the
     conflicts only the withheld values showed), and the rules on their columns count those.
-    Returns it with the number of rows that kept a verdict so; without Great Expectations' own
+    Returns it, and whether the delivery had withheld values; without Great Expectations' own
     results, which judged the withheld values as missing (no Data Docs page is made from them)."""
     rows = stored["row_number"].to_numpy()
     withheld = {
@@ -815,7 +841,7 @@ def _keep_withheld_verdicts(
         for column, mask in withheld_values(stored, contract.family).items()
     }
     if not any(withheld.values()):
-        return validation, 0
+        return validation, False
 
     def on_withheld(row: int, column: str | None) -> bool:
         return column is not None and any(row in withheld.get(c, ()) for c in column.split(","))
@@ -831,13 +857,14 @@ def _keep_withheld_verdicts(
     failures = [f for f in validation.row_failures if not on_withheld(f.row_number, f.column)] + kept
     counts = Counter(f.rule for f in failures)
     outcomes = [
-        replace(o, unexpected_count=counts[o.rule], success=not counts[o.rule])
+        replace(o, unexpected_count=counts[o.rule], success=not counts[o.rule],
+                examples=[WITHHELD] * min(counts[o.rule], EXAMPLES_PER_EXPECTATION))
         if o.column and any(c in withheld for c in o.column.split(",")) else o
         for o in validation.outcomes
     ]
     merged = replace(validation, row_failures=failures, outcomes=outcomes, success=all(o.success for o in outcomes),
                      gx_results=[])
-    return withhold_revealing_failures(merged, contract.family), len(set().union(*withheld.values()))
+    return withhold_revealing_failures(merged, contract.family), True
 
 
 def _keys_not_delivered_again(

@@ -1,5 +1,6 @@
 -- Accepted deliveries of a family ($1) whose newest judgment was made by other rules than the
--- current version ($2), oldest first, with the rows that judgment held back and when it was made.
+-- current version ($2), oldest first, with the rows that judgment held back, when it was made
+-- and by which version.
 with
 
 newest_judgment as (
@@ -20,7 +21,8 @@ select
     delivery.file_sha256,
     (select count(distinct failure.row_number) from audit.row_failure as failure
      where failure.delivery_id = delivery.delivery_id and failure.validated_at = judged_by.validated_at) as rows_failing,
-    judged_by.validated_at
+    judged_by.validated_at,
+    judged_by.rules_sha256
 from audit.delivery as delivery
 join judged_by using (delivery_id)
 where delivery.family = $1
