@@ -5,6 +5,18 @@ create or replace macro audit.newest_delivery(family_name) as (
     select max(delivery_id) from audit.delivery where family = family_name and status = 'accepted'
 );
 
+-- Each delivery's newest Great Expectations judgment: when it was made and by which version of
+-- the rules. A delivery judged again when the rules changed keeps its earlier judgments in
+-- audit.validation and audit.row_failure; the newest counts (staging reads its failures, a build
+-- judges a delivery again when its version is not the current one).
+create or replace macro audit.newest_judgment() as table
+select
+    delivery_id,
+    max(validated_at)                           as validated_at,
+    arg_max_null(rules_sha256, validated_at)    as rules_sha256
+from audit.validation
+group by delivery_id;
+
 -- Table macro used by the quarantine model: the rows a staging model held back, with the
 -- row exactly as delivered (contract columns and any extra columns, as JSON).
 create schema if not exists quarantine;
