@@ -234,15 +234,19 @@ def run_incremental_model(
     The model file selects rows for the accepted deliveries of ``family`` that the model has not
     taken in yet, which it reads from the temporary table ``new_deliveries``. Its rows are
     appended or, with ``unique_key``, replace the stored rows with the same key. Which
-    deliveries were taken in, and by which version of the SQL, is kept in
-    ``audit.incremental_state``; when the SQL changes the model is rebuilt from every delivery.
+    deliveries were taken in, by which version of the SQL and as judged when, is kept in
+    ``audit.incremental_state``; when the SQL changes, or a delivery taken in was judged again
+    since (the rules changed), the model is rebuilt from every delivery.
     """
     key = f"{layer}.{name}"
     sql = model_sql(layer, name)
     version = hashlib.sha256(sql.encode("utf-8")).hexdigest()
     exists = has_table(con, layer, name)
     stale = con.execute(
-        "select count(*) from audit.incremental_state where model = ? and model_sha256 <> ?", [key, version]
+        "select count(*) from audit.incremental_state as state "
+        "left join audit.newest_judgment() as judgment using (delivery_id) "
+        "where state.model = ? and (state.model_sha256 <> ? or state.judged_at is distinct from judgment.validated_at)",
+        [key, version],
     ).fetchone()[0]
     with atomic(con):
         if stale or not exists:
@@ -263,21 +267,13 @@ def run_incremental_model(
                 con.execute(f"delete from {key} where {unique_key} in (select {unique_key} from increment)")
             con.execute(f"insert into {key} select * from increment")
         con.execute(
-            "insert into audit.incremental_state select ?, delivery_id, ?, now()::timestamp from new_deliveries",
+            "insert into audit.incremental_state (model, delivery_id, model_sha256, processed_at, judged_at) "
+            "select ?, delivery_id, ?, now()::timestamp, judgment.validated_at from new_deliveries "
+            "left join audit.newest_judgment() as judgment using (delivery_id)",
             [key, version],
         )
         apply_comments(con, layer, name)
     return con.execute(f"select count(*) from {key}").fetchone()[0]
-
-
-def rebuild_at_next_run(con: duckdb.DuckDBPyConnection, models: list[str]) -> None:
-    """Make the next run of these incremental models (``schema.table``) rebuild them from every
-    delivery, as when their SQL changes: a delivery they took in was judged again, and the rows
-    they keep for it may no longer be the ones to keep."""
-    con.execute(
-        "update audit.incremental_state set model_sha256 = 'rebuild' where model in (select unnest(?::varchar[]))",
-        [models],
-    )
 
 
 def has_table(con: duckdb.DuckDBPyConnection, schema: str, name: str, database: str | None = None) -> bool:

@@ -14,13 +14,14 @@ import dagster as dg
 import duckdb
 import pytest
 
+import pipelines.assets.models as models
 import pipelines.ingest.delivery as delivery
 from pipelines.build import build_warehouse
 from pipelines.ingest.expectations import suite_parameters
 from pipelines.warehouse import work_file
 from tests.conftest import Built, run_build
 from tests.landing import treg, write_delivery, write_reference
-from tests.test_gene_table import _current, gene_landing  # noqa: F401  (a fixture)
+from tests.test_gene_table import GENE_MANIFEST, _current, _gene_rows, gene_landing  # noqa: F401  (a fixture)
 
 RULES_CHECK = "judged_by_current_rules"
 
@@ -215,23 +216,28 @@ def test_the_newest_judgment_counts_whatever_the_clock_said(treg_landing, tmp_pa
     assert list(_held_back(again)) == ["S002"]
 
 
-def test_a_judgment_and_the_rebuild_of_the_tables_it_changes_are_stored_together(gene_landing, tmp_path, monkeypatch):  # noqa: F811
-    """A run stopped between judging a gene delivery again and marking its incremental tables for
-    a rebuild would leave them stale for good: both are one transaction."""
-    warehouse = tmp_path / "wh" / "m.duckdb"
-    _build(gene_landing, warehouse)
-    _rules(monkeypatch, expression_hi=6.5)
+def test_gene_tables_are_rebuilt_after_a_judgment_the_run_stopped_after(tmp_path, monkeypatch):
+    """A run stopped after judging gene deliveries again, before their incremental tables ran: the
+    next build sees that the tables took the deliveries in under earlier judgments and rebuilds
+    them, so a corrected value the new rule holds back gives way to the earlier valid one."""
+    landing, warehouse = tmp_path / "landing", tmp_path / "wh" / "m.duckdb"
+    write_reference(landing, samples=GENE_MANIFEST)
+    write_delivery(landing, "transcript_gene", "tg_batch01.parquet", _gene_rows("R001") + _gene_rows("R002"))
+    _build(landing, warehouse)
+    write_delivery(landing, "transcript_gene", "tg_batch02_corrected.parquet", _gene_rows("R001", shift=0.5))
+    _build(landing, warehouse)
+    _rules(monkeypatch, expression_hi=7.2)
 
-    def stopped(con, models):
+    def stopped(*args, **kwargs):
         raise RuntimeError("run stopped")
 
     with monkeypatch.context() as stopping:
-        stopping.setattr(delivery, "rebuild_at_next_run", stopped)
-        failed = build_warehouse(gene_landing, warehouse, instance=dg.DagsterInstance.ephemeral())
+        stopping.setattr(models, "run_incremental_model", stopped)
+        failed = build_warehouse(landing, warehouse, instance=dg.DagsterInstance.ephemeral())
         assert not failed.success and any("run stopped" in error for error in failed.errors)
-    built = _build(gene_landing, warehouse)
-    assert _rules_check(built, "transcript_gene")[1]["deliveries_judged_again"] == 1
-    fresh = _build(gene_landing, tmp_path / "fresh" / "m.duckdb")
+    built = _build(landing, warehouse)
+    assert _rules_check(built, "transcript_gene")[1]["deliveries_judged_again"] == 0   # judged in the stopped run
+    fresh = _build(landing, tmp_path / "fresh" / "m.duckdb")
     assert _current(built) == _current(fresh)
 
 

@@ -10,7 +10,6 @@ import pyarrow.parquet as pq
 
 from pipelines.blinding import BlindingMode, make_dummy_randomisation, validate_randomisation_list
 from pipelines.assets.metadata import markdown_table
-from pipelines.assets.models import MODELS
 from pipelines.ingest.delivery import (
     DeliveryNotTakenIn, DeliveryOutcome, Rejudged, discover_files, ingest_file, judge_again, unrecognised_files,
 )
@@ -156,7 +155,7 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
             # a rule changed since earlier deliveries were judged: they are judged again (the
             # randomisation is checked against the subjects at every build instead)
             judged, waiting = ([], []) if contract.family == RANDOMISATION else judge_again(
-                con, landing.root, contract, [m.key for m in MODELS if m.family == contract.family], mode, digest_key)
+                con, landing.root, contract, mode, digest_key)
             for rejudged in judged:
                 context.log.warning(
                     f"{rejudged.file_name}: judged again by changed rules, from its "

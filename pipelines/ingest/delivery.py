@@ -36,7 +36,7 @@ from pipelines.ingest.expectations import (
 )
 from pipelines.ingest.values import distinct_codes, in_set
 from pipelines.study import FamilyContract, load_contracts
-from pipelines.warehouse import atomic, query_sql, rebuild_at_next_run, recorded_digest
+from pipelines.warehouse import atomic, query_sql, recorded_digest
 
 
 # A clustered delivery is sorted and inserted this many rows at a time (bounds the sorted copy).
@@ -738,7 +738,6 @@ def judge_again(
     con: duckdb.DuckDBPyConnection,
     landing: Path,
     contract: FamilyContract,
-    incremental_models: list[str],
     blinding: BlindingMode | None = None,
     digest_key: bytes | None = None,
 ) -> tuple[list[Rejudged], list[Rejudged]]:
@@ -748,8 +747,8 @@ def judge_again(
     The rows are read again from the file, as when it was taken in, if the landing zone still
     holds the bytes taken in under that name; else from ``raw.<family>__rows``, which keeps every
     delivered row as delivered, but without the values a blinded build withholds: those keep
-    their earlier verdicts. The new judgment is stored beside the earlier ones (staging reads the
-    newest), and ``incremental_models`` are marked to be rebuilt, in one transaction.
+    their earlier verdicts. The new judgment is stored beside the earlier ones: staging reads the
+    newest, and an incremental model that took the delivery in is rebuilt (``run_incremental_model``).
 
     Returns the deliveries judged again, and those judged from the warehouse at an earlier build
     whose withheld values still wait for their file.
@@ -784,7 +783,6 @@ def judge_again(
         at = max(datetime.now(UTC).replace(tzinfo=None), judged_at + timedelta(microseconds=1))
         with atomic(con):
             _store_validation(con, delivery_id, validation, at, partial if withheld_kept else rules)
-            rebuild_at_next_run(con, incremental_models)
         failing = len({f.row_number for f in validation.row_failures})
         judged.append(Rejudged(delivery_id, file_name, failing_before, failing, delivered is not None, withheld_kept,
                                validation))

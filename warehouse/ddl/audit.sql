@@ -65,14 +65,17 @@ update audit.row_failure as failure set validated_at = judged.validated_at
 from (select delivery_id, min(validated_at) as validated_at from audit.validation group by delivery_id) as judged
 where failure.validated_at is null and failure.delivery_id = judged.delivery_id;
 
--- Incremental models: which deliveries each one has taken in, by which version of its SQL.
--- A model whose SQL changed is rebuilt from every delivery.
+-- Incremental models: which deliveries each one has taken in, by which version of its SQL and
+-- as judged when. A model whose SQL changed, or that took in a delivery judged again since, is
+-- rebuilt from every delivery.
 create table if not exists audit.incremental_state (
     model           varchar not null,      -- schema.table
     delivery_id     integer not null,
     model_sha256    varchar not null,      -- SHA-256 of the model file that took the delivery in
-    processed_at    timestamp not null
+    processed_at    timestamp not null,
+    judged_at       timestamp              -- the delivery's newest judgment then (audit.newest_judgment)
 );
+alter table audit.incremental_state add column if not exists judged_at timestamp;
 
 -- Rows of a delivery whose key (for the gene table: sample and gene) may occur more than once in
 -- that delivery, found when the file was taken in. Keys are compared ignoring case and
