@@ -670,7 +670,7 @@ def _take_in(
     if resent:
         checked.warnings.append(resent)
     delivered = checked.table
-    stored = withhold_revealing_values(delivered, contract.family) if blinding is not None and blinding.blinded else delivered
+    stored = _as_kept(delivered, contract, blinding)
     if stored is not delivered and stored["extra_columns"].null_count < stored.num_rows:
         checked.warnings.append("values of columns outside the contract are withheld (blinded build)")
     # Raw rows, validation results and the audit record land together or not at all. The raw
@@ -698,9 +698,13 @@ def _take_in(
                 checked.warnings.append(remark)
         warnings = "; ".join(checked.warnings) or None
         _record_delivery(con, stat, **base, rows_delivered=stored.num_rows, status="accepted", warnings=warnings)
-    failing = len({f.row_number for f in validation.row_failures})
-    return DeliveryOutcome(delivery_id, contract.family, file_name, "accepted", stored.num_rows, failing, None,
-                           validation, warnings=warnings)
+    return DeliveryOutcome(delivery_id, contract.family, file_name, "accepted", stored.num_rows, validation.rows_failing,
+                           None, validation, warnings=warnings)
+
+
+def _as_kept(delivered: pa.Table, contract: FamilyContract, blinding: BlindingMode | None) -> pa.Table:
+    """A delivery's rows as the warehouse keeps them: without the values a blinded build withholds."""
+    return withhold_revealing_values(delivered, contract.family) if blinding is not None and blinding.blinded else delivered
 
 
 def _as_stored(validation: SuiteResult, delivered: pa.Table, stored: pa.Table, contract: FamilyContract) -> SuiteResult:
@@ -761,7 +765,6 @@ def judge_again(
         # only the newest export counts; the earlier ones' rows are no longer current
         newest = con.execute("select audit.newest_delivery(?)", [contract.family]).fetchone()[0]
         stale = [row for row in stale if row[0] == newest]
-    blinded = blinding is not None and blinding.blinded
     judged, standing = [], []
     for delivery_id, file_name, digest, failing_before, judged_at, judged_by in stale:
         delivered = _delivered_again(con, landing, delivery_id, file_name, digest, contract, digest_key)
@@ -771,21 +774,20 @@ def judge_again(
             continue
         withheld_kept = False
         if delivered is not None:
-            stored = withhold_revealing_values(delivered, contract.family) if blinded else delivered
+            stored = _as_kept(delivered, contract, blinding)
             validation = validate_table(contract.suite, delivered, list(contract.column_names), parameters)
             validation = _as_stored(validation, delivered, stored, contract)
         else:
             stored = _stored_rows(con, contract, delivery_id)
             validation = validate_table(contract.suite, stored, list(contract.column_names), parameters)
-            if blinded:
+            if blinding is not None and blinding.blinded:
                 validation, withheld_kept = _keep_withheld_verdicts(con, validation, stored, contract, delivery_id, judged_at)
         # after the judgment it replaces, whatever the clock says: the newest judgment counts
         at = max(datetime.now(UTC).replace(tzinfo=None), judged_at + timedelta(microseconds=1))
         with atomic(con):
             _store_validation(con, delivery_id, validation, at, partial if withheld_kept else rules)
-        failing = len({f.row_number for f in validation.row_failures})
-        judged.append(Rejudged(delivery_id, file_name, failing_before, failing, delivered is not None, withheld_kept,
-                               validation))
+        judged.append(Rejudged(delivery_id, file_name, failing_before, validation.rows_failing, delivered is not None,
+                               withheld_kept, validation))
     return judged, standing
 
 

@@ -64,6 +64,11 @@ class SuiteResult:
     # The Great Expectations validation results themselves (one per slice), for Data Docs.
     gx_results: list[Any] = field(default_factory=list, repr=False)
 
+    @property
+    def rows_failing(self) -> int:
+        """Delivered rows that fail at least one expectation."""
+        return len({f.row_number for f in self.row_failures})
+
 
 def suite_parameters(blinding: BlindingMode | None = None) -> dict[str, Any]:
     """Values the suites refer to with ``$PARAMETER``, taken from the study definition.
