@@ -148,6 +148,15 @@ def run_child(mode: str, landing: Path, target: Path, work: Path, label: str, ma
     return Measured(report, process_s, maxrss_mb, samples, proc.returncode)
 
 
+def run_build(landing: Path, warehouse: Path, logs: Path, label: str, what: str, max_rss_mb: float = 0) -> Measured:
+    """One build in its own process (``run_child``); a failed build stops the benchmark, naming
+    ``what`` failed and its log."""
+    measured = run_child("build", landing, warehouse, logs, label, max_rss_mb)
+    if not measured.report.get("success"):
+        raise RuntimeError(f"{what} failed: {measured.report.get('errors')} (log {logs / f'{label}.log'})")
+    return measured
+
+
 def _step_seconds(measured: Measured, step: str) -> float | None:
     return next((s["seconds"] for s in step_profile(measured) if s["step"] == step), None)
 
@@ -417,24 +426,16 @@ def main(argv: list[str] | None = None) -> int:
         floor = run_child("floor", landing, run_dir / "floor" / "floor.duckdb", logs, "floor", args.max_rss_mb)
         console.print(f"  floor {floor.report['seconds']:.2f} s")
 
-        full = run_child("build", landing, warehouse, logs, "full_build", args.max_rss_mb)
-        if not full.report.get("success"):
-            raise RuntimeError(f"full build failed: {full.report.get('errors')} (log {logs / 'full_build.log'})")
+        full = run_build(landing, warehouse, logs, "full_build", "full build", args.max_rss_mb)
         console.print(f"  full build {full.report['seconds']:.2f} s, peak RSS {full.maxrss_mb:,.0f} MB")
         warehouse_full_mb = round(warehouse.stat().st_size / 1e6, 2)
 
         redeliveries = write_redeliveries(landing)
-        incremental = run_child("build", landing, warehouse, logs, "incremental_build", args.max_rss_mb)
-        if not incremental.report.get("success"):
-            raise RuntimeError(f"incremental build failed: {incremental.report.get('errors')} "
-                               f"(log {logs / 'incremental_build.log'})")
+        incremental = run_build(landing, warehouse, logs, "incremental_build", "incremental build", args.max_rss_mb)
         console.print(f"  incremental build {incremental.report['seconds']:.2f} s, peak RSS {incremental.maxrss_mb:,.0f} MB")
 
         # The same build again with nothing new: what every run costs whatever it takes in.
-        unchanged = run_child("build", landing, warehouse, logs, "unchanged_build", args.max_rss_mb)
-        if not unchanged.report.get("success"):
-            raise RuntimeError(f"build with nothing new failed: {unchanged.report.get('errors')} "
-                               f"(log {logs / 'unchanged_build.log'})")
+        unchanged = run_build(landing, warehouse, logs, "unchanged_build", "build with nothing new", args.max_rss_mb)
         console.print(f"  build with nothing new {unchanged.report['seconds']:.2f} s")
 
         query_ms, query_first_ms, gene = time_queries(warehouse)
@@ -444,10 +445,8 @@ def main(argv: list[str] | None = None) -> int:
         rounds = [(incremental, _delivery_count(warehouse))]
         for round_ in range(1, args.pileup + 1):
             write_redeliveries(landing, round_)
-            measured = run_child("build", landing, warehouse, logs, f"pileup_build_{round_:02d}", args.max_rss_mb)
-            if not measured.report.get("success"):
-                raise RuntimeError(f"pile-up build {round_} failed: {measured.report.get('errors')} "
-                                   f"(log {logs / f'pileup_build_{round_:02d}.log'})")
+            measured = run_build(landing, warehouse, logs, f"pileup_build_{round_:02d}", f"pile-up build {round_}",
+                                 args.max_rss_mb)
             rounds.append((measured, _delivery_count(warehouse)))
             console.print(f"  pile-up build {round_}: {measured.report['seconds']:.2f} s, "
                           f"peak RSS {measured.maxrss_mb:,.0f} MB, {rounds[-1][1]} deliveries")
