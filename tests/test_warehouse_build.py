@@ -215,3 +215,26 @@ def test_a_preview_shows_the_newest_deliveries_first_and_a_refusal_reason_whole(
     assert "batch06_renamed.parquet: required column(s)" in rows[0]
     oldest = table_preview(con, "refused").value.splitlines()[2:]
     assert len(oldest) == 5 and "10" not in [row.split("|")[1].strip() for row in oldest]
+
+
+def test_a_preview_looks_in_the_newest_deliveries_first_and_orders_as_the_whole_table():
+    from pipelines.assets.metadata import NEWEST_DELIVERY_WINDOW, table_preview
+
+    con = duckdb.connect()
+    con.execute("create schema audit")
+    registered = 4 * NEWEST_DELIVERY_WINDOW
+    con.execute(f"create table audit.delivery as select range as delivery_id from range(1, {registered + 1})")
+    # the newest window holds one row: the next, wider window finds the rest
+    con.execute(f"""create table held as
+        select d as delivery_id, r as row_number from range(1, 21) as t(d), range(3) as u(r)
+        union all select {registered - 1}, 0
+        union all select null, 0""")
+    def ids(preview):
+        return [row.split("|")[1].strip() for row in preview.value.splitlines()[2:]]
+
+    whole = con.execute("select delivery_id from held order by delivery_id desc nulls last limit 5").fetchall()
+    assert ids(table_preview(con, "held", newest_first=True)) == [str(i) for i, in whole]
+    assert ids(table_preview(con, "held", newest_first=True))[:2] == [str(registered - 1), "20"]
+    # fewer rows than a preview in every window: the whole table's order, nulls last
+    con.execute("delete from held where delivery_id < 20")
+    assert ids(table_preview(con, "held", newest_first=True)) == [str(registered - 1), "20", "20", "20", ""]
