@@ -89,3 +89,33 @@ def test_a_later_build_keeps_the_pages_of_earlier_ones_and_links_no_missing_page
     # the index is rendered after the step's files: it lists the newest delivery's page
     newest = second.scalar("select max(delivery_id) from audit.delivery where family = 'treg'")
     assert re.search(rf"'_table_row_link_path': 'validations/treg/[^']*/delivery-{newest:05d}\.html'", index)
+
+
+def test_pages_render_as_with_gx_own_view_and_compile_the_templates_once(built):
+    # pipelines/ingest/data_docs_views.py only keeps GX's compiled templates between pages
+    import jinja2
+    from great_expectations.render.renderer import ValidationResultsPageRenderer
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    from pipelines.ingest.data_docs_views import PageView
+    from pipelines.ingest.expectations import _docs_site, _gx
+
+    _, store = _docs_site(str(_docs(built).resolve()))
+    _, context, _ = _gx()
+    key = next(k for k in context.stores[store].list_keys() if k.expectation_suite_identifier.name == "treg")
+    result = context.stores[store].get(key)
+
+    def page(view) -> str:
+        # a rendered document is changed by rendering it: each view gets its own
+        html = view.render(ValidationResultsPageRenderer().render(result))
+        html = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<id>", html)
+        return re.sub(r"\d{8}T\d{6}\.\d{6}Z", "<time>", html)
+
+    ours = page(PageView())
+    assert "treg_count" in ours and "withheld" in ours
+    assert ours == page(DefaultJinjaPageView())
+    # a page rendered by a new view (GX makes one per build_data_docs call) compiles nothing
+    view, compiled = PageView(), []
+    view.env.compile = lambda *args, **kwargs: compiled.append(args[1]) or jinja2.Environment.compile(view.env, *args, **kwargs)
+    assert page(view) == ours
+    assert compiled == []

@@ -476,6 +476,8 @@ def redact_values(result: SuiteResult, withhold: Callable[[str | None], bool], p
 # The site's index lists the newest validations only: each write reads them back. Older pages
 # stay, linked from their delivery's materialisation in the UI.
 DATA_DOCS_INDEX_VALIDATIONS = 30
+# Page views that compile GX's templates once per process (pipelines/ingest/data_docs_views.py).
+DATA_DOCS_VIEWS = "pipelines.ingest.data_docs_views"
 
 
 @cache
@@ -500,12 +502,15 @@ def _docs_site(docs_dir: str) -> tuple[str, str]:
         site_config={
             "class_name": "SiteBuilder",
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder",
-                                   "validation_results_limit": DATA_DOCS_INDEX_VALIDATIONS},
+                                   "validation_results_limit": DATA_DOCS_INDEX_VALIDATIONS,
+                                   "view": {"module_name": DATA_DOCS_VIEWS, "class_name": "IndexPageView"}},
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir},
             "site_section_builders": {
                 "profiling": "None",
                 "validations": {"class_name": "DefaultSiteSectionBuilder", "source_store_name": store,
-                                "renderer": {"class_name": "ValidationResultsPageRenderer"}},
+                                "renderer": {"class_name": "ValidationResultsPageRenderer"},
+                                "view": {"module_name": DATA_DOCS_VIEWS, "class_name": "PageView"}},
+                "expectations": {"view": {"module_name": DATA_DOCS_VIEWS, "class_name": "PageView"}},
             },
         },
     )
