@@ -102,6 +102,12 @@ def run_child(mode: str, landing: Path, target: Path, work: Path, label: str, ma
     With ``max_rss_mb``, the child is stopped (SIGTERM) as soon as its sampled RSS exceeds it.
     """
     work.mkdir(parents=True, exist_ok=True)
+    # Each step starts once the files written before it are on disk: otherwise a build's own
+    # fsync (publishing) waits behind the write-back of the step before it (the floor's database,
+    # the full build's warehouse and its published copy, 1 GB or more), which a delivery arriving
+    # hours after the last build does not. Measured: publishing in the incremental build took
+    # 1.3 to 1.9 s right after the full build, 0.6 s after a sync.
+    os.sync()
     out_json = work / f"{label}.json"
     log = work / f"{label}.log"
     samples: list[tuple[float, float]] = []
