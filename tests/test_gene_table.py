@@ -110,6 +110,15 @@ def _current(built) -> dict[tuple[str, str], float]:
     return {(s, g): v for s, g, v in built.rows("select sample_id, gene_symbol, aval from core.transcript_gene")}
 
 
+def _materialisation_metadata(built, asset: str) -> dict:
+    for record in built.instance.get_records_for_run(run_id=built.result.run_id, limit=100000).records:
+        event = record.event_log_entry.dagster_event
+        materialisation = getattr(getattr(event, "event_specific_data", None), "materialization", None)
+        if materialisation is not None and materialisation.asset_key.to_user_string() == asset:
+            return dict(materialisation.metadata)
+    raise AssertionError(f"{asset} was not materialised in run {built.result.run_id}")
+
+
 def test_gene_rows_are_judged_within_and_across_deliveries(gene_landing: Path, tmp_path: Path):
     warehouse = tmp_path / "wh" / "m.duckdb"
     first = run_build(gene_landing, warehouse)
@@ -151,6 +160,12 @@ def test_gene_rows_are_judged_within_and_across_deliveries(gene_landing: Path, t
         "select file_name, rows_superseded from audit.reconciliation where family = 'transcript_gene' order by 1")
     assert superseded == [("labs/transcript_gene/tg_batch01.parquet", 4),
                           ("labs/transcript_gene/tg_batch02_corrected.parquet", 0)]
+
+    # The UI's preview of audit.correction leaves the gene rows out (a corrected sample lists every
+    # gene, and computing them at each build cost more as corrections piled up) and says so.
+    preview = _materialisation_metadata(second, "audit/correction")
+    assert "transcript_gene" not in preview["preview"].value
+    assert "gene rows" in preview["preview_leaves_out"].value
 
     # Each delivery was taken in once by each incremental model.
     taken = second.rows("select model, count(*), count(distinct delivery_id) from audit.incremental_state group by 1")

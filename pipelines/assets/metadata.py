@@ -16,15 +16,16 @@ def markdown_table(columns: list[str], rows: list[tuple]) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(lines))
 
 
-def table_preview(con, table: str, newest_first: bool = False) -> dg.MetadataValue:
-    """The first rows of a warehouse table; with ``newest_first``, those of its newest deliveries
-    (what a data manager looks for after a run), where the table names its delivery."""
+def table_preview(con, table: str, newest_first: bool = False, where: str = "true") -> dg.MetadataValue:
+    """The first rows of a warehouse table, of those that meet the SQL condition ``where``; with
+    ``newest_first``, those of its newest deliveries (what a data manager looks for after a run),
+    where the table names its delivery."""
     cursor = con.execute(f"select * from {table} limit 0")
     columns = [d[0] for d in cursor.description]
     delivery = next((c for c in DELIVERY_COLUMNS if c in columns), None) if newest_first else None
     if delivery is None:
-        return markdown_table(columns, con.execute(f"select * from {table} limit {PREVIEW_ROWS}").fetchall())
-    return markdown_table(columns, _newest_rows(con, table, delivery))
+        return markdown_table(columns, con.execute(f"select * from {table} where {where} limit {PREVIEW_ROWS}").fetchall())
+    return markdown_table(columns, _newest_rows(con, table, delivery, where))
 
 
 # How many of the newest deliveries a preview first looks in (then twice as many, and so on)
@@ -33,7 +34,7 @@ def table_preview(con, table: str, newest_first: bool = False) -> dg.MetadataVal
 NEWEST_DELIVERY_WINDOW = 8
 
 
-def _newest_rows(con, table: str, delivery: str) -> list[tuple]:
+def _newest_rows(con, table: str, delivery: str, where: str) -> list[tuple]:
     ordered = f"order by {delivery} desc nulls last limit {PREVIEW_ROWS}"
     registered = con.execute(
         "select count(*) from duckdb_tables() where schema_name = 'audit' and table_name = 'delivery'"
@@ -46,11 +47,11 @@ def _newest_rows(con, table: str, delivery: str) -> list[tuple]:
         # every delivery number in the table is registered, so the rows of the newest deliveries
         # come first in the whole table's order too
         listed = ", ".join(str(int(i)) for i in newest[:window])
-        rows = con.execute(f"select * from {table} where {delivery} in ({listed}) {ordered}").fetchall()
+        rows = con.execute(f"select * from {table} where ({where}) and {delivery} in ({listed}) {ordered}").fetchall()
         if len(rows) == PREVIEW_ROWS:
             return rows
         window *= 2
-    return con.execute(f"select * from {table} {ordered}").fetchall()
+    return con.execute(f"select * from {table} where {where} {ordered}").fetchall()
 
 
 def frame_preview(frame: pl.DataFrame) -> dg.MetadataValue:
