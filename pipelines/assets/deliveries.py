@@ -8,8 +8,8 @@ import dagster as dg
 import duckdb
 import pyarrow.parquet as pq
 
-from pipelines.blinding import BlindingMode, make_dummy_randomisation, validate_randomisation_list
 from pipelines.assets.metadata import markdown_table
+from pipelines.blinding import BlindingMode, make_dummy_randomisation, validate_randomisation_list
 from pipelines.ingest.delivery import (
     DeliveryNotTakenIn, DeliveryOutcome, Rejudged, discover_files, ingest_file, judge_again, unrecognised_files,
 )

@@ -3,6 +3,8 @@
 import dagster as dg
 import polars as pl
 
+from pipelines.warehouse import has_table
+
 PREVIEW_ROWS = 5
 CELL_WIDTH = 80  # a refused file's reason starts with its path
 # The columns that tell which delivery a row comes from, newest first in a preview.
@@ -36,12 +38,9 @@ NEWEST_DELIVERY_WINDOW = 8
 
 def _newest_rows(con, table: str, delivery: str, where: str) -> list[tuple]:
     ordered = f"order by {delivery} desc nulls last limit {PREVIEW_ROWS}"
-    registered = con.execute(
-        "select count(*) from duckdb_tables() where schema_name = 'audit' and table_name = 'delivery'"
-    ).fetchone()[0]
     newest = [i for i, in con.execute(
         "select delivery_id from audit.delivery order by delivery_id desc"
-    ).fetchall()] if registered else []
+    ).fetchall()] if has_table(con, "audit", "delivery") else []
     window = NEWEST_DELIVERY_WINDOW
     while window < len(newest):
         # every delivery number in the table is registered, so the rows of the newest deliveries

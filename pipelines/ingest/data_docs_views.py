@@ -34,17 +34,17 @@ class _TemplateBytecode(jinja2.BytecodeCache):
 TEMPLATE_BYTECODE = _TemplateBytecode()
 
 
-class PageView(DefaultJinjaPageView):
+class _TemplatesCompiledOnce:
+    """A GX view whose Jinja environment shares :data:`TEMPLATE_BYTECODE`."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.env.bytecode_cache = TEMPLATE_BYTECODE
+
+
+class PageView(_TemplatesCompiledOnce, DefaultJinjaPageView):
     """A validation or suite page."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.env.bytecode_cache = TEMPLATE_BYTECODE
 
-
-class IndexPageView(DefaultJinjaIndexPageView):
+class IndexPageView(_TemplatesCompiledOnce, DefaultJinjaIndexPageView):
     """The site's index."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.env.bytecode_cache = TEMPLATE_BYTECODE
