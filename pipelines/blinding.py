@@ -55,6 +55,17 @@ class BlindingMode:
         revealing = ((family, column) for family in load_contracts().families for column in revealing_columns(family))
         return (*revealing, ("transcript_gene", "expression"))
 
+    def withholding(self, family: str) -> dict | None:
+        """What this build withholds from a delivery of ``family``: its treatment-revealing
+        columns and, for the gene table, the revealing genes in every spelling. Part of the
+        version of the rules a delivery is judged by (``rules_version``): when the study
+        definition adds to it, the next build withholds the values it had stored
+        (:func:`withhold_stored_values`) and judges the delivery again. None when unblinded."""
+        if not self.blinded:
+            return None
+        genes = load_study().raw["blinding"]["treatment_revealing_genes"] if family == "transcript_gene" else []
+        return {"columns": sorted(revealing_columns(family)), "genes": genes}
+
 
 class MixedBlinding(Exception):
     """A build met a warehouse of the other blinding (a blinded build and an unblinded file, or
@@ -172,6 +183,69 @@ def _withhold_extra_columns(table: pa.Table) -> pa.Table:
     index = table.column_names.index("extra_columns")
     replaced = pc.if_else(pc.is_valid(extra), pa.scalar(withheld, pa.string()), pa.scalar(None, pa.string()))
     return table.set_column(index, table.schema.field(index), replaced.cast(extra.type))
+
+
+def withhold_stored_values(con: duckdb.DuckDBPyConnection, family: str, delivery_id: int) -> int:
+    """Null, in the rows the warehouse keeps of a delivery, the values that the current rules
+    withhold (:func:`withheld_values`) and that rules before them let through, a revealing
+    gene or column added to the study definition since; and the same values in the reasons and
+    examples of its earlier judgments. Returns how many stored rows lost a value."""
+    if not revealing_columns(family) and family != "transcript_gene":
+        return 0  # nothing of this family is withheld
+    rows = f"raw.{family}__rows"
+    stored = {name for name, in con.execute(
+        "select column_name from duckdb_columns() where schema_name = 'raw' and table_name = ?", [f"{family}__rows"]
+    ).fetchall()}
+    changed = 0
+    for column in revealing_columns(family):
+        if column in stored:
+            changed += con.execute(
+                f'update {rows} set "{column}" = null where delivery_id = ? and "{column}" is not null', [delivery_id]
+            ).fetchone()[0]
+    if family == "transcript_gene" and "expression" in stored:
+        # judged once per distinct gene of the delivery, by the same rule as at load
+        genes = con.sql(
+            f"select distinct gene_symbol, gene_id, expression is null as expression from {rows} "
+            "where delivery_id = $1 and expression is not null", params=[delivery_id],
+        ).to_arrow_table()
+        withheld = genes.filter(withheld_values(genes, family)["expression"]).select(["gene_symbol", "gene_id"])
+        if withheld.num_rows:
+            con.register("withheld_genes", withheld)
+            try:
+                changed += con.execute(
+                    f"update {rows} as stored set expression = null from withheld_genes as gene "
+                    "where stored.delivery_id = ? and stored.expression is not null "
+                    "and stored.gene_symbol is not distinct from gene.gene_symbol "
+                    "and stored.gene_id is not distinct from gene.gene_id",
+                    [delivery_id],
+                ).fetchone()[0]
+            finally:
+                con.unregister("withheld_genes")
+    _redact_earlier_judgments(con, family, delivery_id)
+    return changed
+
+
+def _redact_earlier_judgments(con: duckdb.DuckDBPyConnection, family: str, delivery_id: int) -> None:
+    """The reasons and examples of a delivery's stored judgments, without the values of the
+    columns a blinded build now withholds (as :func:`withhold_revealing_failures` stores them)."""
+    columns = [column for column, in con.execute(
+        "select distinct column_name from audit.validation where delivery_id = ? and column_name is not null "
+        "union select distinct column_name from audit.row_failure where delivery_id = ? and column_name is not null",
+        [delivery_id, delivery_id],
+    ).fetchall() if mentions_revealing(column, family)]
+    if not columns:
+        return
+    con.execute(
+        "update audit.row_failure set reason = split_part(reason, ' (delivered:', 1) || ' (delivered: ' || $3 || ')' "
+        "where delivery_id = $1 and column_name in (select unnest($2::varchar[])) "
+        "and reason <> split_part(reason, ' (delivered:', 1) || ' (delivered: ' || $3 || ')'",
+        [delivery_id, columns, WITHHELD],
+    )
+    con.execute(
+        "update audit.validation set examples = to_json(list_transform(range(json_array_length(examples)::bigint), lambda i: $3)) "
+        "where delivery_id = $1 and column_name in (select unnest($2::varchar[])) and json_array_length(examples) > 0",
+        [delivery_id, columns, WITHHELD],
+    )
 
 
 def mentions_revealing(column: str | None, family: str) -> bool:

@@ -7,20 +7,25 @@ withheld values keep their verdicts, with a warning). Real builds, real GX."""
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 
 import dagster as dg
 import duckdb
 import pytest
+import yaml
 
 import pipelines.assets.models as models
+import pipelines.blinding as blinding
 import pipelines.ingest.delivery as delivery
+import pipelines.study as study
 from pipelines.build import build_warehouse
 from pipelines.ingest.expectations import suite_parameters
 from pipelines.warehouse import work_file
 from tests.conftest import Built, run_build
 from tests.landing import treg, write_delivery, write_reference
+from tests.stored_text import columns_containing, warehouse_text
 from tests.test_gene_table import GENE_MANIFEST, _current, _gene_rows, gene_landing  # noqa: F401  (a fixture)
 
 RULES_CHECK = "judged_by_current_rules"
@@ -263,3 +268,99 @@ def test_gene_rows_judged_again_leave_the_gene_tables(gene_landing, tmp_path, mo
         "and reason like '%expression must lie in the plausible range (log2 CPM): % to 6.5%'") >= len(held)
     assert _balanced(stricter)
     assert _rules_check(stricter, "transcript_gene")[1]["deliveries_judged_again"] == 1
+
+
+# --- what a blinded build withholds is a rule too --------------------------------------------
+
+
+@pytest.fixture
+def change_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Builds from here on read a study definition edited by ``edit(document)`` (the parsed
+    ``schemas/study.yaml``), as after a change committed to it."""
+    schemas = tmp_path / "changed_schemas"
+
+    def reload() -> None:
+        study.load_study.cache_clear()
+        blinding._revealing_gene_terms.cache_clear()
+
+    def change(edit) -> None:
+        if not schemas.exists():
+            shutil.copytree(study.SCHEMAS_DIR, schemas)
+        document = yaml.safe_load((schemas / "study.yaml").read_text(encoding="utf-8"))
+        edit(document)
+        (schemas / "study.yaml").write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+        monkeypatch.setattr(study, "SCHEMAS_DIR", schemas)
+        reload()
+
+    yield change
+    monkeypatch.undo()
+    reload()
+
+
+def _mark_revealing(paramcd: str):
+    def edit(document: dict) -> None:
+        (parameter,) = [p for p in document["parameters"] if p["paramcd"] == paramcd]
+        parameter["treatment_revealing"] = True
+    return edit
+
+
+def _stored_outside_the_warehouse(warehouse: Path) -> str:
+    """The Data Docs pages and the Great Expectations results they are rendered from."""
+    return "\n".join(path.read_text(encoding="utf-8", errors="replace")
+                     for path in warehouse.parent.rglob("*") if path.is_file() and path.suffix in (".html", ".json"))
+
+
+def test_a_column_marked_treatment_revealing_later_is_withheld_from_what_was_stored(tmp_path, change_study):
+    """Blinded: CD4 counts were not withheld when the delivery was taken in. Once the study
+    definition marks them treatment-revealing, the next build withholds them from the stored rows,
+    from the reasons and examples of earlier judgments and from their Data Docs pages, and judges
+    the delivery again; nothing else is judged again, then or at the next build."""
+    landing, warehouse = tmp_path / "landing", tmp_path / "wh" / "mirocals.duckdb"
+    write_reference(landing)
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002", cd4=13.37), treg("S003", cd4=801.7)])
+    first = _build(landing, warehouse)
+    # stored, and quoted by the failure of the plausible range (13.37 < 50) and its page
+    for value in ("13.37", "801.7"):
+        assert columns_containing(warehouse_text(warehouse), value), value
+    assert "13.37" in first.scalar("select reason from audit.row_failure where column_name = 'cd4_count'")
+    assert "13.37" in _stored_outside_the_warehouse(warehouse)
+
+    change_study(_mark_revealing("CD4CNT"))
+    changed = _build(landing, warehouse)
+    for path in (warehouse, work_file(warehouse)):
+        text = warehouse_text(path)
+        assert columns_containing(text, "13.37") == [] and columns_containing(text, "801.7") == [], path
+    assert "13.37" not in _stored_outside_the_warehouse(warehouse)
+    assert changed.scalar("select count(cd4_count) from raw.treg") == 0
+    # both judgments hold the failure, neither its value
+    assert changed.rows("select distinct reason from audit.row_failure where column_name = 'cd4_count'") == [
+        ("cd4_count must lie in the plausible range (cells/uL): 50 to 5000 (delivered: withheld (blinded build))",)]
+    assert _rules_check(changed, "treg")[1]["deliveries_judged_again"] == 1
+    assert _rules_check(changed, "subjects")[1]["deliveries_judged_again"] == 0
+    assert _balanced(changed)
+    again = _build(landing, warehouse)
+    assert _rules_check(again, "treg")[1]["deliveries_judged_again"] == 0
+
+
+def test_a_gene_added_to_the_treatment_revealing_genes_is_withheld_from_what_was_stored(  # noqa: F811
+        gene_landing, tmp_path, change_study):
+    warehouse = tmp_path / "wh" / "m.duckdb"
+    first = _build(gene_landing, warehouse)
+    assert first.scalar("select count(expression) from raw.transcript_gene where gene_symbol = 'GAPDH'") == 5
+    assert first.scalar("select count(expression) from raw.transcript_gene where gene_symbol = 'FOXP3'") == 0
+
+    change_study(lambda document: document["blinding"]["treatment_revealing_genes"].append(
+        {"symbol": "GAPDH", "gene_id": "ENSG00000111640", "aliases": ["G3PD"], "other_ids": [4141, 2597]}))
+    changed = _build(gene_landing, warehouse)
+    stored = dict(changed.rows("select gene_symbol, count(expression) from raw.transcript_gene group by all"))
+    assert stored == {"CD4": 5, "CD3E": 4, "CD8A": 4, "FOXP3": 0, "GAPDH": 0}
+    assert changed.rows("select distinct aval from core.transcript_gene where gene_symbol = 'GAPDH'") == [(None,)]
+    assert changed.scalar("select count(aval) from analysis.adgene where GENESYM = 'GAPDH'") == 0
+    assert _rules_check(changed, "transcript_gene")[1]["deliveries_judged_again"] == 1
+    assert _balanced(changed)
+    # a gene delivered afterwards under the alias is withheld at load, as FOXP3 always was
+    write_delivery(gene_landing, "transcript_gene", "tg_batch02.parquet", [
+        {"sample_id": "R003", "gene_id": None, "gene_symbol": "g3pd", "expression": 9.25}])
+    later = _build(gene_landing, warehouse)
+    assert columns_containing(warehouse_text(warehouse), "9.25") == []
+    assert _rules_check(later, "transcript_gene")[1]["deliveries_judged_again"] == 0

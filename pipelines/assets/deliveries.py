@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 from pipelines.assets.metadata import markdown_table
 from pipelines.blinding import BlindingMode, make_dummy_randomisation, validate_randomisation_list
 from pipelines.ingest.delivery import (
-    DeliveryNotTakenIn, DeliveryOutcome, Rejudged, discover_files, ingest_file, judge_again, unrecognised_files,
+    DeliveryNotTakenIn, DeliveryOutcome, Rejudged, data_docs_label, discover_files, ingest_file, judge_again,
+    unrecognised_files,
 )
 from pipelines.ingest.expectations import load_suites, write_data_docs, write_data_docs_index
 from pipelines.resources import Blinding, LandingZone, Warehouse
@@ -155,7 +156,7 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
             # a rule changed since earlier deliveries were judged: they are judged again (the
             # randomisation is checked against the subjects at every build instead)
             judged, waiting = ([], []) if contract.family == RANDOMISATION else judge_again(
-                con, landing.root, contract, mode, digest_key)
+                con, landing.root, contract, mode, digest_key, warehouse.data_docs)
             for rejudged in judged:
                 context.log.warning(
                     f"{rejudged.file_name}: judged again by changed rules, from its "
@@ -166,7 +167,7 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
         # in again): a lab sending an arm column is to be told, not only recorded
         remarks = [(o.file_name, o.warnings) for o in outcomes if o.status == "accepted" and o.warnings]
         pages = {rejudged.file_name: write_data_docs(rejudged.validation, warehouse.data_docs,
-                                                     f"delivery-{rejudged.delivery_id:05d}")
+                                                     data_docs_label(rejudged.delivery_id))
                  for rejudged in judged if rejudged.validation.gx_results}
         if any(o.data_docs for o in outcomes) or pages:
             write_data_docs_index(warehouse.data_docs, contract.suite)

@@ -30,9 +30,11 @@ import pyarrow.parquet as pq
 
 from pipelines.blinding import (
     WITHHELD, BlindingMode, mentions_revealing, withheld_values, withhold_revealing_failures, withhold_revealing_values,
+    withhold_stored_values,
 )
 from pipelines.ingest.expectations import (
-    EXAMPLES_PER_EXPECTATION, RowFailure, SuiteResult, rules_version, suite_parameters, validate_table, write_data_docs,
+    EXAMPLES_PER_EXPECTATION, RowFailure, SuiteResult, redact_data_docs, rules_version, suite_parameters, validate_table,
+    write_data_docs,
 )
 from pipelines.ingest.values import distinct_codes, in_set
 from pipelines.study import FamilyContract, load_contracts
@@ -569,7 +571,7 @@ def ingest_file(
             "was loaded. It is taken in by the first build that can read it."
         ) from None
     if outcome is not None and outcome.validation is not None and docs_dir is not None:
-        pages = write_data_docs(outcome.validation, docs_dir, f"delivery-{outcome.delivery_id:05d}")
+        pages = write_data_docs(outcome.validation, docs_dir, data_docs_label(outcome.delivery_id))
         outcome = replace(outcome, data_docs=pages)
     return outcome
 
@@ -686,7 +688,7 @@ def _take_in(
             finally:
                 loading.result()
         validation = _as_stored(validation, delivered, stored, contract)
-        _store_validation(con, delivery_id, validation, now, rules_version(contract.suite, parameters))
+        _store_validation(con, delivery_id, validation, now, _rules(contract, parameters, blinding))
         if repeated is not None:
             _store_repeated_keys(con, delivery_id, repeated)
         for remark in (
@@ -738,12 +740,18 @@ class Rejudged:
     validation: SuiteResult | None
 
 
+def data_docs_label(delivery_id: int) -> str:
+    """The batch name of a delivery's pages in the Data Docs site."""
+    return f"delivery-{delivery_id:05d}"
+
+
 def judge_again(
     con: duckdb.DuckDBPyConnection,
     landing: Path,
     contract: FamilyContract,
     blinding: BlindingMode | None = None,
     digest_key: bytes | None = None,
+    docs_dir: Path | None = None,
 ) -> tuple[list[Rejudged], list[Rejudged]]:
     """Judge again, by the current rules, every accepted delivery of the family that was judged
     by other rules (a suite or a study value it names changed since, see ``rules_version``).
@@ -754,13 +762,26 @@ def judge_again(
     their earlier verdicts. The new judgment is stored beside the earlier ones: staging reads the
     newest, and an incremental model that took the delivery in is rebuilt (``run_incremental_model``).
 
+    In a blinded build, the values the current rules withhold and earlier ones did not are
+    first withheld from the warehouse's copy, its earlier judgments and their pages in the Data
+    Docs site ``docs_dir``.
+
     Returns the deliveries judged again, and those judged from the warehouse at an earlier build
     whose withheld values still wait for their file.
     """
     parameters = suite_parameters(blinding)
-    rules = rules_version(contract.suite, parameters)
+    rules = _rules(contract, parameters, blinding)
     partial = rules + WITHHELD_NOT_JUDGED
     stale = con.execute(query_sql("judged_by_other_rules"), [contract.family, rules]).fetchall()
+    if blinding is not None and blinding.blinded:
+        # withheld first, every earlier export included: what a blinded build withholds may
+        # have grown since these deliveries were stored (a gene or column marked revealing)
+        for delivery_id, *_ in stale:
+            with atomic(con):
+                withhold_stored_values(con, contract.family, delivery_id)
+            if docs_dir is not None:
+                redact_data_docs(docs_dir, contract.suite, data_docs_label(delivery_id),
+                                 lambda column: mentions_revealing(column, contract.family), WITHHELD)
     if contract.mode == "snapshot":
         # only the newest export counts; the earlier ones' rows are no longer current
         newest = con.execute("select audit.newest_delivery(?)", [contract.family]).fetchone()[0]
@@ -789,6 +810,11 @@ def judge_again(
         judged.append(Rejudged(delivery_id, file_name, failing_before, validation.rows_failing, delivered is not None,
                                withheld_kept, validation))
     return judged, standing
+
+
+def _rules(contract: FamilyContract, parameters: dict, blinding: BlindingMode | None) -> str:
+    """The version of the rules a delivery of ``contract``'s family is judged and kept by."""
+    return rules_version(contract.suite, parameters, blinding.withholding(contract.family) if blinding is not None else None)
 
 
 def _delivered_again(

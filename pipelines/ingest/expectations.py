@@ -109,15 +109,18 @@ def suite_parameters(blinding: BlindingMode | None = None) -> dict[str, Any]:
     return params
 
 
-def rules_version(suite: str, parameters: dict[str, Any]) -> str:
+def rules_version(suite: str, parameters: dict[str, Any], withholding: dict | None = None) -> str:
     """The version of the rules a delivery is judged by: SHA-256 of the suite's expectations
     and of the study values they name with ``$PARAMETER`` (a plausible range changed in
-    ``schemas/study.yaml`` is a new version). Each judgment records it (``audit.validation``);
+    ``schemas/study.yaml`` is a new version), and in a blinded build of what it withholds
+    (``BlindingMode.withholding``). Each judgment records it (``audit.validation``);
     a build judges a delivery judged by another version again (``judge_again`` in
     :mod:`pipelines.ingest.delivery`)."""
     expectations = load_suite_json(suite)["expectations"]
     named = sorted(set(_parameter_names(expectations)))
     document = {"expectations": expectations, "parameters": {name: parameters.get(name) for name in named}}
+    if withholding is not None:
+        document["withholding"] = withholding
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
@@ -457,20 +460,51 @@ def redact_values(result: SuiteResult, withhold: Callable[[str | None], bool], p
     """The result with every delivered value of a withheld column replaced by ``placeholder``:
     in failure reasons, in examples and in the GX results that Data Docs render."""
     for gx_result in result.gx_results:
-        # GX's MD5 of the validated frame: with the other columns stored, a small delivery's
-        # withheld values could be found again by trying values until the hash matches
-        gx_result.meta.get("batch_markers", {}).pop("pandas_data_fingerprint", None)
-        for item in gx_result.results:
-            if withhold(_columns_of(item.expectation_config.kwargs)) and item.result:
-                for key in VALUE_KEYS:
-                    if key in item.result:
-                        item.result[key] = [placeholder] if isinstance(item.result[key], list) else placeholder
+        _redact_gx_result(gx_result, withhold, placeholder)
     failures = [
         replace(f, reason=f"{f.reason.split(' (delivered:')[0]} (delivered: {placeholder})") if withhold(f.column) else f
         for f in result.row_failures
     ]
     outcomes = [replace(o, examples=[placeholder] * len(o.examples)) if withhold(o.column) else o for o in result.outcomes]
     return replace(result, row_failures=failures, outcomes=outcomes)
+
+
+def _redact_gx_result(gx_result: Any, withhold: Callable[[str | None], bool], placeholder: str) -> bool:
+    """Replace, in place, the delivered values of withheld columns in a Great Expectations
+    result; returns whether it held any."""
+    # GX's MD5 of the validated frame: with the other columns stored, a small delivery's
+    # withheld values could be found again by trying values until the hash matches
+    changed = gx_result.meta.get("batch_markers", {}).pop("pandas_data_fingerprint", None) is not None
+    for item in gx_result.results:
+        if withhold(_columns_of(item.expectation_config.kwargs)) and item.result:
+            for key in VALUE_KEYS:
+                redacted = [placeholder] if isinstance(item.result.get(key), list) else placeholder
+                if key in item.result and item.result[key] != redacted:
+                    item.result[key] = redacted
+                    changed = True
+    return changed
+
+
+def redact_data_docs(docs_dir: Path, suite: str, label: str, withhold: Callable[[str | None], bool], placeholder: str) -> int:
+    """Withhold the values of the columns ``withhold`` names from the stored Great Expectations
+    results of one delivery (batch ``label`` and its parts, every judgment) and render their
+    pages again; returns the results changed."""
+    if not docs_dir.is_dir():
+        return 0
+    site, store = _docs_site(str(docs_dir.resolve()))
+    _, context, _ = _gx()
+    changed = []
+    for key in context.stores[store].list_keys():
+        if key.expectation_suite_identifier.name != suite or not re.fullmatch(
+                rf"{re.escape(label)}(-part[0-9]+)?", key.batch_identifier):
+            continue
+        gx_result = context.stores[store].get(key)
+        if _redact_gx_result(gx_result, withhold, placeholder):
+            context.stores[store].set(key, gx_result)
+            changed.append(key)
+    if changed:
+        context.build_data_docs(site_names=[site], resource_identifiers=changed, build_index=False)
+    return len(changed)
 
 
 # The site's index lists the newest validations only: each write reads them back. Older pages
