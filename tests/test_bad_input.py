@@ -105,7 +105,7 @@ MANIFEST: dict[str, tuple[str, str, str, int]] = {
     "SNK01": (IL2, "M9", "SERUM", 253),
     "SNL01": (IL2, "M12", "SERUM", 337),
     "SNL02": (IL2, "M15", "SERUM", 421),
-    **{f"SNL{i:02d}": (PBO, "M15", "SERUM", 421) for i in range(3, 15)},
+    **{f"SNL{i:02d}": (PBO, "M15", "SERUM", 421) for i in range(3, 19)},
     # PAXgene RNA
     "SRN01": (IL2, "BASELINE", "PAXGENE_RNA", 1),
     "SRN02": (PBO, "BASELINE", "PAXGENE_RNA", -3),
@@ -254,6 +254,17 @@ NF_ROWS: list[Row] = [
         "assay run on 2018-01-01, before sample SNL12 was collected on 2019-03-06"),
     Row(nf("SNL13", "62.0", run_date=dt.date(2031, 1, 1)), "run_in_future", None, "run date 2031-01-01 is in the future"),
     Row(nf("SNL14", "62.0", plate_id=""), "plate_id_not_blank", "plate_id", "plate_id must not be blank"),
+    # the limit written in a censored result becomes its analysis value: not more than 10 times
+    # off the row's own limit (a ULOQ x 66; the pg/mL limit on an ng/mL row; the ng/mL one on a pg/mL row)
+    Row(nf("SNL15", ">99999"), "censored_limit_inconsistent", None,
+        ">99999 pg/mL says above the ULOQ, but its limit 99999.0 pg/mL is more than 10 times off the row's ULOQ "
+        "1500.0 pg/mL (a limit in another unit than the result?)"),
+    Row(nf("SNL16", ">1500", unit="ng/mL", lloq=0.003, uloq=1.5), "censored_limit_inconsistent", None,
+        "its limit 1500000.0 pg/mL is more than 10 times off the row's ULOQ 1500.0 pg/mL"),
+    Row(nf("SNL17", "<0.003"), "censored_limit_inconsistent", None,
+        "<0.003 pg/mL says below the LLOQ, but its limit 0.003 pg/mL is more than 10 times off the row's LLOQ 3.0"),
+    # a diluted sample's limit, four times the LLOQ: loads, below the LLOQ
+    Row(nf("SNL18", "<12", dilution=4.0)),
 ]
 NF_2_ROWS = [Row(nf("SNK01", "41.5"))]
 
@@ -534,7 +545,9 @@ def test_valid_rows_of_bad_deliveries_load_unchanged(bad):
     assert nfl["SNV01"]["aval"] == 62.0 and nfl["SNV01"]["reported_result"] == "62.0"
     assert nfl["SNV02"]["aval"] == pytest.approx(84.0) and nfl["SNV02"]["reported_unit"] == "NG/ML"
     assert nfl["SND01"]["aval"] == 51.2 and nfl["SND01"]["row_number"] == 12
-    assert set(nfl) == {"SNV01", "SNV02", "SND01", "SNK01", *CENSORED}
+    assert set(nfl) == {"SNV01", "SNV02", "SND01", "SNK01", "SNL18", *CENSORED}
+    # a diluted sample's censored result: its limit is the number written in it
+    assert (nfl["SNL18"]["aval"], nfl["SNL18"]["blq_flag"], nfl["SNL18"]["lloq"]) == (None, True, 12.0)
     summary = {(r[0], r[1]): r[2] for r in bad.rows("select sample_id, paramcd, aval from core.transcript_summary")}
     assert {k: v for k, v in summary.items() if k[1] != "TRSIG"} == {
         ("SRN01", "READSM"): 42.0, ("SRN01", "MAPPCT"): 93.5, ("SRN01", "RIN"): 7.9}

@@ -70,7 +70,13 @@ compared as (
         -- the limits decide what is censored: limits in another unit than the result are not read
         lloq_std not between assay_lloq / limit_tolerance and assay_lloq * limit_tolerance
             or uloq_std not between assay_uloq / limit_tolerance and assay_uloq * limit_tolerance
-            as limits_off_assay
+            as limits_off_assay,
+        -- the number written in a censored result is its limit, and the analysis value it is
+        -- imputed from: as far from the row's own limit as a dilution may put it, no further
+        coalesce(case result_qualifier
+            when '<' then value_std not between lloq_std / limit_tolerance and lloq_std * limit_tolerance
+            when '>' then value_std not between uloq_std / limit_tolerance and uloq_std * limit_tolerance
+        end, false) as censored_limit_off
     from harmonised
 ),
 
@@ -89,7 +95,8 @@ ruled as (
             when run_date > current_date                                then 'run_in_future'
             when run_date < collection_date                             then 'run_before_collection'
             when (result_qualifier = '<' and value_std > uloq_std)
-                or (result_qualifier = '>' and value_std < lloq_std)      then 'censored_limit_inconsistent'
+                or (result_qualifier = '>' and value_std < lloq_std)
+                or censored_limit_off                                   then 'censored_limit_inconsistent'
             when result_qualifier is null
                 and value_std not between plausible_lo and plausible_hi then 'implausible_value'
         end as qc_rule,
@@ -126,6 +133,12 @@ ruled as (
             when result_qualifier = '>' and value_std < lloq_std then
                 result || ' says above the ULOQ, but ' || round(value_std, 3) || ' ' || standard_unit
                 || ' is below the LLOQ ' || lloq_std || ' ' || standard_unit
+            -- its limit becomes the analysis value: '>99999', or '<0.003' written in ng/mL in a pg/mL row
+            when censored_limit_off then
+                result || ' ' || unit || ' says ' || case result_qualifier when '<' then 'below the LLOQ' else 'above the ULOQ' end
+                || ', but its limit ' || round(value_std, 6) || ' ' || standard_unit || ' is more than '
+                || limit_tolerance || ' times off the row''s ' || case result_qualifier when '<' then 'LLOQ ' || lloq_std
+                else 'ULOQ ' || uloq_std end || ' ' || standard_unit || ' (a limit in another unit than the result?)'
             when result_qualifier is null and value_std not between plausible_lo and plausible_hi then
                 result || ' ' || unit || ' = ' || round(value_std, 3) || ' ' || standard_unit
                 || ' is outside the plausible range ' || plausible_lo || ' to ' || plausible_hi
