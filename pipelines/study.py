@@ -142,6 +142,8 @@ class Contracts:
     personal_data_patterns: tuple[re.Pattern[str], ...]
     ignored_name_notes: re.Pattern[str]  # how a value is written, not what it is: (dd/mm/yyyy), _yyyy, 's
     name_separators: re.Pattern[str]  # where one column name joins several: Initials/DOB, Nom & Prénom
+    # a copy's number or qualifier at the end of a name: dob1, DOB.1, surname_2, first_name_clean
+    ignored_name_suffixes: re.Pattern[str] = re.compile(r"(?!)")
 
     def __getitem__(self, family: str) -> FamilyContract:
         return self.families[family]
@@ -151,7 +153,8 @@ class Contracts:
         return [f for f in self.families.values() if set(f.required_columns) <= columns]
 
     def is_personal_data(self, column: str) -> bool:
-        """Whether ``column`` (a column name or a map key), or any name it joins, names personal data."""
+        """Whether ``column`` (a column name or a map key), or any name it joins, names personal data;
+        each name is judged as it is and without a copy's number or qualifier at its end."""
         return any(p.search(name) for name in self.names_in(column) for p in self.personal_data_patterns)
 
     def names_in(self, column: str) -> list[str]:
@@ -159,8 +162,14 @@ class Contracts:
         without notes (brackets, date format hints, possessive 's) and non-alphanumerics."""
         unaccented = "".join(c for c in unicodedata.normalize("NFKD", column) if not unicodedata.combining(c))
         read = self.ignored_name_notes.sub(" ", unaccented.lower())
-        names = (re.sub(r"[^a-z0-9]", "", part) for part in self.name_separators.split(read))
-        return [name for name in names if name]
+        names = []
+        for part in self.name_separators.split(read):
+            part = part.strip()
+            names.append(re.sub(r"[^a-z0-9]", "", part))
+            while (bare := self.ignored_name_suffixes.sub("", part)) != part:
+                part = bare
+                names.append(re.sub(r"[^a-z0-9]", "", part))
+        return list(dict.fromkeys(name for name in names if name))
 
 
 def _read_yaml(name: str) -> dict[str, Any]:
@@ -219,4 +228,5 @@ def load_contracts() -> Contracts:
         personal_data_patterns=tuple(re.compile(p) for p in personal["forbidden_name_patterns"]),
         ignored_name_notes=re.compile("|".join(personal["ignored_name_notes"])),
         name_separators=re.compile("|".join(personal["name_separators"])),
+        ignored_name_suffixes=re.compile("(?:" + "|".join(personal["ignored_name_suffixes"]) + ")$"),
     )
