@@ -105,7 +105,7 @@ MANIFEST: dict[str, tuple[str, str, str, int]] = {
     "SNK01": (IL2, "M9", "SERUM", 253),
     "SNL01": (IL2, "M12", "SERUM", 337),
     "SNL02": (IL2, "M15", "SERUM", 421),
-    **{f"SNL{i:02d}": (PBO, "M15", "SERUM", 421) for i in range(3, 19)},
+    **{f"SNL{i:02d}": (PBO, "M15", "SERUM", 421) for i in range(3, 22)},
     # PAXgene RNA
     "SRN01": (IL2, "BASELINE", "PAXGENE_RNA", 1),
     "SRN02": (PBO, "BASELINE", "PAXGENE_RNA", -3),
@@ -265,6 +265,11 @@ NF_ROWS: list[Row] = [
         "<0.003 pg/mL says below the LLOQ, but its limit 0.003 pg/mL is more than 10 times off the row's LLOQ 3.0"),
     # a diluted sample's limit, four times the LLOQ: loads, below the LLOQ
     Row(nf("SNL18", "<12", dilution=4.0)),
+    # a no-break space (French exports) is not the space DuckDB reads a qualifier across: held
+    # back, not loaded as the measured value 3.0 or 1500, nor as a result without a value
+    Row(nf("SNL19", "<\u00a03.0"), "result_readable", "result", "result must be a number"),
+    Row(nf("SNL20", ">\u202f1500"), "result_readable", "result", "result must be a number"),
+    Row(nf("SNL21", "below\u00a0LLOQ"), "result_readable", "result", "result must be a number"),
 ]
 NF_2_ROWS = [Row(nf("SNK01", "41.5"))]
 

@@ -97,8 +97,11 @@ def suite_parameters(blinding: BlindingMode | None = None) -> dict[str, Any]:
         "nf_unit_regex": "(?i)^ *(?:" + "|".join(
             re.escape(u) for u in sorted({u for p in study.parameters_of("neurofilament") for u in p.units})
         ) + ") *$",
-        "result_regex": "(?i)^ *(?:[0-9]+(?:\\.[0-9]+)?|" + "|".join(
-            study.raw["censored_results"]["below"] + study.raw["censored_results"]["above"]
+        # read as DuckDB reads the qualifier (ref.result_qualifier, RE2): \s is an ASCII space there,
+        # so '<' then a no-break space would pass here and load in staging as the number 3.0
+        "result_regex": "(?ai)^ *(?:[0-9]+(?:\\.[0-9]+)?|" + "|".join(
+            pattern.replace("\\s", "[ \\t\\n\\f\\r]")
+            for pattern in study.raw["censored_results"]["below"] + study.raw["censored_results"]["above"]
         ) + ") *$",
         "gene_id_regex": r"^ENSG[0-9]{11}$",
         "expression_lo": study.gene_expression["plausible"][0],
