@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -364,6 +365,20 @@ REFUSED: dict[str, tuple[str, list[str], int | None]] = {
     "labs/treg/treg_batch94_export.csv": (
         "parquet_file", ["not a Parquet delivery: deliveries are Parquet files named *.parquet (this one ends in '.csv')"],
         None),
+    # values no later step could read: they stopped every build, every family's new files waiting
+    "labs/treg/treg_batch98_year_typo.parquet": (
+        "column_types", ["column 'acquisition_date' holds dates outside the years 1 to 9999: row 2: '20190-03-01' "
+                         "(a year mistyped?)."], 2),
+    "labs/treg/treg_batch98_infinite_date.parquet": (
+        "column_types", ["column 'acquisition_date' holds dates outside the years 1 to 9999: row 1: 'infinity'"], 2),
+    "labs/treg/treg_batch98_far_date.parquet": (
+        "column_types", ["column 'acquisition_date' holds dates outside the years 1 to 9999: row 2: '10183-"], 2),
+    "labs/treg/treg_batch98_latin1.parquet": (
+        "column_types", ["column 'panel_version' holds text that is not UTF-8: row 2: b'TREG-\\xff\\xfe'; "
+                         "export the file with UTF-8 text."], 2),
+    "labs/treg/treg_batch98_nested_text.parquet": (
+        "column_types", ["column 'panel_version' is delivered as struct<version: string, arm: string>, expected one "
+                         "VARCHAR value per row; nested values (structs, lists, maps) are not read into a declared column."], 2),
 }
 
 
@@ -447,6 +462,20 @@ def write_bad_landing(landing: Path) -> None:
     twice = write_delivery(landing, "treg", "treg_batch97_same_column_twice.parquet", [_treg("SWB01")])
     table = pq.read_table(twice)
     pq.write_table(table.append_column("cd4_count", table["cd4_count"]), twice)
+    typo = write_delivery(landing, "treg", "treg_batch98_year_typo.parquet", [_treg("SWB01"), _treg("SWB03")])
+    _replace_column(typo, "acquisition_date", pa.array(["2019-03-01", "20190-03-01"]))
+    infinite = write_delivery(landing, "treg", "treg_batch98_infinite_date.parquet", [_treg("SWB01"), _treg("SWB03")])
+    _replace_column(infinite, "acquisition_date", pa.array(["infinity", "2019-03-01"]))
+    far = write_delivery(landing, "treg", "treg_batch98_far_date.parquet", [_treg("SWB01"), _treg("SWB03")])
+    _replace_column(far, "acquisition_date", pa.array([17956, 3_000_000], pa.int32()).cast(pa.date32()))
+    latin1 = write_delivery(landing, "treg", "treg_batch98_latin1.parquet", [_treg("SWB01"), _treg("SWB03")])
+    text = [b"TREG-v1", b"TREG-\xff\xfe"]
+    offsets = np.cumsum([0] + [len(t) for t in text]).astype(np.int32)
+    _replace_column(latin1, "panel_version",
+                    pa.Array.from_buffers(pa.string(), 2, [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(text))]))
+    nested = write_delivery(landing, "treg", "treg_batch98_nested_text.parquet", [_treg("SWB01"), _treg("SWB03")])
+    _replace_column(nested, "panel_version", pa.array([{"version": "TREG-v1", "arm": "IL2"}] * 2,
+                                                      pa.struct([("version", pa.string()), ("arm", pa.string())])))
     # extra columns whose names need quoting, and 256-bit decimals (read as their exact text)
     odd = write_delivery(landing, "treg", ODD_EXTRA_FILE.split("/")[-1], [_treg("SWB17", cd4=910.0, pct=6.0)])
     table = pq.read_table(odd)

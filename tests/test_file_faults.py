@@ -1,0 +1,82 @@
+"""A file whose content no later step can handle stops only itself: the build refuses it with a
+reason, takes in every other file, and the next build does not stop on it either. Real builds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import pipelines.ingest.delivery as delivery
+from tests.conftest import run_build
+from tests.landing import nf, treg, write_delivery, write_reference
+
+TREG_FILE = "labs/treg/treg_batch01.parquet"
+NF_FILE = "labs/neurofilament/nf_batch01.parquet"
+
+
+@pytest.fixture
+def landing(tmp_path: Path) -> Path:
+    landing = tmp_path / "landing"
+    write_reference(landing)
+    write_delivery(landing, "treg", Path(TREG_FILE).name, [treg("S002", cd4=812.5), treg("S003", cd4=790.0)])
+    write_delivery(landing, "neurofilament", Path(NF_FILE).name, [nf("S001", "61.5"), nf("S004", "70.0")])
+    return landing
+
+
+def test_text_delivered_as_string_view_is_taken_in(landing, tmp_path):
+    # Arrow's string_view, kept in the file's Arrow schema: read as text like any other
+    path = landing / TREG_FILE
+    table = pq.read_table(path)
+    pq.write_table(table.set_column(0, "sample_id", table["sample_id"].cast(pa.string_view())), path)
+    assert pq.read_schema(path).field("sample_id").type == pa.string_view()
+    built = run_build(landing, tmp_path / "wh" / "mirocals.duckdb")
+    assert dict(built.rows("select sample_id, aval from core.treg where paramcd = 'CD4CNT'")) == {
+        "S002": 812.5, "S003": 790.0}
+
+
+def test_a_fault_no_check_names_refuses_the_file_and_the_build_goes_on(landing, tmp_path, monkeypatch):
+    validate = delivery.validate_table
+
+    def failing_on_treg(suite, *args, **kwargs):
+        if suite == "treg":
+            raise ValueError("a fault of this file's content that no check names yet")
+        return validate(suite, *args, **kwargs)
+
+    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    with monkeypatch.context() as faulty:
+        faulty.setattr(delivery, "validate_table", failing_on_treg)
+        built = run_build(landing, warehouse)
+    refused = built.dicts("select status, rule, reason, rows_delivered from audit.delivery where file_name = ?", [TREG_FILE])
+    assert refused == [{
+        "status": "rejected", "rule": "file_processable", "rows_delivered": 2,
+        # the Treg family's values are withheld from a blinded build: the error's message may quote one
+        "reason": f"{TREG_FILE}: the file could not be taken in (ValueError); nothing of it was stored. No check "
+                  "names this fault yet: tell the warehouse's maintainers, and deliver the file again once it is "
+                  "corrected.",
+    }]
+    assert built.scalar("select count(*) from raw.treg") == 0
+    assert built.scalar("select count(*) from quarantine.rejected_files where file_name = ?", [TREG_FILE]) == 1
+    # the other family's file was taken in by the same build, and everything reconciles
+    assert built.scalar("select count(*) from core.neurofilament") == 2
+    assert built.scalar("select bool_and(balanced) from audit.reconciliation where rows_delivered is not null")
+    # the refused file is not looked at again until it is delivered again
+    again = run_build(landing, warehouse)
+    assert again.scalar("select count(*) from audit.delivery where file_name = ?", [TREG_FILE]) == 1
+
+
+def test_the_message_of_a_fault_no_check_names_is_kept_for_a_family_without_withheld_values(landing, tmp_path, monkeypatch):
+    validate = delivery.validate_table
+
+    def failing_on_neurofilament(suite, *args, **kwargs):
+        if suite == "neurofilament":
+            raise ValueError("year 20210 is out of range")
+        return validate(suite, *args, **kwargs)
+
+    monkeypatch.setattr(delivery, "validate_table", failing_on_neurofilament)
+    built = run_build(landing, tmp_path / "wh" / "mirocals.duckdb")
+    assert "(ValueError: year 20210 is out of range)" in built.scalar(
+        "select reason from audit.delivery where file_name = ?", [NF_FILE])
+    assert built.scalar("select count(*) from core.treg where paramcd = 'CD4CNT'") == 2
