@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipelines.ingest.delivery import DeliveryRejected, check_delivery
@@ -153,3 +154,34 @@ def test_a_build_refuses_a_delivery_with_personal_map_keys_and_stores_none_of_it
     text = warehouse_text(built.warehouse)
     for value in ("Jean Dupontellier", "1950-01-02", "612.5"):
         assert columns_containing(text, value) == [], value
+
+
+def test_a_file_exported_without_its_header_row_is_refused_without_repeating_its_first_row(tmp_path):
+    """Its first row is read as the column names: a subject's name and birth date, a sample's
+    Treg count. The refusal says the header looks lost and repeats none of them."""
+    landing = tmp_path / "landing"
+    write_reference(landing)
+    subjects = ["MIROCALS-FR01-0003", "FR01", "M", "61", "LIMB", "DUPONTXX Jean", "1956-03-02"]
+    tregs = ["S8889858", "976.8", "88.7766", "9.0881", "TREG-v1", "2017-07-15"]
+    for folder, names in (("reference/subjects/subjects_export_20190601.parquet", subjects),
+                          ("labs/treg/treg_batch02.parquet", tregs)):
+        (landing / folder).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({name: [f"second row {i}"] for i, name in enumerate(names)}), landing / folder)
+    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    built = run_build(landing, warehouse)
+    reasons = dict(built.rows("select file_name, reason from audit.delivery where status = 'rejected'"))
+    assert set(reasons) == {"reference/subjects/subjects_export_20190601.parquet", "labs/treg/treg_batch02.parquet"}
+    assert all("so their names are not repeated here: was the file exported without its header row?" in reason
+               for reason in reasons.values())
+    text = warehouse_text(warehouse)
+    for value in ("MIROCALS-FR01-0003", "DUPONTXX Jean", "1956-03-02", "S8889858", "976.8", "88.7766", "9.0881"):
+        assert columns_containing(text, value) == [], value
+
+
+def test_a_renamed_column_is_still_named_in_the_refusal(tmp_path):
+    landing = tmp_path / "landing"
+    path = write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002")])
+    table = pq.read_table(path)
+    pq.write_table(table.rename_columns(["cd4_cells_per_ul" if n == "cd4_count" else n for n in table.column_names]), path)
+    with pytest.raises(DeliveryRejected, match=r"Unexpected column\(s\) present: 'cd4_cells_per_ul' \(renamed\?\)"):
+        check_delivery(path, "labs/treg/treg_batch01.parquet", load_contracts()["treg"])

@@ -218,6 +218,19 @@ def _normalise(name: str) -> str:
     return name.strip().lower()
 
 
+# A column name that is a delivered value: a number, a date, a trial or sample identifier.
+_VALUE_LIKE_NAME = re.compile(
+    r"[-+]?[0-9]+(?:[.,][0-9]+)?(?:e[-+]?[0-9]+)?"
+    r"|[0-9]{1,4}[-/.][0-9]{1,2}[-/.][0-9]{1,4}(?:[ T][0-9:.]+)?"
+    r"|[A-Za-z]{1,4}[0-9]{4,}|[A-Za-z]+-[A-Za-z]{2}[0-9]{2}-[0-9]{4}",
+    re.IGNORECASE,
+)
+
+
+def _named_like_a_value(name: str) -> bool:
+    return _VALUE_LIKE_NAME.fullmatch(name.strip()) is not None
+
+
 def _wrong_folder_hint(present: set[str], contract: FamilyContract) -> str:
     for other in load_contracts().families_with_columns(present):
         if other.family != contract.family:
@@ -352,6 +365,10 @@ def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> Chec
     extra = [name for key, name in by_normalised.items() if key not in declared]
     if missing:
         renamed = f" Unexpected column(s) present: {', '.join(repr(n) for n in extra)} (renamed?)." if extra else ""
+        if any(_named_like_a_value(name) for name in extra):
+            # its first row read as the header: the names are a subject's or a sample's values
+            renamed = (f" Its other {len(extra)} column(s) are named like values (numbers, dates, identifiers), so "
+                       "their names are not repeated here: was the file exported without its header row?")
         raise DeliveryRejected(
             file_name,
             "required_columns",
