@@ -3,6 +3,8 @@ reason, takes in every other file, and the next build does not stop on it either
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import pipelines.ingest.delivery as delivery
+from pipelines.assets.automation import landing_files
 from tests.conftest import run_build
 from tests.landing import nf, treg, write_delivery, write_reference
 
@@ -80,3 +83,22 @@ def test_the_message_of_a_fault_no_check_names_is_kept_for_a_family_without_with
     assert "(ValueError: year 20210 is out of range)" in built.scalar(
         "select reason from audit.delivery where file_name = ?", [NF_FILE])
     assert built.scalar("select count(*) from core.treg where paramcd = 'CD4CNT'") == 2
+
+
+def test_a_file_named_in_latin1_is_listed_not_taken_in_and_stops_nothing(landing, tmp_path):
+    # "treg_batch02_résultats.parquet" written by a tool that encodes names in Latin-1
+    folder = os.fsencode(landing / "labs" / "treg")
+    latin1 = os.path.join(folder, "treg_batch02_r\xe9sultats.parquet".encode("latin-1"))
+    with open(latin1, "wb") as copy:
+        copy.write((landing / TREG_FILE).read_bytes())
+    found, _ = landing_files(landing, {}, now=time.time() + 60)
+    # the sensor passes it by, as every build does
+    assert sorted(name for _, name, *_ in found) == sorted([
+        NF_FILE, TREG_FILE, "reference/sample_manifest/manifest_export_20190101.parquet",
+        "reference/subjects/subjects_export_20190101.parquet"])
+    built = run_build(landing, tmp_path / "wh" / "mirocals.duckdb")
+    assert built.rows("select file_name, reason from quarantine.unrecognised_files") == [(
+        "labs/treg/treg_batch02_r\\xe9sultats.parquet",
+        "its name is not UTF-8 text (a name written in Latin-1 or cp1252?); not taken in: rename it.")]
+    assert built.scalar("select count(*) from core.treg where paramcd = 'CD4CNT'") == 2
+    assert built.scalar("select count(*) from core.neurofilament") == 2

@@ -12,7 +12,7 @@ from pipelines.assets.metadata import markdown_table
 from pipelines.blinding import BlindingMode, make_dummy_randomisation, validate_randomisation_list
 from pipelines.ingest.delivery import (
     DeliveryNotTakenIn, DeliveryOutcome, Rejudged, data_docs_label, discover_files, ingest_file, judge_again,
-    unrecognised_files,
+    name_is_text, printable_name, unrecognised_files,
 )
 from pipelines.ingest.expectations import load_suites, write_data_docs, write_data_docs_index
 from pipelines.resources import Blinding, LandingZone, Warehouse
@@ -208,12 +208,14 @@ FAMILY_FOLDER_CHECK = "every_file_in_a_family_folder"
     deps=[["ref", "study_definition"]],
     check_specs=[dg.AssetCheckSpec(
         FAMILY_FOLDER_CHECK, asset=["quarantine", "unrecognised_files"],
-        description="Every file in the landing zone is in a delivery family's folder (schemas/deliveries.yaml).",
+        description="Every file in the landing zone is in a delivery family's folder (schemas/deliveries.yaml), "
+                    "under a name in UTF-8.",
     )],
 )
 def unrecognised_landing_files(landing: LandingZone, warehouse: Warehouse) -> dg.MaterializeResult:
     """Files in the landing zone outside every family's folder (a new folder, a folder name in
-    another case, the zone's root): no build takes them in, so each build lists them here."""
+    another case, the zone's root), or named in another encoding than UTF-8: no build takes them
+    in, so each build lists them here."""
     contracts = list(load_contracts().families.values())
     folders = ", ".join(c.folder.strip("/") for c in contracts)
     rows = []
@@ -222,10 +224,11 @@ def unrecognised_landing_files(landing: LandingZone, warehouse: Warehouse) -> dg
             stat = path.stat()
         except OSError:
             continue  # gone since it was listed (a partial upload renamed)
-        rows.append([
-            path.relative_to(landing.root).as_posix(), stat.st_size, datetime.fromtimestamp(stat.st_mtime),
-            f"not in a delivery family's folder ({folders}); not taken in: move it to its family's folder.",
-        ])
+        reason = (f"not in a delivery family's folder ({folders}); not taken in: move it to its family's folder."
+                  if name_is_text(path) else
+                  "its name is not UTF-8 text (a name written in Latin-1 or cp1252?); not taken in: rename it.")
+        rows.append([printable_name(path.relative_to(landing.root).as_posix()), stat.st_size,
+                     datetime.fromtimestamp(stat.st_mtime), reason])
     with warehouse.connect() as con, atomic(con):
         run_ddl(con, "unrecognised_files")
         if rows:

@@ -195,14 +195,31 @@ def discover_files(landing: Path, contract: FamilyContract) -> list[Path]:
             p
             for p in folder.rglob("*")
             if p.is_file() and not any(part.startswith(("_", ".")) for part in p.relative_to(landing).parts)
+            and name_is_text(p)
         ),
         key=order,
     )
 
 
+def name_is_text(path: Path) -> bool:
+    """Whether a file's name is UTF-8 text. A name in another encoding (a Latin-1 é from a
+    Windows share) can be recorded by no build: :func:`unrecognised_files` lists it."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable_name(name: str) -> str:
+    """A file name as the warehouse can store it: bytes that are not UTF-8 escaped (\\xe9)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def unrecognised_files(landing: Path, contracts: list[FamilyContract]) -> list[Path]:
-    """Files in the landing zone outside every family's folder (paths with a part starting with
-    ``_`` or ``.`` ignored, as in :func:`discover_files`): no build takes them in."""
+    """Files in the landing zone that no build takes in: outside every family's folder, or named
+    in another encoding than UTF-8 (paths with a part starting with ``_`` or ``.`` ignored, as in
+    :func:`discover_files`)."""
     if not landing.is_dir():
         return []
     folders = [landing / contract.folder.strip("/") for contract in contracts]
@@ -210,7 +227,7 @@ def unrecognised_files(landing: Path, contracts: list[FamilyContract]) -> list[P
         p for p in landing.rglob("*")
         if p.is_file()
         and not any(part.startswith(("_", ".")) for part in p.relative_to(landing).parts)
-        and not any(p.is_relative_to(folder) for folder in folders)
+        and (not any(p.is_relative_to(folder) for folder in folders) or not name_is_text(p))
     )
 
 
