@@ -106,7 +106,7 @@ MANIFEST: dict[str, tuple[str, str, str, int]] = {
     "SNK01": (IL2, "M9", "SERUM", 253),
     "SNL01": (IL2, "M12", "SERUM", 337),
     "SNL02": (IL2, "M15", "SERUM", 421),
-    **{f"SNL{i:02d}": (PBO, "M15", "SERUM", 421) for i in range(3, 22)},
+    **{f"SNL{i:02d}": (PBO, "M15", "SERUM", 421) for i in range(3, 25)},
     # PAXgene RNA
     "SRN01": (IL2, "BASELINE", "PAXGENE_RNA", 1),
     "SRN02": (PBO, "BASELINE", "PAXGENE_RNA", -3),
@@ -271,6 +271,10 @@ NF_ROWS: list[Row] = [
     Row(nf("SNL19", "<\u00a03.0"), "result_readable", "result", "result must be a number"),
     Row(nf("SNL20", ">\u202f1500"), "result_readable", "result", "result must be a number"),
     Row(nf("SNL21", "below\u00a0LLOQ"), "result_readable", "result", "result must be a number"),
+    # the assay's own measures: an infinite CV or dilution is held back; a CV delivered as NaN is missing
+    Row(nf("SNL22", "62.5", cv_pct=math.inf), "cv_pct_in_range", "cv_pct", "(delivered: inf)"),
+    Row(nf("SNL23", "62.5", dilution=1e300), "dilution_valid", "dilution", "dilution must lie between 1 and 100000"),
+    Row(nf("SNL24", "62.5", cv_pct=math.nan)),
 ]
 NF_2_ROWS = [Row(nf("SNK01", "41.5"))]
 
@@ -579,7 +583,7 @@ def test_valid_rows_of_bad_deliveries_load_unchanged(bad):
     assert nfl["SNV01"]["aval"] == 62.0 and nfl["SNV01"]["reported_result"] == "62.0"
     assert nfl["SNV02"]["aval"] == pytest.approx(84.0) and nfl["SNV02"]["reported_unit"] == "NG/ML"
     assert nfl["SND01"]["aval"] == 51.2 and nfl["SND01"]["row_number"] == 12
-    assert set(nfl) == {"SNV01", "SNV02", "SND01", "SNK01", "SNL18", *CENSORED}
+    assert set(nfl) == {"SNV01", "SNV02", "SND01", "SNK01", "SNL18", "SNL24", *CENSORED}
     # a diluted sample's censored result: its limit is the number written in it
     assert (nfl["SNL18"]["aval"], nfl["SNL18"]["blq_flag"], nfl["SNL18"]["lloq"]) == (None, True, 12.0)
     summary = {(r[0], r[1]): r[2] for r in bad.rows("select sample_id, paramcd, aval from core.transcript_summary")}
@@ -590,8 +594,12 @@ def test_valid_rows_of_bad_deliveries_load_unchanged(bad):
 
 
 def test_no_nan_or_infinite_value_reaches_core(bad):
-    for table in ("core.treg", "core.neurofilament", "core.transcript_summary", "core.transcript_gene"):
-        assert bad.scalar(f"select count(*) from {table} where isnan(aval) or isinf(aval)") == 0, table
+    doubles = bad.rows("select table_name, column_name from information_schema.columns "
+                       "where table_schema = 'core' and data_type = 'DOUBLE' order by all")
+    assert ("neurofilament", "cv_pct") in doubles and ("treg", "aval") in doubles
+    for table, column in doubles:
+        assert bad.scalar(f"select count(*) from core.{table} where isnan({column}) or isinf({column})") == 0, (table, column)
+    assert bad.scalar("select cv_pct from core.neurofilament where sample_id = 'SNL24'") is None
 
 
 @pytest.mark.parametrize("sample_id", sorted(CENSORED))

@@ -50,7 +50,8 @@ final as (
         result.dilution,
         result.plate_id,
         result.run_date,
-        result.cv_pct,
+        -- an optional measure delivered as NaN is missing, as Great Expectations reads it
+        case when not isnan(result.cv_pct) then result.cv_pct end      as cv_pct,
 
         -- provenance
         result.delivery_id,
