@@ -353,6 +353,9 @@ REFUSED: dict[str, tuple[str, list[str], int | None]] = {
     "reference/sample_manifest/manifest_export_20190102_time_zone.parquet": (
         "column_types", ["column 'collection_datetime' is delivered as a timestamp with time zone Europe/Paris;",
                          "expects TIMESTAMP in site-local time without a zone"], 2),
+    "reference/sample_manifest/manifest_export_20190103_zone_text.parquet": (
+        "column_types", ["column 'collection_datetime' is delivered as string, expected TIMESTAMP;",
+                         "without changing them: row 2: '2019-03-06T08:00:00Z'"], 2),
     "labs/treg/treg_batch96_time_of_day.parquet": (
         "column_types", ["column 'acquisition_date' is delivered as timestamp[us], expected DATE;",
                          "values that cannot be read as DATE without changing them: "
@@ -454,6 +457,9 @@ def write_bad_landing(landing: Path) -> None:
                            [sample(s, *MANIFEST[s]) for s in ("SWB01", "SWB02")])
     _replace_column(zoned, "collection_datetime",
                     pq.read_table(zoned)["collection_datetime"].cast(pa.timestamp("us", tz="Europe/Paris")))
+    zoned_text = write_delivery(landing, "sample_manifest", "manifest_export_20190103_zone_text.parquet",
+                                [sample(s, *MANIFEST[s]) for s in ("SWB01", "SWB02")])
+    _replace_column(zoned_text, "collection_datetime", pa.array(["2019-03-06 09:00:00", "2019-03-06T08:00:00Z"]))
     timed = write_delivery(landing, "treg", "treg_batch96_time_of_day.parquet", [_treg("SWB01"), _treg("SWB03")])
     _replace_column(timed, "acquisition_date",
                     pa.array([dt.datetime(2019, 3, 1), dt.datetime(2019, 3, 1, 23, 59)], pa.timestamp("us")))

@@ -630,8 +630,15 @@ def _changed_by_cast(quoted: str, delivered: pa.DataType, declared: str) -> str 
     text = pa.types.is_string(delivered) or pa.types.is_large_string(delivered) or pa.types.is_string_view(delivered)
     if declared == "INTEGER" and (pa.types.is_floating(delivered) or pa.types.is_decimal(delivered) or text):
         return f"try_cast({quoted} as double) is distinct from try_cast({quoted} as integer)"
+    # a time written with a zone (Z, +02:00, Europe/Paris): DuckDB reads the clock time and drops
+    # the zone, where the contract's times are site-local
+    zoned = (f"regexp_matches(trim({quoted}), '[0-9]{{2}}:[0-9]{{2}}(:[0-9]{{2}}([.,][0-9]+)?)? *"
+             f"(z|utc|gmt|[+-][0-9]{{2}}(:?[0-9]{{2}})?|[a-z]+/[a-z_]+)$', 'i')")
     if declared == "DATE" and (pa.types.is_timestamp(delivered) or text):
-        return f"try_cast({quoted} as timestamp) is distinct from cast(try_cast({quoted} as date) as timestamp)"
+        changed = f"try_cast({quoted} as timestamp) is distinct from cast(try_cast({quoted} as date) as timestamp)"
+        return f"({changed} or {zoned})" if text else changed
+    if declared == "TIMESTAMP" and text:
+        return zoned
     return None
 
 
