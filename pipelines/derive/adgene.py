@@ -36,7 +36,9 @@ def create_adgene_samples(
 ) -> pl.DataFrame:
     """One record per RNA sample (core.sample rows) with treatment and analysis visit; ANL01FL
     marks one sample per subject and analysis visit, the one closest to the target day (then the
-    later, then the greater sample id), as ADBM's records are chosen."""
+    later), as ADBM's records are chosen; two samples collected the same day are told apart by
+    the greater sample id, where ADBM's records are by the later delivery and row, so there the
+    two tables may pick different samples."""
     assert_columns(samples, ["usubjid", "sample_id", "visit_code", "collection_date", "study_day"], "create_adgene_samples")
     return (
         samples.rename({"usubjid": "USUBJID", "sample_id": "SAMPLEID", "visit_code": "VISIT"})
