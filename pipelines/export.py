@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.api import build_query, refuse_arms_not_held, resolve_table
-from pipelines.warehouse import read_connection, table_docs
+from pipelines.warehouse import holds_real_arms, owner_only_files, read_connection, table_docs
 
 FORMATS = ("parquet", "csv", "xpt")
 XPT_NAME_LENGTH = 8
@@ -54,8 +54,8 @@ def export_table(warehouse: Path, table: str, fmt: str, out: Path, **filters) ->
         raise ValueError(f"Unknown format {fmt!r}: use {', '.join(FORMATS)}")
     key = resolve_table(table)
     sql, values = build_query(key, **filters)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with read_connection(warehouse) as con:
+    with read_connection(warehouse) as con, owner_only_files(holds_real_arms(con)):
+        out.parent.mkdir(parents=True, exist_ok=True)
         refuse_arms_not_held(con, filters.get("arm"))
         rows = con.execute(f"select count(*) from ({sql})", values).fetchone()[0]
         if fmt in ("parquet", "csv"):
@@ -72,10 +72,10 @@ def export_gene_matrix(warehouse: Path, out: Path, fmt: str = "parquet") -> tupl
     """Genes x samples matrix of log2 CPM for omics tools, plus a sample annotation file."""
     if fmt not in ("parquet", "csv"):
         raise ValueError("The gene matrix is written as parquet or csv")
-    out.parent.mkdir(parents=True, exist_ok=True)
     annotation = out.with_name(f"{out.stem}_samples.{fmt}")
     option = "format parquet, compression zstd" if fmt == "parquet" else "format csv, header true"
-    with read_connection(warehouse) as con:
+    with read_connection(warehouse) as con, owner_only_files(holds_real_arms(con)):
+        out.parent.mkdir(parents=True, exist_ok=True)
         con.execute(
             f"copy (pivot (select GENEID, GENESYM, SAMPLEID, AVAL from analysis.adgene) on SAMPLEID "
             f"using first(AVAL) order by GENEID) to '{_sql_path(out)}' ({option})"

@@ -10,7 +10,7 @@ import polars as pl
 
 from pipelines.plots import deliveries_over_time, mean_by_visit
 from pipelines.study import load_study
-from pipelines.warehouse import has_table, query_sql, read_connection
+from pipelines.warehouse import holds_real_arms, owner_only_files, query_sql, read_connection
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -36,7 +36,7 @@ def write_report(warehouse: Path, out: Path) -> Path:
         armcds = {r[0] for r in con.execute("select armcd from ref.arm").fetchall()}
         unblinding = (
             con.execute("select max(unblinded_at) from audit.unblinding").fetchone()[0]
-            if has_table(con, "audit", "unblinding")
+            if holds_real_arms(con)
             else None
         )
     blinded = not armcds & set(study.armcds)
@@ -62,7 +62,8 @@ def write_report(warehouse: Path, out: Path) -> Path:
         withheld_params=withheld,
         onset_plot=_svg(mean_by_visit(onset, study.analysis["adsl_baselines"]["nfl_paramcd"], by="ONSET")),
     )
-    out.mkdir(parents=True, exist_ok=True)
     index = out / "index.html"
-    index.write_text(html, encoding="utf-8")
+    with owner_only_files(unblinding is not None):
+        out.mkdir(parents=True, exist_ok=True)
+        index.write_text(html, encoding="utf-8")
     return index

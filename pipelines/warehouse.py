@@ -205,6 +205,26 @@ def read_connection(path: Path, sandboxed: bool = False) -> Iterator[duckdb.Duck
         con.close()
 
 
+def holds_real_arms(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``con`` reads an unblinded warehouse (its first build wrote ``audit.unblinding``)."""
+    return has_table(con, "audit", "unblinding")
+
+
+@contextmanager
+def owner_only_files(restricted: bool) -> Iterator[None]:
+    """Files and folders made in the block are readable by their owner only when ``restricted``
+    (an export or report of an unblinded warehouse carries the real arms): the process's umask,
+    so that no file is readable by others even for the moment before a chmod."""
+    if not restricted:
+        yield
+        return
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
 def model_sql(layer: str, name: str) -> str:
     """The SELECT statement of one model file, ``warehouse/models/<layer>/<name>.sql``."""
     return (WAREHOUSE_SQL_DIR / layer / f"{name}.sql").read_text(encoding="utf-8")

@@ -169,6 +169,31 @@ def test_unblinded_build_carries_the_real_arms_exactly(unblinded_trial, real_lis
     assert stat.S_IMODE(built.warehouse.parent.stat().st_mode) == 0o700
 
 
+@pytest.mark.parametrize("command", [["export", "adsl", "--out", "{out}/adsl.parquet"],
+                                     ["export", "gene-matrix", "--out", "{out}/genes.parquet"],
+                                     ["report", "--out", "{out}/report"]])
+def test_what_is_written_from_the_unblinded_warehouse_is_readable_by_its_owner_only(
+        unblinded_trial, trial, tmp_path, command):
+    # the same command on the blinded warehouse writes files as the umask says
+    previous = os.umask(0o022)
+    try:
+        for label, (_, built) in (("unblinded", unblinded_trial), ("blinded", trial)):
+            out = tmp_path / label
+            out.mkdir()
+            args = [part.format(out=out) for part in command] + ["--warehouse", str(built.warehouse)]
+            result = CliRunner().invoke(app, args)
+            assert result.exit_code == 0, result.output
+            written = sorted(path for path in out.rglob("*"))
+            assert written, label
+            modes = {path.relative_to(out).as_posix(): stat.S_IMODE(path.stat().st_mode) for path in written}
+            if label == "unblinded":
+                assert modes == {name: 0o700 if (out / name).is_dir() else 0o600 for name in modes}, modes
+            else:
+                assert modes == {name: 0o755 if (out / name).is_dir() else 0o644 for name in modes}, modes
+    finally:
+        os.umask(previous)
+
+
 def test_a_malformed_list_is_refused_by_the_unblind_command(trial, real_list, tmp_path):
     _, built = trial
     bad = tmp_path / "bad_list.parquet"
