@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import pyarrow as pa
 import pytest
 
 import pipelines.ingest.expectations as expectations
@@ -78,3 +79,15 @@ def test_a_reason_names_the_bounds_the_study_definition_gives_and_only_those():
     assert expectations._described(meta, one_sided, {"CD4CNT_lo": 1.0}) == f"{meta['description']}: above 1"
     with pytest.raises(KeyError, match="x_in_range: no suite parameter 'CD4CNT_lo'"):
         expectations._described(meta, one_sided, {})
+
+
+def test_an_expectation_gx_cannot_evaluate_stops_the_validation_naming_it(suites_in):
+    # GX reports a metric it could not compute on the result, and the result itself says no row
+    # failed: read as such, every row would have loaded unjudged
+    _write_suite(suites_in, "regex_broken", [
+        {"type": "expect_column_values_to_match_regex", "kwargs": {"column": "result", "regex": "^([0-9]+$"},
+         "meta": {"rule": "result_readable", "description": "result must be a number"}}])
+    expectations.load_suites(["regex_broken"])
+    table = pa.table({"result": ["12.5", "abc"], "row_number": pa.array([1, 2], pa.int64())})
+    with pytest.raises(RuntimeError, match=r"could not evaluate regex_broken\.result_readable: .*"):
+        expectations.validate_table("regex_broken", table, ["result"], {})
