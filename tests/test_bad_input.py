@@ -374,12 +374,20 @@ REFUSED: dict[str, tuple[str, list[str], int | None]] = {
         None),
     # values no later step could read: they stopped every build, every family's new files waiting
     "labs/treg/treg_batch98_year_typo.parquet": (
-        "column_types", ["column 'acquisition_date' holds dates outside the years 1 to 9999: row 2: '20190-03-01' "
-                         "(a year mistyped?)."], 2),
+        "column_types", ["column 'acquisition_date' is delivered as string, expected DATE;",
+                         "without changing them: row 2: '20190-03-01'"], 2),
     "labs/treg/treg_batch98_infinite_date.parquet": (
-        "column_types", ["column 'acquisition_date' holds dates outside the years 1 to 9999: row 1: 'infinity'"], 2),
+        "column_types", ["column 'acquisition_date' is delivered as string, expected DATE;",
+                         "without changing them: row 1: 'infinity'"], 2),
     "labs/treg/treg_batch98_far_date.parquet": (
         "column_types", ["column 'acquisition_date' holds dates outside the years 1 to 9999: row 2: '10183-"], 2),
+    # text read as a number or a date only when written as one: DuckDB would read these
+    "labs/treg/treg_batch98_epoch.parquet": (
+        "column_types", ["column 'acquisition_date' is delivered as string, expected DATE;",
+                         "without changing them: row 2: 'epoch'"], 2),
+    "labs/treg/treg_batch98_underscore.parquet": (
+        "column_types", ["column 'cd4_count' is delivered as string, expected DOUBLE;",
+                         "without changing them: row 2: '1_000'"], 2),
     "labs/treg/treg_batch98_latin1.parquet": (
         "column_types", ["column 'panel_version' holds text that is not UTF-8: row 2: b'TREG-\\xff\\xfe'; "
                          "export the file with UTF-8 text."], 2),
@@ -478,6 +486,10 @@ def write_bad_landing(landing: Path) -> None:
     _replace_column(infinite, "acquisition_date", pa.array(["infinity", "2019-03-01"]))
     far = write_delivery(landing, "treg", "treg_batch98_far_date.parquet", [_treg("SWB01"), _treg("SWB03")])
     _replace_column(far, "acquisition_date", pa.array([17956, 3_000_000], pa.int32()).cast(pa.date32()))
+    epoch = write_delivery(landing, "treg", "treg_batch98_epoch.parquet", [_treg("SWB01"), _treg("SWB03")])
+    _replace_column(epoch, "acquisition_date", pa.array(["2019-03-01", "epoch"]))
+    underscore = write_delivery(landing, "treg", "treg_batch98_underscore.parquet", [_treg("SWB01"), _treg("SWB03")])
+    _replace_column(underscore, "cd4_count", pa.array(["800", "1_000"]))
     latin1 = write_delivery(landing, "treg", "treg_batch98_latin1.parquet", [_treg("SWB01"), _treg("SWB03")])
     text = [b"TREG-v1", b"TREG-\xff\xfe"]
     offsets = np.cumsum([0] + [len(t) for t in text]).astype(np.int32)

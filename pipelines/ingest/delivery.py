@@ -625,21 +625,29 @@ def _shortest_text(column: pa.ChunkedArray) -> pa.Array:
 
 def _changed_by_cast(quoted: str, delivered: pa.DataType, declared: str) -> str | None:
     """SQL that is true where casting a value to ``declared`` would change it (a fraction
-    rounded away, a time of day dropped), or None where a successful cast keeps the value."""
+    rounded away, a time of day dropped), or would read text that is not written as the type
+    is (DuckDB reads ``1_000`` as 1000, ``epoch`` as 1970-01-01, and a time with a zone as its
+    clock time, where the contract's times are site-local); None where a cast keeps the value."""
     delivered = _value_type(delivered)
     text = pa.types.is_string(delivered) or pa.types.is_large_string(delivered) or pa.types.is_string_view(delivered)
+    written_as = f"not regexp_full_match(trim({quoted}), '{_TEXT_FORMS[declared]}')" if text and declared in _TEXT_FORMS else None
+    changed = None
     if declared == "INTEGER" and (pa.types.is_floating(delivered) or pa.types.is_decimal(delivered) or text):
-        return f"try_cast({quoted} as double) is distinct from try_cast({quoted} as integer)"
-    # a time written with a zone (Z, +02:00, Europe/Paris): DuckDB reads the clock time and drops
-    # the zone, where the contract's times are site-local
-    zoned = (f"regexp_matches(trim({quoted}), '[0-9]{{2}}:[0-9]{{2}}(:[0-9]{{2}}([.,][0-9]+)?)? *"
-             f"(z|utc|gmt|[+-][0-9]{{2}}(:?[0-9]{{2}})?|[a-z]+/[a-z_]+)$', 'i')")
+        changed = f"try_cast({quoted} as double) is distinct from try_cast({quoted} as integer)"
     if declared == "DATE" and (pa.types.is_timestamp(delivered) or text):
         changed = f"try_cast({quoted} as timestamp) is distinct from cast(try_cast({quoted} as date) as timestamp)"
-        return f"({changed} or {zoned})" if text else changed
-    if declared == "TIMESTAMP" and text:
-        return zoned
-    return None
+    return " or ".join(f"({c})" for c in (changed, written_as) if c) or None
+
+
+# How a number or a date delivered as text must be written to be read (case-insensitive NaN and
+# infinity are read, and held back by the expectations; ISO dates, with a time but no zone).
+_NUMBER_TEXT = r"[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?|(?i)[-+]?(nan|inf|infinity)"
+_TEXT_FORMS = {
+    "DOUBLE": _NUMBER_TEXT,
+    "INTEGER": _NUMBER_TEXT,
+    "DATE": r"[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?)?",
+    "TIMESTAMP": r"[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?)?",
+}
 
 
 def _identifier(name: str) -> str:
