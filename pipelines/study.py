@@ -126,6 +126,7 @@ class FamilyContract:
     columns: tuple[ColumnContract, ...] = field(default_factory=tuple)
     cluster_by: str | None = None  # column the raw table is stored sorted by, per delivery
     index_repeated_keys: bool = False  # list rows whose key repeats in audit.repeated_key_row
+    refusals_quote_values: bool = True  # a refused file's reason quotes the values that failed
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -219,6 +220,7 @@ def load_contracts() -> Contracts:
             ),
             cluster_by=f.get("cluster_by"),
             index_repeated_keys=bool(f.get("index_repeated_keys", False)),
+            refusals_quote_values=bool(f.get("refusals_quote_values", True)),
         )
         for name, f in raw["families"].items()
     }

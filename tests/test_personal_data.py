@@ -185,3 +185,18 @@ def test_a_renamed_column_is_still_named_in_the_refusal(tmp_path):
     pq.write_table(table.rename_columns(["cd4_cells_per_ul" if n == "cd4_count" else n for n in table.column_names]), path)
     with pytest.raises(DeliveryRejected, match=r"Unexpected column\(s\) present: 'cd4_cells_per_ul' \(renamed\?\)"):
         check_delivery(path, "labs/treg/treg_batch01.parquet", load_contracts()["treg"])
+
+
+def test_a_birth_date_delivered_in_the_age_column_is_not_quoted_by_the_refusal(tmp_path):
+    landing = tmp_path / "landing"
+    write_reference(landing)
+    export = landing / "reference/subjects/subjects_export_20190601.parquet"
+    table = pq.read_table(landing / "reference/subjects/subjects_export_20190101.parquet")
+    ages = pa.array(["61", "1929-11-30", "58"])
+    pq.write_table(table.set_column(table.column_names.index("age"), "age", ages), export)
+    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    built = run_build(landing, warehouse)
+    assert built.scalar("select reason from audit.delivery where file_name = ?", [export.relative_to(landing).as_posix()]
+                        ).endswith("values that cannot be read as INTEGER without changing them: row 2 (values not "
+                                   "shown: data about a person).")
+    assert columns_containing(warehouse_text(warehouse), "1929-11-30") == []

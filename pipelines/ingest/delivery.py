@@ -414,11 +414,14 @@ def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> Chec
     return CheckedDelivery(family=contract.family, file_name=file_name, table=cast_table, warnings=warnings)
 
 
-def _examples(column: str, family: str, found: list[tuple[int, str]]) -> str:
+def _examples(column: str, contract: FamilyContract, found: list[tuple[int, str]]) -> str:
     """Rows of a file and their delivered values, for a refusal: rows only for a treatment-
-    revealing column (the check may run for a blinded user)."""
-    if mentions_revealing(column, family):
+    revealing column (the check may run for a blinded user), and for a family whose refusals
+    quote no value (the subjects export: a birth date in the age column would be stored)."""
+    if mentions_revealing(column, contract.family):
         return ", ".join(f"row {row}" for row, _ in found) + " (values not shown: treatment-revealing measure)"
+    if not contract.refusals_quote_values:
+        return ", ".join(f"row {row}" for row, _ in found) + " (values not shown: data about a person)"
     return ", ".join(f"row {row}: {value!r}" for row, value in found)
 
 
@@ -441,7 +444,7 @@ def _refuse_text_not_utf8(table: pa.Table, file_name: str, contract: FamilyContr
                         found.append((row, value))
                         if len(found) == 3:
                             break
-            where = f": {_examples(name, contract.family, found)}" if found else ""
+            where = f": {_examples(name, contract, found)}" if found else ""
             raise DeliveryRejected(
                 file_name, "column_types",
                 f"column {name!r} holds text that is not UTF-8{where}; export the file with UTF-8 text.",
@@ -477,7 +480,7 @@ def _refuse_dates_out_of_range(table: pa.Table, file_name: str, contract: Family
             if found:
                 raise DeliveryRejected(
                     file_name, "column_types",
-                    f"column {name!r} holds dates outside the years 1 to 9999: {_examples(name, contract.family, found)} "
+                    f"column {name!r} holds dates outside the years 1 to 9999: {_examples(name, contract, found)} "
                     "(a year mistyped?).",
                     rows=table.num_rows,
                 )
@@ -574,7 +577,7 @@ def _cast_with(
                 "column_types",
                 f"column {column.name!r} is delivered as {delivered_type}, expected {column.type}; "
                 f"values that cannot be read as {column.type} without changing them: "
-                f"{_examples(column.name, contract.family, bad)}.",
+                f"{_examples(column.name, contract, bad)}.",
                 rows=table.num_rows,
             )
         selects.append(f"cast({quoted} as {column.type}) as {column.name}")
