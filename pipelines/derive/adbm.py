@@ -77,13 +77,15 @@ def create_adbm(
     imputation_factor: float,
     studyid: str,
     baseline_day: int = 1,
-    ratio_params: Collection[str] | None = None,
+    *,
+    ratio_params: Collection[str],
 ) -> pl.DataFrame:
     """Build ADBM (one record per core value) with analysis visit, baseline and change from baseline.
 
     The baseline is the last value in the window of the visit containing ``baseline_day``, up to
-    that day (:func:`baseline_window`). ``ratio_params``: the parameters given PCHG and R2BASE (all
-    when None); others, such as a z-score, keep CHG only."""
+    that day (:func:`baseline_window`). ``ratio_params``: the parameters given PCHG and R2BASE
+    (``ratio_scale`` in the study definition); others, such as a z-score, keep CHG only. It has
+    no default: a percent change of a z-score means nothing, and a caller must say which."""
     assert_columns(subject, ["usubjid", "siteid", "armcd", "arm"], "create_adbm (subject)")
     adam = rename_core_to_adam(core)
     earliest_day, _ = baseline_window(visits, baseline_day)

@@ -39,7 +39,7 @@ CASES = [
     ("derive_var_responder (adbm)", lambda: derive_var_responder(ONLY_SUBJECT, ONLY_SUBJECT, "TREGPCT", "M3", 1.5),
      ["AVISIT", "ANL01FL", "R2BASE"]),
     ("rename_core_to_adam", lambda: create_adbm(ONLY_SUBJECT, SUBJECT.with_columns(siteid=pl.lit("FR01")),
-                                                [], ["IL2"], "LLOQ/2", 0.5, "MIROCALS"),
+                                                [], ["IL2"], "LLOQ/2", 0.5, "MIROCALS", ratio_params=[]),
      ["usubjid", "paramcd", "aval", "core_table", "delivery_id", "row_number", "study_day"]),
     ("create_adsl (subject)", lambda: create_adsl(SUBJECT, ONLY_SUBJECT, "MIROCALS", "PNFHC", "NFLS", 3700, RULE, ["IL2"], 0.5),
      ["siteid", "randomisation_date", "randomised"]),

@@ -82,9 +82,13 @@ CORE = frame(
 )  # fmt: skip
 
 
+# every parameter of the test data is on a ratio scale (percent change and ratio to baseline)
+RATIO_PARAMS = sorted(set(CORE.get_column("paramcd").to_list()))
+
+
 @pytest.fixture(scope="module")
 def adbm() -> pl.DataFrame:
-    return create_adbm(CORE, SUBJECT, VISITS, ARMS, "LLOQ/2", 0.5, "MIROCALS")
+    return create_adbm(CORE, SUBJECT, VISITS, ARMS, "LLOQ/2", 0.5, "MIROCALS", ratio_params=RATIO_PARAMS)
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +177,8 @@ def test_templates_take_their_rules_from_the_study_definition():
     study = load_study()
     analysis = study.analysis
     blq = analysis["blq_imputation"]
-    adbm = create_adbm(CORE, SUBJECT, study.visits, study.arms, blq["rule"], blq["factor"], study.studyid)
+    adbm = create_adbm(CORE, SUBJECT, study.visits, study.arms, blq["rule"], blq["factor"], study.studyid,
+                       ratio_params=[p.paramcd for p in study.parameters if p.ratio_scale])
     adsl = create_adsl(SUBJECT, adbm, study.studyid, "PNFHC", "NFLS", analysis["pnfh_cutpoint_pgml"],
                        analysis["treg_responder"], study.arms, analysis["blq_imputation"]["factor"])  # fmt: skip
     assert adbm.height == CORE.height and adsl.height == SUBJECT.height
@@ -184,7 +189,7 @@ def test_templates_take_their_rules_from_the_study_definition():
 def test_adbm_takes_no_baseline_from_screening_when_the_baseline_sample_is_missing():
     no_baseline_sample = CORE.filter(~((pl.col("usubjid") == S1) & (pl.col("paramcd") == "NFLS")
                                        & (pl.col("visit_code") == "BASELINE")))
-    adbm = create_adbm(no_baseline_sample, SUBJECT, VISITS, ARMS, "LLOQ/2", 0.5, "MIROCALS")
+    adbm = create_adbm(no_baseline_sample, SUBJECT, VISITS, ARMS, "LLOQ/2", 0.5, "MIROCALS", ratio_params=RATIO_PARAMS)
     nfls = adbm.filter((pl.col("USUBJID") == S1) & (pl.col("PARAMCD") == "NFLS")).sort("ADY")
     assert nfls.select("AVISIT", "ABLFL", "BASE", "CHG").rows() == [("SCREEN", None, None, None),
                                                                      ("M3", None, None, None)]
@@ -212,3 +217,9 @@ def test_adgene_samples_flag_one_rna_sample_per_subject_and_visit_window():
     assert adgene.columns == list(ADGENE_SAMPLE_COLUMNS)
     flags = dict(adgene.select("SAMPLEID", "ANL01FL").rows())
     assert flags == {"R1": None, "R2": "Y", "R3": None, "R4": "Y", "R5": None}
+
+
+def test_adbm_needs_to_be_told_which_parameters_take_ratios():
+    # a default of "every parameter" gave a z-score (TRSIG) a percent change and a ratio to baseline
+    with pytest.raises(TypeError, match="ratio_params"):
+        create_adbm(CORE, SUBJECT, VISITS, ARMS, "LLOQ/2", 0.5, "MIROCALS")
