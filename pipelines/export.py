@@ -74,16 +74,18 @@ def export_gene_matrix(warehouse: Path, out: Path, fmt: str = "parquet") -> tupl
         raise ValueError("The gene matrix is written as parquet or csv")
     annotation = out.with_name(f"{out.stem}_samples.{fmt}")
     option = "format parquet, compression zstd" if fmt == "parquet" else "format csv, header true"
+    samples_sql = ("select distinct SAMPLEID, USUBJID, TRTP, AVISIT, AVISITN, ADT, ADY, ANL01FL from analysis.adgene "
+                   "order by USUBJID, AVISITN, ADY, SAMPLEID")
     with read_connection(warehouse) as con, owner_only_files(holds_real_arms(con)):
         out.parent.mkdir(parents=True, exist_ok=True)
+        # the matrix's sample columns in the annotation's row order: omics tools pair them by position
+        order = [sample for sample, *_ in con.execute(samples_sql).fetchall()]
+        listed = ", ".join("'" + sample.replace("'", "''") + "'" for sample in order) or "null"
         con.execute(
-            f"copy (pivot (select GENEID, GENESYM, SAMPLEID, AVAL from analysis.adgene) on SAMPLEID "
+            f"copy (pivot (select GENEID, GENESYM, SAMPLEID, AVAL from analysis.adgene) on SAMPLEID in ({listed}) "
             f"using first(AVAL) order by GENEID) to '{_sql_path(out)}' ({option})"
         )
-        con.execute(
-            "copy (select distinct SAMPLEID, USUBJID, TRTP, AVISIT, AVISITN, ADT, ADY, ANL01FL from analysis.adgene "
-            f"order by USUBJID, AVISITN) to '{_sql_path(annotation)}' ({option})"
-        )
+        con.execute(f"copy ({samples_sql}) to '{_sql_path(annotation)}' ({option})")
         genes = con.execute("select count(distinct GENEID) from analysis.adgene").fetchone()[0]
         samples = con.execute("select count(distinct SAMPLEID) from analysis.adgene").fetchone()[0]
     return genes, samples

@@ -220,6 +220,9 @@ def test_gene_matrix_export(trial, tmp_path):
     samples = pl.read_parquet(tmp_path / "genes_samples.parquet")
     assert matrix.height == built.scalar("select count(distinct GENEID) from analysis.adgene")
     assert matrix.width == 2 + samples.height
+    # column k of the matrix is row k of the annotation, as omics tools pair them
+    assert matrix.columns[2:] == samples["SAMPLEID"].to_list()
+    assert samples["USUBJID"].to_list() == sorted(samples["USUBJID"].to_list())
     # the annotation says which sample of a subject's visit window to analyse
     assert samples.filter(pl.col("ANL01FL") == "Y").height == built.scalar(
         "select count(*) from analysis.adgene_samples where ANL01FL = 'Y'") > 0
