@@ -1,7 +1,7 @@
 """Pull tidy tables from the warehouse into Polars (or pandas), read-only.
 
     from pipelines.api import load
-    adbm = load("adbm", params=["TREGPCT"], visits=["BASELINE", "M3"], arm="IL2")
+    adbm = load("adbm", params=["NFLS"], visits=["BASELINE", "M3"], arm="A")
     df = load("core.neurofilament", params=["NFLS"], pandas=True)
 
 Filters are pushed into DuckDB as SQL parameters; table and column names come from the
@@ -17,7 +17,7 @@ import polars as pl
 
 from pipelines.settings import get_settings
 from pipelines.study import load_study
-from pipelines.warehouse import read_connection, table_docs
+from pipelines.warehouse import holds_real_arms, read_connection, table_docs
 
 # The column each filter applies to, in analysis (ADaM) tables and in core tables.
 FILTER_COLUMNS = {
@@ -39,6 +39,8 @@ def resolve_table(table: str) -> str:
     matches = [key for key in declared if key.split(".")[1] == table]
     if len(matches) == 1:
         return matches[0]
+    if matches:
+        raise UnknownTable(f"Table {table!r} is ambiguous: name its schema, {' or '.join(sorted(matches))}")
     raise UnknownTable(f"Unknown table {table!r}; published tables: {', '.join(sorted(declared))}")
 
 
@@ -97,6 +99,20 @@ def refuse_arms_not_held(con, arm: str | Sequence[str] | None) -> None:
         )
 
 
+def refuse_withheld_params(con, params: str | Sequence[str] | None) -> None:
+    """A treatment-revealing parameter asked of a blinded warehouse is refused, not answered with
+    an empty table: its values are withheld (``ref.parameter.treatment_revealing``)."""
+    if params is None or holds_real_arms(con):
+        return
+    withheld = {code for code, in con.execute("select paramcd from ref.parameter where treatment_revealing").fetchall()}
+    asked = [p for p in _as_list(params) if p in withheld]
+    if asked:
+        raise ValueError(
+            f"{', '.join(asked)} {'is' if len(asked) == 1 else 'are'} withheld from this blinded warehouse: "
+            "treatment-revealing values are not stored until the trial is unblinded"
+        )
+
+
 def build_query(
     table: str,
     params: str | Sequence[str] | None = None,
@@ -142,5 +158,6 @@ def load(
     sql, values = build_query(table, params, visits, arm, columns)
     with read_connection(get_settings(warehouse=warehouse).warehouse, sandboxed=True) as con:
         refuse_arms_not_held(con, arm)
+        refuse_withheld_params(con, params)
         frame: pl.DataFrame = con.sql(sql, params=values).pl()
     return frame.to_pandas() if pandas else frame

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -161,10 +162,7 @@ def sql(
     if format not in ("table", "csv", "json"):
         err.print(f"Unknown --format {format!r}: use table, csv or json.")
         raise typer.Exit(2)
-    settings = get_settings(warehouse=warehouse)
-    if not settings.warehouse.exists():
-        err.print(f"[red]No warehouse at {settings.warehouse}[/red]: run `mirocals build` (or `make demo`) first.")
-        raise typer.Exit(2)
+    settings = _settings_of_a_built_warehouse(warehouse)
     with read_connection(settings.warehouse, sandboxed=True) as con:
         try:
             statements = con.extract_statements(query)
@@ -242,6 +240,15 @@ def check(
         raise typer.Exit(1)
 
 
+def _settings_of_a_built_warehouse(warehouse: Path | None):
+    """The settings, once the warehouse file they name exists; else a one-line message, exit 2."""
+    settings = get_settings(warehouse=warehouse)
+    if not settings.warehouse.exists():
+        err.print(f"[red]No warehouse at {settings.warehouse}[/red]: run `mirocals build` (or `make demo`) first.")
+        raise typer.Exit(2)
+    return settings
+
+
 @app.command()
 def export(
     table: Annotated[str, typer.Argument(help="Published table (adsl, adbm, adgene, core.treg, ...) or gene-matrix.")],
@@ -255,7 +262,7 @@ def export(
     from pipelines.api import UnknownTable
     from pipelines.export import export_gene_matrix, export_table
 
-    settings = get_settings(warehouse=warehouse)
+    settings = _settings_of_a_built_warehouse(warehouse)
     try:
         if table == "gene-matrix":
             genes, samples = export_gene_matrix(settings.warehouse, out, format)
@@ -288,7 +295,7 @@ def report(
     """Write a static HTML report: deliveries and quality over time, biomarker plots by visit and arm."""
     from pipelines.report import write_report
 
-    settings = get_settings(warehouse=warehouse)
+    settings = _settings_of_a_built_warehouse(warehouse)
     index = write_report(settings.warehouse, out)
     console.print(f"Wrote {index}")
 
@@ -297,6 +304,8 @@ def report(
 def next_steps(warehouse: WarehouseOption = None) -> None:
     """Print where the warehouse is and what to do with it."""
     settings = get_settings(warehouse=warehouse)
+    # the commands read the warehouse named here, not the default, when it is another one
+    named = "" if settings.warehouse == get_settings().warehouse else f" --warehouse {shlex.quote(str(settings.warehouse))}"
     # each command on a line of its own, never wrapped, so that it can be copied as it is
     console.print(
         f"""
@@ -304,9 +313,9 @@ def next_steps(warehouse: WarehouseOption = None) -> None:
 
 Next: read-only SQL, the DuckDB shell (read-only), the Dagster UI and daemon on http://127.0.0.1:3000,
 the whole test suite:
-  .venv/bin/mirocals sql "select armcd, count(*) from core.subject where randomised group by all"
-  .venv/bin/mirocals sql "select * from audit.reconciliation" --format csv
-  .venv/bin/duckdb -readonly {escape(str(settings.warehouse))}
+  .venv/bin/mirocals sql "select armcd, count(*) from core.subject where randomised group by all"{escape(named)}
+  .venv/bin/mirocals sql "select * from audit.reconciliation" --format csv{escape(named)}
+  .venv/bin/duckdb -readonly {escape(shlex.quote(str(settings.warehouse)))}
   make ui
   make test
 """,

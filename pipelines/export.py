@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.api import build_query, refuse_arms_not_held, resolve_table
+from pipelines.api import build_query, refuse_arms_not_held, refuse_withheld_params, resolve_table
 from pipelines.warehouse import holds_real_arms, owner_only_files, read_connection, table_docs
 
 FORMATS = ("parquet", "csv", "xpt")
@@ -57,6 +57,7 @@ def export_table(warehouse: Path, table: str, fmt: str, out: Path, **filters) ->
     with read_connection(warehouse) as con, owner_only_files(holds_real_arms(con)):
         out.parent.mkdir(parents=True, exist_ok=True)
         refuse_arms_not_held(con, filters.get("arm"))
+        refuse_withheld_params(con, filters.get("params"))
         rows = con.execute(f"select count(*) from ({sql})", values).fetchone()[0]
         if fmt in ("parquet", "csv"):
             option = "format parquet, compression zstd" if fmt == "parquet" else "format csv, header true"
@@ -111,6 +112,10 @@ def write_xpt(frame, key: str, out: Path, dates: list[str] = ()) -> None:
     for column in frame.columns:
         if str(frame[column].dtype) in ("boolean", "bool"):
             frame[column] = frame[column].map({True: "Y", False: "N"})
+        elif frame[column].map(lambda v: hasattr(v, "__len__") and not isinstance(v, (str, bytes))).any():
+            # a list (core.visit's matrices): its items joined, as the CSV export writes them
+            frame[column] = frame[column].map(
+                lambda v: ", ".join(map(str, v)) if hasattr(v, "__len__") and not isinstance(v, (str, bytes)) else v)
     too_long = {}
     for original, column in zip(names, frame.columns, strict=True):
         if frame[column].dtype == object or str(frame[column].dtype).startswith("str"):

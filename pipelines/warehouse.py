@@ -303,7 +303,7 @@ def has_table(con: duckdb.DuckDBPyConnection, schema: str, name: str, database: 
         "select count(*) > 0 from duckdb_tables() where database_name = coalesce(?, current_database()) "
         "and schema_name = ? and table_name = ?",
         [database, schema, name],
-    ).fetchone()[0]
+    ).fetchall()[0][0]  # fetched to the end: DuckDB refuses a relation on a connection with a result pending
 
 
 def has_view(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
@@ -312,7 +312,7 @@ def has_view(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
         "select count(*) > 0 from duckdb_views() where database_name = current_database() "
         "and schema_name = ? and view_name = ?",
         [schema, name],
-    ).fetchone()[0]
+    ).fetchall()[0][0]
 
 
 def query_sql(name: str) -> str:
@@ -492,4 +492,5 @@ def load_reference_tables(
         "create or replace table ref.gene_expression as select ? as matrix, ? as unit, ? as plausible_lo, ? as plausible_hi",
         [gene["matrix"], gene["unit"], float(gene["plausible"][0]), float(gene["plausible"][1])],
     )
+    apply_comments(con, "ref", "gene_expression")
     return counts

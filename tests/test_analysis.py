@@ -114,6 +114,36 @@ def test_load_takes_one_code_as_a_string_and_refuses_what_cannot_match(trial):
         load("core.sample", params="NFLS", warehouse=built.warehouse)
     with pytest.raises(ValueError, match=r"core.treg has no column\(s\) matrix"):
         load("core.treg", columns=["usubjid", "matrix"], warehouse=built.warehouse)
+    # a name two schemas publish (core.visit, ref.visit) asks for its schema
+    with pytest.raises(ValueError, match=r"Table 'visit' is ambiguous: name its schema, core.visit or ref.visit"):
+        load("visit", warehouse=built.warehouse)
+    assert load("core.visit", warehouse=built.warehouse).height == len(load_study().visits)
+
+
+def test_a_withheld_parameter_asked_of_a_blinded_warehouse_is_refused_not_empty(trial, unblinded_trial, tmp_path):
+    _, blinded = trial
+    with pytest.raises(ValueError, match="TREGPCT is withheld from this blinded warehouse"):
+        load("adbm", params=["NFLS", "TREGPCT"], warehouse=blinded.warehouse)
+    out = tmp_path / "tregpct.csv"
+    result = CliRunner().invoke(app, ["export", "adbm", "--param", "TRSIG", "--out", str(out),
+                                      "--warehouse", str(blinded.warehouse)])
+    assert result.exit_code == 2 and "TRSIG is withheld from this blinded warehouse" in result.output
+    assert not out.exists()
+    _, unblinded = unblinded_trial
+    assert load("adbm", params=["TREGPCT"], warehouse=unblinded.warehouse).height > 0
+
+
+@pytest.mark.parametrize("command", [["export", "adbm", "--out", "{tmp}/adbm.parquet"],
+                                     ["export", "gene-matrix", "--out", "{tmp}/genes.parquet"],
+                                     ["report", "--out", "{tmp}/report"], ["sql", "select 1"]])
+def test_a_reader_command_without_a_warehouse_says_so_in_one_line(tmp_path, command):
+    missing = tmp_path / "nowhere" / "mirocals.duckdb"
+    args = [part.format(tmp=tmp_path) for part in command] + ["--warehouse", str(missing)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    # one message (the console wraps it at the terminal's width), no traceback
+    expected = f"No warehouse at {missing}: run `mirocals build` (or `make demo`) first."
+    assert "".join(result.output.split()) == "".join(expected.split()) and "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("table", ["adbm", "adsl", "core.treg"])
@@ -154,6 +184,18 @@ def test_xpt_dates_stay_numeric_sas_dates_when_every_value_is_empty(tmp_path):
     assert meta.readstat_variable_types["DTHDT"] == "double"
     assert data["DTHDT"].isna().all()
     assert data["ADT"][0] == (datetime.date(2019, 3, 1) - datetime.date(1960, 1, 1)).days and math.isnan(data["ADT"][1])
+
+
+def test_xpt_export_writes_a_list_as_its_items_joined(trial, tmp_path):
+    _, built = trial
+    out = tmp_path / "visit.xpt"
+    result = CliRunner().invoke(app, ["export", "core.visit", "--format", "xpt", "--out", str(out),
+                                      "--warehouse", str(built.warehouse)])
+    assert result.exit_code == 0, result.output
+    written = dict(zip(*pyreadstat.read_xport(str(out))[0][["VISIT_CO", "MATRICES"]].to_dict("list").values()))
+    stored = dict(built.rows("select visit_code, array_to_string(list_sort(matrices), ', ') from core.visit"))
+    assert {visit: ", ".join(sorted(text.split(", "))) for visit, text in written.items()} == stored
+    assert written["BASELINE"].count(",") >= 2 and "[" not in written["BASELINE"]
 
 
 def test_xpt_export_refuses_text_longer_than_sas_transport_holds(tmp_path):

@@ -8,6 +8,7 @@ never follow them. `make -n` prints what each target would run without running i
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,9 @@ def test_make_demo_ends_with_commands_that_can_be_copied_whole_on_a_narrow_termi
     printed = subprocess.run([str(script), "next-steps", "--warehouse", str(warehouse)], capture_output=True,
                              text=True, check=True, timeout=60, env={**os.environ, "COLUMNS": "40"}).stdout
     lines = printed.splitlines()
-    for command in ('.venv/bin/mirocals sql "select armcd, count(*) from core.subject where randomised group by all"',
-                    f".venv/bin/duckdb -readonly {warehouse}", "make ui", "make test"):
+    # the commands name this warehouse (not the default one), quoted as a shell needs it
+    named = shlex.quote(str(warehouse))
+    for command in ('.venv/bin/mirocals sql "select armcd, count(*) from core.subject where randomised group by all"'
+                    f" --warehouse {named}",
+                    f".venv/bin/duckdb -readonly {named}", "make ui", "make test"):
         assert f"  {command}" in lines, printed
