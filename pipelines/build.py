@@ -12,6 +12,7 @@ from dagster._core.utils import make_new_run_id
 
 from pipelines.definitions import BUILD_JOB, build_definitions
 from pipelines.locking import BuildLock
+from pipelines.runs import fail_abandoned_runs, in_process_tags
 from pipelines.warehouse import lock_file, query_sql, read_connection
 
 ProgressCallback = Callable[[str], None]
@@ -44,11 +45,13 @@ def build_warehouse(
 
     Raises :class:`pipelines.locking.BuildLocked` at once if another build is running.
     """
+    instance = instance or dg.DagsterInstance.ephemeral()
     with BuildLock(lock_file(warehouse.resolve())):
-        pass  # fail fast with a clear message; the run itself holds the lock from here on
+        # fail fast with a clear message; the run itself holds the lock from here on. No build
+        # runs now: one the instance holds as started was killed (it would hold the run queue)
+        fail_abandoned_runs(instance, BUILD_JOB)
     defs = build_definitions(str(landing), str(warehouse), str(randomisation_file) if randomisation_file else None)
     job = defs.resolve_job_def(BUILD_JOB)
-    instance = instance or dg.DagsterInstance.ephemeral()
     run_id = make_new_run_id()
     done = threading.Event()
 
@@ -63,7 +66,7 @@ def build_warehouse(
         watcher.start()
     try:
         result = job.execute_in_process(
-            instance=instance, run_id=run_id, raise_on_error=False,
+            instance=instance, run_id=run_id, raise_on_error=False, tags=in_process_tags(),
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         )
     finally:

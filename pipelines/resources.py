@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import os
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -13,7 +13,9 @@ from pydantic import PrivateAttr
 
 from pipelines.blinding import BlindingMode, MixedBlinding, refuse_other_blinding
 from pipelines.locking import BuildLock
-from pipelines.warehouse import lock_file, open_for_writing, publish, settle_digest_key, work_file
+from pipelines.warehouse import (
+    copy_durably, lock_file, open_for_writing, publish, remove_unfinished_copies, settle_digest_key, work_file,
+)
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -90,6 +92,9 @@ class Warehouse(dg.ConfigurableResource):
         # Held for the whole run: a second build (UI or command line) stops with a clear message.
         self._lock = BuildLock(lock_file(self.file))
         self._lock.acquire()
+        # copies a killed build left half-written (no other build is copying: this one holds the lock)
+        for left in remove_unfinished_copies(self.file.parent, self.work_file.parent):
+            context.log.warning(f"removed {left}, an unfinished copy a stopped build left")
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self._close()
@@ -107,20 +112,22 @@ class Warehouse(dg.ConfigurableResource):
         """The work copy, open for writing. One connection serves a whole run: closing DuckDB
         after a large load costs seconds, and it would be paid by every asset."""
         if self._con is None:
-            # the published file too: a build whose work copy is gone would publish over it
-            if self.file.exists():
-                with closing(duckdb.connect(str(self.file), read_only=True)) as published:
-                    refuse_other_blinding(published, self.blinding.mode, self.file)
             if self.owner_only:
                 self.work_file.parent.mkdir(parents=True, exist_ok=True)
                 self.work_file.parent.chmod(0o700)
                 self.file.parent.chmod(0o700)
+            if self.file.exists():
+                # the published file too: the build would publish over it
+                self._refuse_other_blinding_of_published()
             if self.file.exists() and not self.work_file.exists():
                 # the work copy was lost (cleaned up, or the published file moved here): carry
                 # on from the published warehouse, never from nothing, which would drop the
-                # deliveries whose files have left the landing zone and renumber the others
+                # deliveries whose files have left the landing zone and renumber the others.
+                # Copied under another name, then renamed: a copy cut short is never taken for it.
                 self.work_file.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(self.file, self.work_file)
+                seeding = self.work_file.with_name(f"{self.work_file.name}.seeding-{os.getpid()}")
+                copy_durably(self.file, seeding, self.owner_only)
+                os.replace(seeding, self.work_file)
             con = open_for_writing(self.work_file)
             try:
                 refuse_other_blinding(con, self.blinding.mode, self.file)
@@ -133,6 +140,26 @@ class Warehouse(dg.ConfigurableResource):
             # refuses relation queries on the connection until that result is run to its end
             self._con.complete()
         yield self._con
+
+    def _refuse_other_blinding_of_published(self) -> None:
+        """:func:`refuse_other_blinding` on the published file, or on a copy of it while an
+        analyst holds it open read-write (DuckDB then refuses any other connection; a plain
+        copy reads it, and the build replaces the file by a rename, which the lock does not stop)."""
+        try:
+            with closing(duckdb.connect(str(self.file), read_only=True)) as published:
+                refuse_other_blinding(published, self.blinding.mode, self.file)
+            return
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower():
+                raise
+        self.work_file.parent.mkdir(parents=True, exist_ok=True)
+        probe = self.work_file.with_name(f"{self.work_file.name}.seeding-{os.getpid()}")
+        try:
+            copy_durably(self.file, probe, owner_only=True)
+            with closing(duckdb.connect(str(probe), read_only=True)) as published:
+                refuse_other_blinding(published, self.blinding.mode, self.file)
+        finally:
+            probe.unlink(missing_ok=True)
 
     def publish(self) -> None:
         """Swap the work copy in as the published warehouse."""

@@ -131,6 +131,36 @@ def lock_file(published: Path) -> Path:
     return published.parent / ".work" / f"{published.name}.lock"
 
 
+def copy_durably(source: Path, target: Path, owner_only: bool = False) -> None:
+    """Copy ``source`` to ``target`` and sync it to disk; a copy that fails (a full disk, the
+    process stopped) leaves no partial ``target`` behind, bar one a SIGKILL interrupts, which
+    :func:`remove_unfinished_copies` removes."""
+    try:
+        if owner_only:
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+            os.chmod(target, 0o600)
+        shutil.copyfile(source, target)
+        with target.open("rb+") as handle:
+            os.fsync(handle.fileno())
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+
+
+# Temporary copies of a database: a published warehouse on its way in, a work copy being seeded.
+UNFINISHED_COPY_PATTERNS = (".*.publishing-*", "*.seeding-*")
+
+
+def remove_unfinished_copies(*folders: Path) -> list[Path]:
+    """Delete the temporary copies a killed build left in ``folders`` (only a build holding the
+    lock may: no other build is copying). Returns them."""
+    left = [path for folder in folders if folder.is_dir() for pattern in UNFINISHED_COPY_PATTERNS
+            for path in folder.glob(pattern)]
+    for path in left:
+        path.unlink(missing_ok=True)
+    return left
+
+
 def publish(work: Path, published: Path, owner_only: bool = False) -> None:
     """Atomically replace ``published`` with a copy of ``work`` (checkpointed first).
 
@@ -140,12 +170,8 @@ def publish(work: Path, published: Path, owner_only: bool = False) -> None:
         con.execute("checkpoint")
     temporary = published.parent / f".{published.name}.publishing-{os.getpid()}"
     if owner_only:
-        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-        os.chmod(temporary, 0o600)
         work.chmod(0o600)
-    shutil.copyfile(work, temporary)
-    with temporary.open("rb+") as handle:
-        os.fsync(handle.fileno())
+    copy_durably(work, temporary, owner_only)
     os.replace(temporary, published)
     directory = os.open(published.parent, os.O_RDONLY)
     try:
@@ -338,7 +364,10 @@ def atomic(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection
         yield con
         con.commit()
     except BaseException:
-        con.rollback()
+        try:
+            con.rollback()
+        except duckdb.Error:
+            pass  # DuckDB rolled back itself (a commit that failed: a full disk): its error is the one to tell
         raise
 
 

@@ -25,7 +25,7 @@ import pytest
 from pipelines.ingest.delivery import recorded_digest
 from pipelines.locking import BuildLock
 from pipelines.synth import generate_landing_zone
-from pipelines.warehouse import digest_key_file, lock_file, read_digest_key, run_model, work_file
+from pipelines.warehouse import atomic, digest_key_file, lock_file, read_digest_key, run_model, work_file
 from tests.conftest import Built, run_build
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -429,4 +429,57 @@ def test_a_model_that_fails_to_build_leaves_the_one_before_in_place(tmp_path):
     with pytest.raises(duckdb.CatalogException, match="ref"):  # no ref.visit to build it from
         run_model(con, "core", "visit")
     assert con.execute("select visit_code from core.visit").fetchall() == [("SCR",)]
+    con.close()
+
+
+def test_an_analyst_holding_the_warehouse_read_write_does_not_stop_a_build(rebuilt, tmp_path):
+    """The DuckDB shell and R open a file read-write unless told otherwise, and DuckDB then lets
+    no other process open it. A build replaces the published file by a rename, which the lock
+    does not stop, and reads it (its blinding; the work copy's seed) from a plain copy. Copies a
+    killed build left half-written are removed."""
+    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    warehouse.parent.mkdir()
+    shutil.copyfile(rebuilt["built"].warehouse, warehouse)
+    shutil.copyfile(digest_key_file(rebuilt["built"].warehouse), digest_key_file(warehouse))
+    # no work copy (lost): the build seeds it from the published file; and the leftovers of kills
+    left = [warehouse.parent / f".{warehouse.name}.publishing-999999", work_file(warehouse).parent / "x.seeding-999999"]
+    for path in left:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half a copy")
+    analyst = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+                               "print(c.execute('select count(*) from audit.delivery').fetchone()[0], flush=True); "
+                               "sys.stdin.read()", str(warehouse)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        deliveries = int(analyst.stdout.readline())
+        with pytest.raises(duckdb.IOException, match="lock"):
+            duckdb.connect(str(warehouse), read_only=True)
+        built = run_build(rebuilt["landing"], warehouse)
+    finally:
+        analyst.communicate("", timeout=30)
+    assert built.scalar("select count(*) from audit.delivery") == deliveries
+    assert built.scalar("select bool_and(balanced) from audit.reconciliation")
+    assert not any(path.exists() for path in left)
+
+
+def test_a_commit_that_fails_is_told_not_the_rollback_after_it(tmp_path):
+    """On a full disk DuckDB's commit fails and rolls the transaction back itself; the rollback
+    that follows finds none, and its error had replaced the one that says what happened."""
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+
+    class FullDisk:
+        def begin(self):
+            con.begin()
+
+        def commit(self):
+            con.rollback()
+            raise duckdb.IOException('Failed to commit: Could not write file "w.duckdb.wal": No space left on device')
+
+        def rollback(self):
+            con.rollback()
+
+    with pytest.raises(duckdb.IOException, match="No space left on device"):
+        with atomic(FullDisk()):
+            pass
     con.close()

@@ -5,15 +5,21 @@ the daemon is in test_dagster_ui.py.)"""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.instance.ref import InstanceRef
 
 from pipelines.assets import automation
 from pipelines.definitions import build_definitions
 from pipelines.ingest.delivery import recorded_digest
 from pipelines.locking import BuildLock
-from pipelines.warehouse import lock_file, read_digest_key
+from pipelines.warehouse import digest_key_file, lock_file, read_digest_key
 from tests.conftest import run_build
 from tests.landing import treg, write_delivery, write_reference
 
@@ -142,3 +148,57 @@ def test_a_first_tick_before_any_build_shows_no_plain_hash_and_later_ticks_agree
     run_build(landing, warehouse)
     requests, _ = _tick(landing, warehouse, instance, cursor)
     assert requests == {}  # everything taken in: nothing asked for again
+
+
+def test_a_killed_command_line_build_does_not_hold_the_run_queue(landing, tmp_path):
+    """`mirocals build` runs in its own process, recorded in the UI's instance; killed (SIGKILL, a
+    reboot), the instance would hold its run as started for ever, and the queue (one run at a
+    time) would launch nothing after it. The next tick marks it failed; a live one is left alone."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    warehouse = tmp_path / "warehouse" / "mirocals.duckdb"
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002"), treg("S003")])
+    build = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mirocals")), "build", "--landing", str(landing), "--warehouse", str(warehouse)],
+        env={**os.environ, "DAGSTER_HOME": str(home)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        deadline = time.monotonic() + 120
+        while not instance.get_run_records(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+            assert build.poll() is None and time.monotonic() < deadline, "the build never started its run"
+            time.sleep(0.05)
+        (running,) = instance.get_run_records(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+        # alive: the tick leaves it alone (and the files wait for it)
+        _tick(landing, warehouse, instance)
+        assert instance.get_run_by_id(running.dagster_run.run_id).status == dg.DagsterRunStatus.STARTED
+        build.send_signal(signal.SIGKILL)
+        build.wait()
+        assert instance.get_run_by_id(running.dagster_run.run_id).status == dg.DagsterRunStatus.STARTED
+        requests, _ = _tick(landing, warehouse, instance)
+        assert instance.get_run_by_id(running.dagster_run.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert MANIFEST in requests
+
+
+def test_new_files_wait_while_the_published_warehouse_is_held_read_write_or_its_key_is_lost(landing, tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    warehouse = tmp_path / "warehouse" / "mirocals.duckdb"
+    run_build(landing, warehouse)
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002"), treg("S003")])
+    sensor = build_definitions(str(landing), str(warehouse)).resolve_sensor_def("landing_zone_sensor")
+    # an analyst's DuckDB shell opened without -readonly, in another process
+    analyst = subprocess.Popen([sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+                                "print('open', flush=True); sys.stdin.read()", str(warehouse)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert analyst.stdout.readline().strip() == "open"
+        data = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+        assert data.run_requests == [] and "is held open read-write by another process" in data.skip_message
+    finally:
+        analyst.communicate("", timeout=30)
+    key = read_digest_key(warehouse)
+    digest_key_file(warehouse).unlink()
+    data = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+    assert data.run_requests == [] and "put the key back from the warehouse's backup" in data.skip_message
+    assert not digest_key_file(warehouse).exists()  # no other key made: every file would look new
+    digest_key_file(warehouse).write_bytes(key)
+    requests, _ = _tick(landing, warehouse, instance)
+    assert set(requests) == {TREG}

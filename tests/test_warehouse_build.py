@@ -238,3 +238,35 @@ def test_a_preview_looks_in_the_newest_deliveries_first_and_orders_as_the_whole_
     # fewer rows than a preview in every window: the whole table's order, nulls last
     con.execute("delete from held where delivery_id < 20")
     assert ids(table_preview(con, "held", newest_first=True)) == [str(registered - 1), "20", "20", "20", ""]
+
+
+def test_a_run_that_leaves_tables_unbuilt_publishes_nothing(tmp_path):
+    """A run selected by hand in the UI (raw/treg and publish), or publish alone after a run
+    stopped once it had taken files in: the published warehouse stays as it was."""
+    from pipelines.definitions import BUILD_JOB, build_definitions
+    from tests.conftest import run_build
+    from tests.landing import treg, write_delivery, write_reference
+
+    landing, warehouse = tmp_path / "landing", tmp_path / "wh" / "mirocals.duckdb"
+    write_reference(landing)
+    run_build(landing, warehouse)
+    published = warehouse.read_bytes()
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002"), treg("S003")])
+    job = build_definitions(str(landing), str(warehouse)).resolve_job_def(BUILD_JOB)
+    instance = dg.DagsterInstance.ephemeral()
+
+    def run(*keys: str):
+        result = job.execute_in_process(instance=instance, raise_on_error=False,
+                                        asset_selection=[dg.AssetKey(key.split("/")) for key in keys])
+        (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+        return failure.step_failure_data.user_failure_data.description
+
+    message = run("raw/treg", "publish/warehouse")
+    assert message.startswith("Not published: this run does not rebuild ") and "core/treg" in message
+    assert warehouse.read_bytes() == published
+    # the raw rows were taken in by that run; publishing alone would show them without tables
+    assert run("publish/warehouse") == ("Not published: 1 deliveries were taken in after the tables were built "
+                                        "(labs/treg/treg_batch01.parquet); run the whole build_warehouse job.")
+    assert warehouse.read_bytes() == published
+    built = run_build(landing, warehouse)
+    assert built.scalar("select count(*) from core.treg where paramcd = 'CD4CNT'") == 2

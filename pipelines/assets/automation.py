@@ -8,16 +8,22 @@ from dataclasses import astuple
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
 from pipelines.ingest.delivery import FileStat, discover_files, file_sha256
 from pipelines.locking import BuildLock, BuildLocked
+from pipelines.runs import fail_abandoned_runs
 from pipelines.study import load_contracts
 from pipelines.warehouse import (
+    DigestKeyMissing,
     create_digest_key,
+    digest_key_file,
+    has_table,
     key_check,
     lock_file,
     query_sql,
     read_connection,
+    read_digest_key,
     recorded_digest,
 )
 
@@ -81,6 +87,25 @@ def taken_in(warehouse: Path) -> dict[str, set[str]]:
     return {name: {newest, loaded} - {None} for name, newest, loaded in rows}
 
 
+def digest_key(warehouse: Path) -> bytes:
+    """The published warehouse's digest key; made here only when the warehouse records none (a
+    new one would make every file look new). Raises DigestKeyMissing when it records one and the
+    key file is missing or another (it must come back from the backup)."""
+    recorded = None
+    if warehouse.exists():
+        with read_connection(warehouse) as con:
+            if has_table(con, "audit", "digest_key"):
+                recorded = con.execute("select key_check from audit.digest_key").fetchall()
+    if not recorded:
+        return create_digest_key(warehouse)
+    key = read_digest_key(warehouse)
+    if key is None or key_check(key) != recorded[0][0]:
+        raise DigestKeyMissing(
+            f"{warehouse}: its file digests are keyed, and its key {digest_key_file(warehouse)} is missing, "
+            "unreadable or not the one they were made with: put the key back from the warehouse's backup.")
+    return key
+
+
 def build_delivery_sensor(
     job, landing: Path, warehouse: Path, assets: list[dg.AssetsDefinition], interval_seconds: int
 ) -> dg.SensorDefinition:
@@ -111,14 +136,28 @@ def build_delivery_sensor(
         # a run would fail on its lock and count towards MAX_ATTEMPTS: the files wait instead.
         try:
             with BuildLock(lock_file(warehouse.resolve())):
-                pass
+                # no build is running: a command-line build the instance holds as started was
+                # killed, and would hold the run queue (one run at a time) for ever
+                for run_id in fail_abandoned_runs(context.instance, job.name):
+                    context.log.warning(f"run {run_id}: its process is gone; marked failed")
         except BuildLocked as locked:
             return dg.SkipReason(f"New files wait for the build that holds the warehouse. {locked}")
         seen = json.loads(context.cursor) if context.cursor else {}
-        # the blinded warehouse's digest key, made here if no build has made it yet: a plain hash
-        # would show in the run's tags (see pipelines/warehouse.py settle_digest_key)
-        found, cursor = landing_files(landing, seen, time.time(), create_digest_key(warehouse))
-        known = taken_in(warehouse) if found else {}
+        try:
+            # the blinded warehouse's digest key, made here if no build has made it yet: a plain
+            # hash would show in the run's tags (see pipelines/warehouse.py settle_digest_key)
+            key = digest_key(warehouse)
+            found, cursor = landing_files(landing, seen, time.time(), key)
+            known = taken_in(warehouse) if found else {}
+        except DigestKeyMissing as missing:
+            return dg.SkipReason(f"New files wait: {missing}")
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower():
+                raise
+            # a session opened read-write (the DuckDB shell, R's default) lets no other process in
+            return dg.SkipReason(
+                f"New files wait: the published warehouse {warehouse} is held open read-write by another "
+                f"process ({str(error).splitlines()[0]}); analysts open it read-only.")
         for family, relative, sha, changed_ns in found:
             if sha in known.get(relative, ()):
                 continue
