@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from dagster._core.instance.ref import InstanceRef
 from pipelines.assets import automation
 from pipelines.definitions import build_definitions
 from pipelines.ingest.delivery import recorded_digest
-from pipelines.locking import BuildLock
+from pipelines.locking import BuildLock, BuildLocked
 from pipelines.warehouse import digest_key_file, lock_file, read_digest_key
 from tests.conftest import run_build
 from tests.landing import treg, write_delivery, write_reference
@@ -202,3 +203,36 @@ def test_new_files_wait_while_the_published_warehouse_is_held_read_write_or_its_
     digest_key_file(warehouse).write_bytes(key)
     requests, _ = _tick(landing, warehouse, instance)
     assert set(requests) == {TREG}
+
+
+def test_a_build_starting_while_the_sensor_looks_at_the_lock_is_not_refused(tmp_path):
+    path = tmp_path / "wh" / ".work" / "build.lock"
+    probing = threading.Event()
+
+    def sensor_tick():
+        with BuildLock(path, probe=True):  # the sensor: an instant, as long as its own queries take
+            probing.set()
+            time.sleep(0.3)
+
+    tick = threading.Thread(target=sensor_tick)
+    tick.start()
+    probing.wait(5)
+    with BuildLock(path):  # waits for the tick instead of stopping with "another build"
+        assert path.read_text().startswith(f"PID {os.getpid()}, started ")
+    tick.join()
+    # a probe never writes itself in as the build holding the warehouse
+    path.write_text("PID 1, started 2026-12-01 02:00:00 UTC")
+    with BuildLock(path, probe=True):
+        pass
+    assert path.read_text() == "PID 1, started 2026-12-01 02:00:00 UTC"
+
+
+def test_a_build_holding_the_lock_still_stops_the_next_one_naming_it(tmp_path):
+    path = tmp_path / "wh" / ".work" / "build.lock"
+    with BuildLock(path):
+        started = time.monotonic()
+        with pytest.raises(BuildLocked, match=rf"Another build is writing this warehouse \(PID {os.getpid()}, started "):
+            BuildLock(path).acquire()
+        assert time.monotonic() - started < 10
+        with pytest.raises(BuildLocked):
+            BuildLock(path, probe=True).acquire()

@@ -135,7 +135,7 @@ def build_delivery_sensor(
         # While a build holds the warehouse (a command-line build, or this sensor's previous run),
         # a run would fail on its lock and count towards MAX_ATTEMPTS: the files wait instead.
         try:
-            with BuildLock(lock_file(warehouse.resolve())):
+            with BuildLock(lock_file(warehouse.resolve()), probe=True):
                 # no build is running: a command-line build the instance holds as started was
                 # killed, and would hold the run queue (one run at a time) for ever
                 for run_id in fail_abandoned_runs(context.instance, job.name):
