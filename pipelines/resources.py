@@ -112,13 +112,13 @@ class Warehouse(dg.ConfigurableResource):
         """The work copy, open for writing. One connection serves a whole run: closing DuckDB
         after a large load costs seconds, and it would be paid by every asset."""
         if self._con is None:
+            if self.file.exists():
+                # the published file too, before anything is changed: the build would publish over it
+                self._refuse_other_blinding_of_published()
             if self.owner_only:
                 self.work_file.parent.mkdir(parents=True, exist_ok=True)
                 self.work_file.parent.chmod(0o700)
                 self.file.parent.chmod(0o700)
-            if self.file.exists():
-                # the published file too: the build would publish over it
-                self._refuse_other_blinding_of_published()
             if self.file.exists() and not self.work_file.exists():
                 # the work copy was lost (cleaned up, or the published file moved here): carry
                 # on from the published warehouse, never from nothing, which would drop the
