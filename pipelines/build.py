@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
@@ -25,6 +25,11 @@ class BuildResult:
     steps: int
     failed_checks: list[str]
     errors: list[str]
+    check_details: dict[str, list[str]] = field(default_factory=dict)  # failed check -> the files it names
+
+
+# Metadata entries of a failed check that name files and why (pipelines/assets/deliveries.py).
+FILE_DETAILS = ("refused", "files_not_taken_in")
 
 
 def step_count(landing: Path, warehouse: Path) -> int:
@@ -73,22 +78,28 @@ def build_warehouse(
         done.set()
         if watcher:
             watcher.join()
-    failed_checks = [
-        f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
-        for evaluation in (
-            event.event_specific_data
-            for event in result.all_events
-            if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
-        )
-        if not evaluation.passed
+    failed = [
+        event.event_specific_data
+        for event in result.all_events
+        if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION and not event.event_specific_data.passed
     ]
+    failed_checks = [f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}" for evaluation in failed]
+    # the files a failed contract check names, with the reason: refused, or not taken in this time
+    check_details = {
+        f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}": [
+            line.removeprefix("- ").replace("**", "") for entry in FILE_DETAILS if entry in evaluation.metadata
+            for line in str(evaluation.metadata[entry].value).splitlines() if line.strip() and line != "none"
+        ]
+        for evaluation in failed
+    }
     steps = len([e for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION])
     errors = [
         f"{event.step_key}: {_root_cause(event.step_failure_data.error)}"
         for event in result.all_events
         if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.step_failure_data.error
     ]
-    return BuildResult(success=result.success, run_id=run_id, steps=steps, failed_checks=failed_checks, errors=errors)
+    return BuildResult(success=result.success, run_id=run_id, steps=steps, failed_checks=failed_checks, errors=errors,
+                       check_details=check_details)
 
 
 def _root_cause(error) -> str:

@@ -118,8 +118,7 @@ def _run_build(landing: Path, warehouse: Path, randomisation_file: Path | None =
             err.print(f"[red]{escape(str(locked))}[/red]")
             raise typer.Exit(3) from None
     if not result.success:
-        for check in result.failed_checks:
-            console.print(f"[yellow]check failed:[/yellow] {escape(check)}")
+        _print_failed_checks(result)
         for error in result.errors:
             err.print(f"[red]{escape(str(error))}[/red]")
         published = ("the published warehouse was not changed" if settings.warehouse.exists()
@@ -146,8 +145,15 @@ def _run_build(landing: Path, warehouse: Path, randomisation_file: Path | None =
         console.print(f"[red]NOT BALANCED[/red] (rows delivered <> loaded + held back): {', '.join(unbalanced)}")
     else:
         console.print("Every delivery balances: its rows delivered are loaded or held back.")
+    _print_failed_checks(result)
+
+
+def _print_failed_checks(result) -> None:
+    """Each failed check, and the files it names with the reason (refused, not taken in)."""
     for check in result.failed_checks:
         console.print(f"[yellow]check failed:[/yellow] {escape(check)}")
+        for detail in result.check_details.get(check, []):
+            console.print(f"  {escape(detail)}")
 
 
 @app.command()

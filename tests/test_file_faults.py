@@ -10,9 +10,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
 import pipelines.ingest.delivery as delivery
 from pipelines.assets.automation import landing_files
+from pipelines.cli import app
 from tests.conftest import run_build
 from tests.landing import nf, treg, write_delivery, write_reference
 
@@ -102,3 +104,13 @@ def test_a_file_named_in_latin1_is_listed_not_taken_in_and_stops_nothing(landing
         "its name is not UTF-8 text (a name written in Latin-1 or cp1252?); not taken in: rename it.")]
     assert built.scalar("select count(*) from core.treg where paramcd = 'CD4CNT'") == 2
     assert built.scalar("select count(*) from core.neurofilament") == 2
+
+
+def test_the_build_command_names_each_refused_file_and_why(landing, tmp_path):
+    truncated = write_delivery(landing, "treg", "treg_batch02.parquet", [treg("S002"), treg("S003")])
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    result = CliRunner().invoke(app, ["build", "--landing", str(landing), "--warehouse", str(tmp_path / "wh" / "m.duckdb")])
+    assert result.exit_code == 0, result.output
+    printed = " ".join(result.output.split())
+    assert ("check failed: raw/treg:delivery_contract rejected labs/treg/treg_batch02.parquet: not a readable "
+            "Parquet file (truncated or damaged in transfer?)") in printed
