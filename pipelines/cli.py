@@ -261,7 +261,7 @@ def export(
     format: Annotated[str, typer.Option("--format", help="parquet, csv or xpt (SAS transport v5, 8-character names).")] = "parquet",
     out: Annotated[Path, typer.Option("--out", help="File to write.")] = Path("export.parquet"),
     param: Annotated[Optional[list[str]], typer.Option("--param", help="Keep these PARAMCDs (repeatable).")] = None,
-    visit: Annotated[Optional[list[str]], typer.Option("--visit", help="Keep these analysis visits (repeatable).")] = None,
+    visit: Annotated[Optional[list[str]], typer.Option("--visit", help="Keep these visits (repeatable): AVISIT in analysis tables, visit_code in core tables.")] = None,
     warehouse: WarehouseOption = None,
 ) -> None:
     """Export a published table, or the genes x samples matrix (gene-matrix) for omics tools."""
@@ -271,8 +271,10 @@ def export(
     settings = _settings_of_a_built_warehouse(warehouse)
     try:
         if table == "gene-matrix":
-            genes, samples = export_gene_matrix(settings.warehouse, out, format)
-            console.print(f"Wrote {genes:,} genes x {samples:,} samples to {out} (sample annotation beside it).")
+            genes, samples, left_out = export_gene_matrix(settings.warehouse, out, format)
+            console.print(f"Wrote {genes:,} genes x {samples:,} samples to {out} (sample annotation beside it)"
+                          + (f"; {left_out:,} genes without a value left out (withheld in a blinded build, or held back)."
+                             if left_out else "."))
             return
         rows = export_table(settings.warehouse, table, format, out, params=param, visits=visit)
     except (UnknownTable, ValueError) as error:

@@ -69,8 +69,12 @@ def export_table(warehouse: Path, table: str, fmt: str, out: Path, **filters) ->
     return rows
 
 
-def export_gene_matrix(warehouse: Path, out: Path, fmt: str = "parquet") -> tuple[int, int]:
-    """Genes x samples matrix of log2 CPM for omics tools, plus a sample annotation file."""
+def export_gene_matrix(warehouse: Path, out: Path, fmt: str = "parquet") -> tuple[int, int, int]:
+    """Genes x samples matrix of log2 CPM for omics tools, plus a sample annotation file.
+
+    A gene without one value (the treatment-revealing genes of a blinded build, withheld; a gene
+    held back in every sample) is left out: an all-empty row stops some tools. Returns the genes
+    written, the samples, and the genes left out."""
     if fmt not in ("parquet", "csv"):
         raise ValueError("The gene matrix is written as parquet or csv")
     annotation = out.with_name(f"{out.stem}_samples.{fmt}")
@@ -82,14 +86,17 @@ def export_gene_matrix(warehouse: Path, out: Path, fmt: str = "parquet") -> tupl
         # the matrix's sample columns in the annotation's row order: omics tools pair them by position
         order = [sample for sample, *_ in con.execute(samples_sql).fetchall()]
         listed = ", ".join("'" + sample.replace("'", "''") + "'" for sample in order) or "null"
+        valued = ("select GENEID, GENESYM, SAMPLEID, AVAL from analysis.adgene where GENEID in "
+                  "(select GENEID from analysis.adgene group by GENEID having count(AVAL) > 0)")
         con.execute(
-            f"copy (pivot (select GENEID, GENESYM, SAMPLEID, AVAL from analysis.adgene) on SAMPLEID in ({listed}) "
+            f"copy (pivot ({valued}) on SAMPLEID in ({listed}) "
             f"using first(AVAL) order by GENEID) to '{_sql_path(out)}' ({option})"
         )
         con.execute(f"copy ({samples_sql}) to '{_sql_path(annotation)}' ({option})")
-        genes = con.execute("select count(distinct GENEID) from analysis.adgene").fetchone()[0]
-        samples = con.execute("select count(distinct SAMPLEID) from analysis.adgene").fetchone()[0]
-    return genes, samples
+        genes, left_out = con.execute(
+            "select count(*) filter (where valued), count(*) filter (where not valued) from "
+            "(select GENEID, count(AVAL) > 0 as valued from analysis.adgene group by GENEID)").fetchone()
+    return genes, len(order), left_out
 
 
 def _sql_path(path: Path) -> str:
