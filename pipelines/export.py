@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.api import build_query, refuse_arms_not_held, refuse_withheld_params, resolve_table
-from pipelines.warehouse import holds_real_arms, owner_only_files, read_connection, table_docs
+from pipelines.warehouse import holds_real_arms, owner_only_files, read_connection, sas_labels, table_docs
 
 FORMATS = ("parquet", "csv", "xpt")
 XPT_NAME_LENGTH = 8
@@ -114,7 +114,8 @@ def write_xpt(frame, key: str, out: Path, dates: list[str] = ()) -> None:
         frame[column] = (frame[column] - SAS_EPOCH).dt.days.astype("float64")
     names = xpt_names(list(frame.columns))
     docs = table_docs()[key].get("columns", {})
-    labels = [xpt_label(str(docs.get(c, c))) for c in frame.columns]
+    standard = sas_labels()
+    labels = [standard.get(c) or xpt_label(str(docs.get(c, c))) for c in frame.columns]
     frame = frame.rename(columns=names)
     for column in frame.columns:
         if str(frame[column].dtype) in ("boolean", "bool"):

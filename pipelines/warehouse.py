@@ -377,9 +377,18 @@ def run_ddl(con: duckdb.DuckDBPyConnection, name: str) -> None:
 
 
 @cache
+def _tables_yaml() -> dict[str, Any]:
+    return yaml.safe_load((SCHEMAS_DIR / "tables.yaml").read_text(encoding="utf-8"))
+
+
 def table_docs() -> dict[str, dict[str, Any]]:
     """Published table documentation from ``schemas/tables.yaml``, keyed ``schema.table``."""
-    return yaml.safe_load((SCHEMAS_DIR / "tables.yaml").read_text(encoding="utf-8"))["tables"]
+    return _tables_yaml()["tables"]
+
+
+def sas_labels() -> dict[str, str]:
+    """The CDISC labels of the analysis tables' variables, by name (``schemas/tables.yaml``)."""
+    return _tables_yaml()["sas_labels"]
 
 
 def _quote(text: str) -> str:

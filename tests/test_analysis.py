@@ -15,6 +15,7 @@ from pipelines.cli import app
 from pipelines.dictionary import render_markdown
 from pipelines.export import write_xpt, xpt_label
 from pipelines.study import PROJECT_ROOT, load_study
+from pipelines.warehouse import sas_labels, table_docs
 
 
 def test_treg_ratio_to_baseline_rises_on_ld_il2_only(unblinded_trial):
@@ -224,7 +225,7 @@ def test_export_writes_every_row(trial, tmp_path, fmt):
         data, meta = pyreadstat.read_xport(str(out))
         frame = pl.from_pandas(data)
         assert all(len(name) <= 8 for name in frame.columns)
-        assert "Analysis value" in " ".join(meta.column_labels)
+        assert meta.column_names_to_labels["AVAL"] == "Analysis Value"
         # ADaM dates are SAS dates (days since 1960 with a date format), not datetimes
         assert meta.original_variable_types["ADT"] == "DATE9"
         delivered = {d for (d,) in built.rows("select distinct ADT from analysis.adbm where PARAMCD = 'NFLS'")}
@@ -291,3 +292,21 @@ def test_an_rna_sample_has_the_same_visit_and_treatment_in_adbm_and_adgene(trial
         f"select distinct {columns} from analysis.adgene_samples "
         "where SAMPLEID in (select SAMPLEID from analysis.adbm where SRCTBL = 'core.transcript_summary') order by all")
     assert in_adbm and in_adgene == in_adbm
+
+
+def test_every_analysis_variable_has_a_whole_cdisc_label_for_sas():
+    docs = table_docs()
+    variables = {c for key, doc in docs.items() if key.startswith("analysis.") for c in doc["columns"]}
+    labels = sas_labels()
+    assert variables == set(labels), (variables - set(labels), set(labels) - variables)
+    assert all(0 < len(label.encode("utf-8")) <= 40 for label in labels.values()), labels
+
+
+def test_xpt_export_labels_analysis_variables_as_cdisc_names_them(trial, tmp_path):
+    _, built = trial
+    out = tmp_path / "adsl.xpt"
+    result = CliRunner().invoke(app, ["export", "adsl", "--format", "xpt", "--out", str(out), "--warehouse", str(built.warehouse)])
+    assert result.exit_code == 0, result.output
+    labels = pyreadstat.read_xport(str(out), metadataonly=True)[1].column_names_to_labels
+    assert labels["TRT01P"] == "Planned Treatment for Period 01" and labels["ARM"] == "Description of Planned Arm"
+    assert labels["USUBJID"] == "Unique Subject Identifier" and labels["PNFHSTR"] == "Baseline CSF pNfH Stratum"
