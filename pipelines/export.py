@@ -103,6 +103,11 @@ def _sql_path(path: Path) -> str:
     return str(path.resolve()).replace("'", "''")
 
 
+def _is_list(value) -> bool:
+    """A list value of a cell (an array, not a text)."""
+    return hasattr(value, "__len__") and not isinstance(value, (str, bytes))
+
+
 def write_xpt(frame, key: str, out: Path, dates: list[str] = ()) -> None:
     """Write ``frame`` as SAS transport v5. ``dates`` are DATE columns: written as SAS dates (days
     since 1960 with a date format, as ADaM's *DT variables are), not as datetimes."""
@@ -120,10 +125,9 @@ def write_xpt(frame, key: str, out: Path, dates: list[str] = ()) -> None:
     for column in frame.columns:
         if str(frame[column].dtype) in ("boolean", "bool"):
             frame[column] = frame[column].map({True: "Y", False: "N"})
-        elif frame[column].map(lambda v: hasattr(v, "__len__") and not isinstance(v, (str, bytes))).any():
+        elif frame[column].map(_is_list).any():
             # a list (core.visit's matrices): its items joined, as the CSV export writes them
-            frame[column] = frame[column].map(
-                lambda v: ", ".join(map(str, v)) if hasattr(v, "__len__") and not isinstance(v, (str, bytes)) else v)
+            frame[column] = frame[column].map(lambda v: ", ".join(map(str, v)) if _is_list(v) else v)
     too_long = {}
     for original, column in zip(names, frame.columns, strict=True):
         if frame[column].dtype == object or str(frame[column].dtype).startswith("str"):

@@ -14,7 +14,8 @@ from pydantic import PrivateAttr
 from pipelines.blinding import BlindingMode, MixedBlinding, refuse_other_blinding
 from pipelines.locking import BuildLock
 from pipelines.warehouse import (
-    copy_durably, lock_file, open_for_writing, publish, remove_unfinished_copies, settle_digest_key, work_file,
+    copy_durably, held_by_another_writer, lock_file, open_for_writing, publish, remove_unfinished_copies,
+    settle_digest_key, temporary_copy, work_file,
 )
 
 
@@ -125,7 +126,7 @@ class Warehouse(dg.ConfigurableResource):
                 # deliveries whose files have left the landing zone and renumber the others.
                 # Copied under another name, then renamed: a copy cut short is never taken for it.
                 self.work_file.parent.mkdir(parents=True, exist_ok=True)
-                seeding = self.work_file.with_name(f"{self.work_file.name}.seeding-{os.getpid()}")
+                seeding = temporary_copy(self.work_file, "seeding")
                 copy_durably(self.file, seeding, self.owner_only)
                 os.replace(seeding, self.work_file)
             con = open_for_writing(self.work_file)
@@ -150,10 +151,10 @@ class Warehouse(dg.ConfigurableResource):
                 refuse_other_blinding(published, self.blinding.mode, self.file)
             return
         except duckdb.IOException as error:
-            if "lock" not in str(error).lower():
+            if not held_by_another_writer(error):
                 raise
         self.work_file.parent.mkdir(parents=True, exist_ok=True)
-        probe = self.work_file.with_name(f"{self.work_file.name}.seeding-{os.getpid()}")
+        probe = temporary_copy(self.work_file, "seeding")
         try:
             copy_durably(self.file, probe, owner_only=True)
             with closing(duckdb.connect(str(probe), read_only=True)) as published:

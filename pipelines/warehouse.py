@@ -93,6 +93,19 @@ def key_check(key: bytes) -> str:
     return hmac.new(key, b"mirocals digest key", hashlib.sha256).hexdigest()
 
 
+def recorded_digest_key(published: Path, recorded_check: str) -> bytes:
+    """The key of a warehouse whose digests are keyed (``audit.digest_key`` holds
+    ``recorded_check``); raises :class:`DigestKeyMissing` when its file is missing or another key."""
+    key = read_digest_key(published)
+    if key is None or key_check(key) != recorded_check:
+        raise DigestKeyMissing(
+            f"{published}: its file digests are keyed, and its key {digest_key_file(published)} is missing, "
+            "unreadable or not the one they were made with. Put the key back (it is in the backup of the "
+            "warehouse folder): without it every file would be taken in again."
+        )
+    return key
+
+
 def settle_digest_key(con: duckdb.DuckDBPyConnection, published: Path) -> bytes:
     """The key of a blinded warehouse's file digests, checked against the warehouse's record.
 
@@ -102,15 +115,8 @@ def settle_digest_key(con: duckdb.DuckDBPyConnection, published: Path) -> bytes:
     otherwise look new and be taken in again.
     """
     recorded = con.execute("select key_check from audit.digest_key").fetchone()
-    key = read_digest_key(published)
     if recorded is not None:
-        if key is None or key_check(key) != recorded[0]:
-            raise DigestKeyMissing(
-                f"{published}: its file digests are keyed, and its key {digest_key_file(published)} is missing, "
-                "unreadable or not the one they were made with. Put the key back (it is in the backup of the "
-                "warehouse folder): without it every file would be taken in again."
-            )
-        return key
+        return recorded_digest_key(published, recorded[0])
     key = create_digest_key(published)  # the one made by the sensor, if it came first
     plain = [sha for (sha,) in con.execute(
         "select file_sha256 from audit.delivery union select file_sha256 from audit.landing_file").fetchall()]
@@ -147,15 +153,21 @@ def copy_durably(source: Path, target: Path, owner_only: bool = False) -> None:
         raise
 
 
-# Temporary copies of a database: a published warehouse on its way in, a work copy being seeded.
-UNFINISHED_COPY_PATTERNS = (".*.publishing-*", "*.seeding-*")
+# Why a database is copied under a temporary name: a published warehouse on its way in, a work
+# copy being seeded (or the published file read while an analyst holds it).
+COPY_PURPOSES = ("publishing", "seeding")
+
+
+def temporary_copy(target: Path, purpose: str) -> Path:
+    """This process's temporary name for a copy of a database that becomes (or is read as) ``target``."""
+    return target.with_name(f".{target.name}.{purpose}-{os.getpid()}")
 
 
 def remove_unfinished_copies(*folders: Path) -> list[Path]:
     """Delete the temporary copies a killed build left in ``folders`` (only a build holding the
     lock may: no other build is copying). Returns them."""
-    left = [path for folder in folders if folder.is_dir() for pattern in UNFINISHED_COPY_PATTERNS
-            for path in folder.glob(pattern)]
+    left = [path for folder in folders if folder.is_dir() for purpose in COPY_PURPOSES
+            for path in folder.glob(f".*.{purpose}-*")]
     for path in left:
         path.unlink(missing_ok=True)
     return left
@@ -168,7 +180,7 @@ def publish(work: Path, published: Path, owner_only: bool = False) -> None:
     """
     with write_connection(work) as con:
         con.execute("checkpoint")
-    temporary = published.parent / f".{published.name}.publishing-{os.getpid()}"
+    temporary = temporary_copy(published, "publishing")
     if owner_only:
         work.chmod(0o600)
     copy_durably(work, temporary, owner_only)
@@ -229,6 +241,12 @@ def read_connection(path: Path, sandboxed: bool = False) -> Iterator[duckdb.Duck
         yield con
     finally:
         con.close()
+
+
+def held_by_another_writer(error: duckdb.Error) -> bool:
+    """Whether opening a database failed because another process holds it open read-write
+    (DuckDB then lets no other process in, read-only included)."""
+    return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()
 
 
 def holds_real_arms(con: duckdb.DuckDBPyConnection) -> bool:

@@ -42,17 +42,22 @@ def test_text_delivered_as_string_view_is_taken_in(landing, tmp_path):
         "S002": 812.5, "S003": 790.0}
 
 
-def test_a_fault_no_check_names_refuses_the_file_and_the_build_goes_on(landing, tmp_path, monkeypatch):
+def _failing_on(suite: str, message: str):
+    """Validation that raises, for ``suite``'s deliveries, an error no check names."""
     validate = delivery.validate_table
 
-    def failing_on_treg(suite, *args, **kwargs):
-        if suite == "treg":
-            raise ValueError("a fault of this file's content that no check names yet")
-        return validate(suite, *args, **kwargs)
+    def validate_or_fail(name, *args, **kwargs):
+        if name == suite:
+            raise ValueError(message)
+        return validate(name, *args, **kwargs)
 
+    return validate_or_fail
+
+
+def test_a_fault_no_check_names_refuses_the_file_and_the_build_goes_on(landing, tmp_path, monkeypatch):
     warehouse = tmp_path / "wh" / "mirocals.duckdb"
     with monkeypatch.context() as faulty:
-        faulty.setattr(delivery, "validate_table", failing_on_treg)
+        faulty.setattr(delivery, "validate_table", _failing_on("treg", "a fault of this file's content that no check names yet"))
         built = run_build(landing, warehouse)
     refused = built.dicts("select status, rule, reason, rows_delivered from audit.delivery where file_name = ?", [TREG_FILE])
     assert refused == [{
@@ -73,14 +78,7 @@ def test_a_fault_no_check_names_refuses_the_file_and_the_build_goes_on(landing, 
 
 
 def test_the_message_of_a_fault_no_check_names_is_kept_for_a_family_without_withheld_values(landing, tmp_path, monkeypatch):
-    validate = delivery.validate_table
-
-    def failing_on_neurofilament(suite, *args, **kwargs):
-        if suite == "neurofilament":
-            raise ValueError("year 20210 is out of range")
-        return validate(suite, *args, **kwargs)
-
-    monkeypatch.setattr(delivery, "validate_table", failing_on_neurofilament)
+    monkeypatch.setattr(delivery, "validate_table", _failing_on("neurofilament", "year 20210 is out of range"))
     built = run_build(landing, tmp_path / "wh" / "mirocals.duckdb")
     assert "(ValueError: year 20210 is out of range)" in built.scalar(
         "select reason from audit.delivery where file_name = ?", [NF_FILE])

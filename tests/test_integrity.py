@@ -442,7 +442,7 @@ def test_an_analyst_holding_the_warehouse_read_write_does_not_stop_a_build(rebui
     shutil.copyfile(rebuilt["built"].warehouse, warehouse)
     shutil.copyfile(digest_key_file(rebuilt["built"].warehouse), digest_key_file(warehouse))
     # no work copy (lost): the build seeds it from the published file; and the leftovers of kills
-    left = [warehouse.parent / f".{warehouse.name}.publishing-999999", work_file(warehouse).parent / "x.seeding-999999"]
+    left = [warehouse.parent / f".{warehouse.name}.publishing-999999", work_file(warehouse).parent / f".{warehouse.name}.seeding-999999"]
     for path in left:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half a copy")

@@ -198,7 +198,7 @@ def test_new_files_wait_while_the_published_warehouse_is_held_read_write_or_its_
     key = read_digest_key(warehouse)
     digest_key_file(warehouse).unlink()
     data = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
-    assert data.run_requests == [] and "put the key back from the warehouse's backup" in data.skip_message
+    assert data.run_requests == [] and "Put the key back (it is in the backup of the warehouse folder)" in data.skip_message
     assert not digest_key_file(warehouse).exists()  # no other key made: every file would look new
     digest_key_file(warehouse).write_bytes(key)
     requests, _ = _tick(landing, warehouse, instance)

@@ -17,14 +17,14 @@ from pipelines.study import load_contracts
 from pipelines.warehouse import (
     DigestKeyMissing,
     create_digest_key,
-    digest_key_file,
     has_table,
+    held_by_another_writer,
     key_check,
     lock_file,
     query_sql,
     read_connection,
-    read_digest_key,
     recorded_digest,
+    recorded_digest_key,
 )
 
 # A file must be left alone this long before it is taken in (a transfer may still be writing it).
@@ -96,14 +96,7 @@ def digest_key(warehouse: Path) -> bytes:
         with read_connection(warehouse) as con:
             if has_table(con, "audit", "digest_key"):
                 recorded = con.execute("select key_check from audit.digest_key").fetchall()
-    if not recorded:
-        return create_digest_key(warehouse)
-    key = read_digest_key(warehouse)
-    if key is None or key_check(key) != recorded[0][0]:
-        raise DigestKeyMissing(
-            f"{warehouse}: its file digests are keyed, and its key {digest_key_file(warehouse)} is missing, "
-            "unreadable or not the one they were made with: put the key back from the warehouse's backup.")
-    return key
+    return recorded_digest_key(warehouse, recorded[0][0]) if recorded else create_digest_key(warehouse)
 
 
 def build_delivery_sensor(
@@ -152,7 +145,7 @@ def build_delivery_sensor(
         except DigestKeyMissing as missing:
             return dg.SkipReason(f"New files wait: {missing}")
         except duckdb.IOException as error:
-            if "lock" not in str(error).lower():
+            if not held_by_another_writer(error):
                 raise
             # a session opened read-write (the DuckDB shell, R's default) lets no other process in
             return dg.SkipReason(

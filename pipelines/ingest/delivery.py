@@ -381,11 +381,12 @@ def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> Chec
     declared = set(contract.column_names)
     extra = [name for key, name in by_normalised.items() if key not in declared]
     if missing:
-        renamed = f" Unexpected column(s) present: {', '.join(repr(n) for n in extra)} (renamed?)." if extra else ""
         if any(_named_like_a_value(name) for name in extra):
             # its first row read as the header: the names are a subject's or a sample's values
             renamed = (f" Its other {len(extra)} column(s) are named like values (numbers, dates, identifiers), so "
                        "their names are not repeated here: was the file exported without its header row?")
+        else:
+            renamed = f" Unexpected column(s) present: {', '.join(repr(n) for n in extra)} (renamed?)." if extra else ""
         raise DeliveryRejected(
             file_name,
             "required_columns",
@@ -435,7 +436,7 @@ def _refuse_text_not_utf8(table: pa.Table, file_name: str, contract: FamilyContr
                 chunk.validate(full=True)
         except pa.ArrowInvalid:
             found = []
-            if _value_type(column.type) in (pa.string(), pa.large_string(), pa.string_view()):
+            if _is_text(column.type):
                 values = column.combine_chunks()
                 if pa.types.is_dictionary(values.type):
                     values = values.dictionary_decode()
@@ -502,6 +503,12 @@ _SAME_TYPE = {
 def _value_type(delivered: pa.DataType) -> pa.DataType:
     """The type of a column's values (a dictionary-encoded column's: its dictionary's)."""
     return delivered.value_type if pa.types.is_dictionary(delivered) else delivered
+
+
+def _is_text(delivered: pa.DataType) -> bool:
+    """Whether a column holds text (any of Arrow's string types, dictionary-encoded or not)."""
+    value = _value_type(delivered)
+    return pa.types.is_string(value) or pa.types.is_large_string(value) or pa.types.is_string_view(value)
 
 
 def _delivered_as_declared(delivered: pa.DataType, declared: str) -> bool:
@@ -631,8 +638,8 @@ def _changed_by_cast(quoted: str, delivered: pa.DataType, declared: str) -> str 
     rounded away, a time of day dropped), or would read text that is not written as the type
     is (DuckDB reads ``1_000`` as 1000, ``epoch`` as 1970-01-01, and a time with a zone as its
     clock time, where the contract's times are site-local); None where a cast keeps the value."""
+    text = _is_text(delivered)
     delivered = _value_type(delivered)
-    text = pa.types.is_string(delivered) or pa.types.is_large_string(delivered) or pa.types.is_string_view(delivered)
     written_as = f"not regexp_full_match(trim({quoted}), '{_TEXT_FORMS[declared]}')" if text and declared in _TEXT_FORMS else None
     changed = None
     if declared == "INTEGER" and (pa.types.is_floating(delivered) or pa.types.is_decimal(delivered) or text):
@@ -645,12 +652,8 @@ def _changed_by_cast(quoted: str, delivered: pa.DataType, declared: str) -> str 
 # How a number or a date delivered as text must be written to be read (case-insensitive NaN and
 # infinity are read, and held back by the expectations; ISO dates, with a time but no zone).
 _NUMBER_TEXT = r"[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?|(?i)[-+]?(nan|inf|infinity)"
-_TEXT_FORMS = {
-    "DOUBLE": _NUMBER_TEXT,
-    "INTEGER": _NUMBER_TEXT,
-    "DATE": r"[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?)?",
-    "TIMESTAMP": r"[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?)?",
-}
+_DATE_TEXT = r"[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?)?"
+_TEXT_FORMS = {"DOUBLE": _NUMBER_TEXT, "INTEGER": _NUMBER_TEXT, "DATE": _DATE_TEXT, "TIMESTAMP": _DATE_TEXT}
 
 
 def _identifier(name: str) -> str:
@@ -944,9 +947,9 @@ def judge_again(
         for delivery_id, *_ in stale:
             with atomic(con):
                 withhold_stored_values(con, contract.family, delivery_id)
-            if docs_dir is not None:
-                redact_data_docs(docs_dir, contract.suite, data_docs_label(delivery_id),
-                                 lambda column: mentions_revealing(column, contract.family), WITHHELD)
+        if docs_dir is not None and stale:
+            redact_data_docs(docs_dir, contract.suite, [data_docs_label(delivery_id) for delivery_id, *_ in stale],
+                             lambda column: mentions_revealing(column, contract.family), WITHHELD)
     if contract.mode == "snapshot":
         # only the newest export counts; the earlier ones' rows are no longer current
         newest = con.execute("select audit.newest_delivery(?)", [contract.family]).fetchone()[0]

@@ -494,18 +494,20 @@ def _redact_gx_result(gx_result: Any, withhold: Callable[[str | None], bool], pl
     return changed
 
 
-def redact_data_docs(docs_dir: Path, suite: str, label: str, withhold: Callable[[str | None], bool], placeholder: str) -> int:
+def redact_data_docs(
+    docs_dir: Path, suite: str, labels: list[str], withhold: Callable[[str | None], bool], placeholder: str
+) -> int:
     """Withhold the values of the columns ``withhold`` names from the stored Great Expectations
-    results of one delivery (batch ``label`` and its parts, every judgment) and render their
-    pages again; returns the results changed."""
+    results of the deliveries whose batches are ``labels`` (and their parts, every judgment) and
+    render their pages again; returns the results changed. The store is listed once."""
     if not docs_dir.is_dir():
         return 0
     site, store = _docs_site(str(docs_dir.resolve()))
     _, context, _ = _gx()
+    batches = re.compile(f"(?:{'|'.join(map(re.escape, labels))})(?:-part[0-9]+)?")
     changed = []
     for key in context.stores[store].list_keys():
-        if key.expectation_suite_identifier.name != suite or not re.fullmatch(
-                rf"{re.escape(label)}(-part[0-9]+)?", key.batch_identifier):
+        if key.expectation_suite_identifier.name != suite or not batches.fullmatch(key.batch_identifier):
             continue
         gx_result = context.stores[store].get(key)
         if _redact_gx_result(gx_result, withhold, placeholder):
