@@ -189,7 +189,8 @@ def withhold_stored_values(con: duckdb.DuckDBPyConnection, family: str, delivery
     """Null, in the rows the warehouse keeps of a delivery, the values that the current rules
     withhold (:func:`withheld_values`) and that rules before them let through, a revealing
     gene or column added to the study definition since; and the same values in the reasons and
-    examples of its earlier judgments. Returns how many stored rows lost a value."""
+    examples of its earlier judgments. Returns how many stored rows (delivered rows and
+    judgments) lost a value."""
     if not revealing_columns(family) and family != "transcript_gene":
         return 0  # nothing of this family is withheld
     rows = f"raw.{family}__rows"
@@ -221,31 +222,33 @@ def withhold_stored_values(con: duckdb.DuckDBPyConnection, family: str, delivery
                 ).fetchone()[0]
             finally:
                 con.unregister("withheld_genes")
-    _redact_earlier_judgments(con, family, delivery_id)
-    return changed
+    return changed + _redact_earlier_judgments(con, family, delivery_id)
 
 
-def _redact_earlier_judgments(con: duckdb.DuckDBPyConnection, family: str, delivery_id: int) -> None:
+def _redact_earlier_judgments(con: duckdb.DuckDBPyConnection, family: str, delivery_id: int) -> int:
     """The reasons and examples of a delivery's stored judgments, without the values of the
-    columns a blinded build now withholds (as :func:`withhold_revealing_failures` stores them)."""
+    columns a blinded build now withholds (as :func:`withhold_revealing_failures` stores them).
+    Returns how many judgments lost a value."""
     columns = [column for column, in con.execute(
         "select distinct column_name from audit.validation where delivery_id = ? and column_name is not null "
         "union select distinct column_name from audit.row_failure where delivery_id = ? and column_name is not null",
         [delivery_id, delivery_id],
     ).fetchall() if mentions_revealing(column, family)]
     if not columns:
-        return
-    con.execute(
+        return 0
+    failures = con.execute(
         "update audit.row_failure set reason = split_part(reason, ' (delivered:', 1) || ' (delivered: ' || $3 || ')' "
         "where delivery_id = $1 and column_name in (select unnest($2::varchar[])) "
         "and reason <> split_part(reason, ' (delivered:', 1) || ' (delivered: ' || $3 || ')'",
         [delivery_id, columns, WITHHELD],
-    )
-    con.execute(
+    ).fetchone()[0]
+    outcomes = con.execute(
         "update audit.validation set examples = to_json(list_transform(range(json_array_length(examples)::bigint), lambda i: $3)) "
-        "where delivery_id = $1 and column_name in (select unnest($2::varchar[])) and json_array_length(examples) > 0",
+        "where delivery_id = $1 and column_name in (select unnest($2::varchar[])) and json_array_length(examples) > 0 "
+        "and examples <> to_json(list_transform(range(json_array_length(examples)::bigint), lambda i: $3))",
         [delivery_id, columns, WITHHELD],
-    )
+    ).fetchone()[0]
+    return failures + outcomes
 
 
 def mentions_revealing(column: str | None, family: str) -> bool:

@@ -17,6 +17,7 @@ import hmac
 
 import os
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -154,8 +155,9 @@ def copy_durably(source: Path, target: Path, owner_only: bool = False) -> None:
 
 
 # Why a database is copied under a temporary name: a published warehouse on its way in, a work
-# copy being seeded (or the published file read while an analyst holds it).
-COPY_PURPOSES = ("publishing", "seeding")
+# copy being seeded (or the published file read while an analyst holds it), a work copy being
+# written anew without its freed blocks.
+COPY_PURPOSES = ("publishing", "seeding", "rewriting")
 
 
 def temporary_copy(target: Path, purpose: str) -> Path:
@@ -173,23 +175,62 @@ def remove_unfinished_copies(*folders: Path) -> list[Path]:
     return left
 
 
+def _sync_folder(folder: Path) -> None:
+    directory = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def rewrite_after_withholding(work: Path) -> int:
+    """Write ``work`` anew if a blinded build withheld values it had stored (``audit.withholding``
+    rows not yet rewritten). An update leaves the values it overwrote in DuckDB's freed blocks
+    until they happen to be reused, and a copy of the file carries them: anyone who can read the
+    published file could read them. The new file holds the tables, views and macros only, copied
+    by DuckDB (``copy from database``); it replaces ``work`` by a rename once written and synced.
+    Returns how many withholdings it covered (0: nothing to rewrite, ``work`` untouched)."""
+    rewritten = temporary_copy(work, "rewriting")
+    with write_connection(work) as con:
+        if not has_table(con, "audit", "withholding"):
+            return 0
+        pending = con.execute("select count(*) from audit.withholding where rewritten_at is null").fetchone()[0]
+        if not pending:
+            return 0
+        source = con.execute("select current_database()").fetchone()[0]
+        rewritten.unlink(missing_ok=True)
+        try:
+            con.execute("set preserve_insertion_order = true")  # rows stay in delivery order, as built
+            con.execute("attach ? as rewritten", [str(rewritten)])
+            con.execute(f'copy from database "{source}" to rewritten')
+            con.execute("update rewritten.audit.withholding set rewritten_at = now() where rewritten_at is null")
+            con.execute("detach rewritten")
+            with rewritten.open("rb+") as handle:
+                os.fsync(handle.fileno())
+        except BaseException:
+            rewritten.unlink(missing_ok=True)
+            raise
+    os.chmod(rewritten, stat.S_IMODE(work.stat().st_mode))
+    os.replace(rewritten, work)
+    _sync_folder(work.parent)
+    return pending
+
+
 def publish(work: Path, published: Path, owner_only: bool = False) -> None:
-    """Atomically replace ``published`` with a copy of ``work`` (checkpointed first).
+    """Atomically replace ``published`` with a copy of ``work`` (checkpointed first, and
+    written anew first if values were withheld from it: :func:`rewrite_after_withholding`).
 
     ``owner_only`` creates the published file readable by its owner only (unblinded builds).
     """
-    with write_connection(work) as con:
-        con.execute("checkpoint")
+    if not rewrite_after_withholding(work):
+        with write_connection(work) as con:
+            con.execute("checkpoint")
     temporary = temporary_copy(published, "publishing")
     if owner_only:
         work.chmod(0o600)
     copy_durably(work, temporary, owner_only)
     os.replace(temporary, published)
-    directory = os.open(published.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    _sync_folder(published.parent)
 
 
 # Builds keep DuckDB within this much memory and spill the rest to the work folder, so a

@@ -324,12 +324,17 @@ def test_a_column_marked_treatment_revealing_later_is_withheld_from_what_was_sto
         assert columns_containing(warehouse_text(warehouse), value), value
     assert "13.37" in first.scalar("select reason from audit.row_failure where column_name = 'cd4_count'")
     assert "13.37" in _stored_outside_the_warehouse(warehouse)
+    assert b"(delivered: 13.37)" in warehouse.read_bytes()  # the failure's reason, as DuckDB stores it
 
     change_study(_mark_revealing("CD4CNT"))
     changed = _build(landing, warehouse)
     for path in (warehouse, work_file(warehouse)):
         text = warehouse_text(path)
         assert columns_containing(text, "13.37") == [] and columns_containing(text, "801.7") == [], path
+        # nor in the blocks the updates freed: the file was written anew before it was published
+        assert b"13.37" not in path.read_bytes(), f"{path} still holds 13.37"
+    assert changed.rows("select family, values_withheld > 0, rewritten_at is not null from audit.withholding") == [
+        ("treg", True, True)]
     assert "13.37" not in _stored_outside_the_warehouse(warehouse)
     assert changed.scalar("select count(cd4_count) from raw.treg") == 0
     # both judgments hold the failure, neither its value
@@ -340,6 +345,7 @@ def test_a_column_marked_treatment_revealing_later_is_withheld_from_what_was_sto
     assert _balanced(changed)
     again = _build(landing, warehouse)
     assert _rules_check(again, "treg")[1]["deliveries_judged_again"] == 0
+    assert again.scalar("select count(*) from audit.withholding") == 1  # nothing more withheld, not written anew
 
 
 def test_a_gene_added_to_the_treatment_revealing_genes_is_withheld_from_what_was_stored(  # noqa: F811

@@ -22,7 +22,7 @@ def study_definition(warehouse: Warehouse, blinding: Blinding) -> dg.Materialize
     mode = blinding.mode
     with warehouse.connect() as con, atomic(con):
         run_ddl(con, "audit")
-        for table in ("delivery", "validation", "row_failure"):
+        for table in ("delivery", "validation", "row_failure", "withholding"):
             apply_comments(con, "audit", table)
         run_ddl(con, "macros")
         create_raw_tables(con)

@@ -946,7 +946,10 @@ def judge_again(
         # have grown since these deliveries were stored (a gene or column marked revealing)
         for delivery_id, *_ in stale:
             with atomic(con):
-                withhold_stored_values(con, contract.family, delivery_id)
+                withheld = withhold_stored_values(con, contract.family, delivery_id)
+                if withheld:
+                    con.execute("insert into audit.withholding values (?, ?, ?, now(), null)",
+                                [delivery_id, contract.family, withheld])
         if docs_dir is not None and stale:
             redact_data_docs(docs_dir, contract.suite, [data_docs_label(delivery_id) for delivery_id, *_ in stale],
                              lambda column: mentions_revealing(column, contract.family), WITHHELD)

@@ -91,3 +91,15 @@ create table if not exists audit.repeated_key_row (
 create table if not exists audit.digest_key (
     key_check varchar not null   -- HMAC-SHA256 of a fixed text under the key
 );
+
+-- Values a blinded build withheld from the rows and judgments it had stored (a column or gene
+-- marked treatment-revealing since). DuckDB leaves what an update overwrote in freed blocks of the
+-- file, readable by anyone who can read the file, so the next publish first writes the warehouse
+-- into a new file (pipelines/warehouse.py rewrite_after_withholding) and stamps rewritten_at.
+create table if not exists audit.withholding (
+    delivery_id     integer not null,
+    family          varchar not null,
+    values_withheld bigint not null,       -- stored rows and judgments that lost a value
+    withheld_at     timestamp not null,
+    rewritten_at    timestamp              -- null: the file may still hold the values, in freed blocks
+);
