@@ -66,6 +66,10 @@ QUERIES = {
         "where PARAMCD = 'NFLS' and AVISIT = 'M3' and ANL01FL = 'Y' group by TRTP"
     ),
     "adgene_gene_by_visit": "select AVISIT, TRTP, avg(AVAL) from analysis.adgene where GENESYM = ? group by all",
+    # beyond the three: the gene's change from baseline, a window over the subject's rows of it
+    "adgene_change_gene_by_visit": (
+        "select AVISIT, TRTP, avg(CHG) from analysis.adgene_change where GENESYM = ? group by all"
+    ),
     "reconciliation": "select * from audit.reconciliation",
 }
 

@@ -16,7 +16,7 @@ NUMBERS = (
     "scale", "genes", "generation_s", "floor_s", "full_build_s", "incremental_s", "peak_rss_mb",
     "incremental_peak_rss_mb", "ratio_full_to_floor", "incremental_to_full", "unchanged_build_s", "unchanged_peak_rss_mb",
 )
-QUERIES = ("adbm_param_visit_by_arm", "adgene_gene_by_visit", "reconciliation")
+QUERIES = ("adbm_param_visit_by_arm", "adgene_gene_by_visit", "adgene_change_gene_by_visit", "reconciliation")
 
 
 @pytest.mark.slow

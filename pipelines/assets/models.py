@@ -78,6 +78,8 @@ MODELS: tuple[Model, ...] = (
     Model("staging", "int_biomarker__values", ("core.treg", "core.neurofilament", "core.transcript_summary"),
           materialized="view"),
     Model("analysis", "adgene", ("analysis.adgene_samples", "core.transcript_gene"), materialized="view"),
+    # BASE is a window over each subject's rows of a gene: its first rows sort the whole gene table
+    Model("analysis", "adgene_change", ("analysis.adgene",), materialized="view", previewed=False),
     # Views: they list held-back and corrected gene rows with their delivered values, which a
     # table would copy again at every build, more of them as deliveries pile up; a query reads
     # only the gene rows that the small verdict tables name.

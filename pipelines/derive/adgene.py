@@ -13,6 +13,8 @@ from typing import Any
 import polars as pl
 
 from pipelines.derive.bds import (
+    baseline_window,
+    derive_var_ablfl,
     derive_var_anl01fl,
     derive_var_trtp,
     derive_vars_avisit,
@@ -23,7 +25,7 @@ from pipelines.derive.checks import assert_columns
 
 ADGENE_SAMPLE_COLUMNS: tuple[str, ...] = (
     "STUDYID", "USUBJID", "SITEID", "TRTP", "TRTPN", "TRTA",
-    "SAMPLEID", "ADT", "ADY", "VISIT", "AVISIT", "AVISITN", "ANL01FL",
+    "SAMPLEID", "ADT", "ADY", "VISIT", "AVISIT", "AVISITN", "ABLFL", "ANL01FL",
 )  # fmt: skip
 
 
@@ -33,18 +35,24 @@ def create_adgene_samples(
     visits: Sequence[Mapping[str, Any] | object],
     arms: Sequence[str | Mapping[str, Any] | object],
     studyid: str,
+    baseline_day: int = 1,
 ) -> pl.DataFrame:
     """One record per RNA sample (core.sample rows) with treatment and analysis visit; ANL01FL
     marks one sample per subject and analysis visit, the one closest to the target day (then the
     later), as ADBM's records are chosen; two samples collected the same day are told apart by
     the greater sample id, where ADBM's records are by the later delivery and row, so there the
-    two tables may pick different samples."""
+    two tables may pick different samples. ABLFL marks the subject's baseline RNA sample: the
+    last one in the baseline window (:func:`baseline_window`), whose gene values are ADGENE's
+    baselines."""
     assert_columns(samples, ["usubjid", "sample_id", "visit_code", "collection_date", "study_day"], "create_adgene_samples")
+    earliest_day, _ = baseline_window(visits, baseline_day)
     return (
         samples.rename({"usubjid": "USUBJID", "sample_id": "SAMPLEID", "visit_code": "VISIT"})
         .pipe(derive_vars_merged, subject, by_vars={"USUBJID": "usubjid"}, new_vars={"siteid": "SITEID"})
         .pipe(derive_vars_dt_dy)
         .pipe(derive_vars_avisit, visits)
+        .pipe(derive_var_ablfl, baseline_day, by_vars=("USUBJID",), tiebreak=("SAMPLEID",),
+              earliest_day=earliest_day, value_var=None)
         .pipe(derive_var_anl01fl, by_vars=("USUBJID", "AVISIT"), tiebreak=("SAMPLEID",), value_var=None)
         .pipe(derive_var_trtp, subject, arms)
         .with_columns(pl.lit(studyid, dtype=pl.String).alias("STUDYID"))

@@ -198,12 +198,16 @@ def derive_var_ablfl(
     by_vars: Sequence[str] = BY_SUBJECT_PARAM,
     tiebreak: Sequence[str] = TIEBREAK,
     earliest_day: int | None = None,
+    value_var: str | None = "AVAL",
 ) -> pl.DataFrame:
-    """Add ABLFL = 'Y' on the last non-null AVAL with ADY <= baseline_day per subject x parameter,
-    and ADY >= earliest_day when given (see :func:`baseline_window`)."""
-    assert_columns(df, [*by_vars, "AVAL", "ADY", *tiebreak], "derive_var_ablfl")
+    """Add ABLFL = 'Y' on the last record with a value (``value_var``; None: every record, such
+    as samples) with ADY <= baseline_day per subject x parameter, and ADY >= earliest_day when
+    given (see :func:`baseline_window`)."""
+    assert_columns(df, [*by_vars, *([value_var] if value_var else []), "ADY", *tiebreak], "derive_var_ablfl")
     assert_new_columns(df, ["ABLFL"], "derive_var_ablfl")
-    candidate = pl.col("AVAL").is_not_null() & (pl.col("ADY") <= baseline_day)
+    candidate = pl.col("ADY") <= baseline_day
+    if value_var:
+        candidate = candidate & pl.col(value_var).is_not_null()
     if earliest_day is not None:
         candidate = candidate & (pl.col("ADY") >= earliest_day)
     mask = _last_in_group(df, by_vars, ["ADY", *tiebreak], candidate)

@@ -217,6 +217,21 @@ def test_adgene_samples_flag_one_rna_sample_per_subject_and_visit_window():
     assert adgene.columns == list(ADGENE_SAMPLE_COLUMNS)
     flags = dict(adgene.select("SAMPLEID", "ANL01FL").rows())
     assert flags == {"R1": None, "R2": "Y", "R3": None, "R4": "Y", "R5": None}
+    # the baseline RNA sample: the last one in the baseline window; S2 has none
+    assert dict(adgene.select("SAMPLEID", "ABLFL").rows()) == {"R1": None, "R2": "Y", "R3": None, "R4": None, "R5": None}
+
+
+def test_the_baseline_rna_sample_is_within_the_baseline_window_up_to_day_1():
+    samples = frame(
+        {"usubjid": pl.String, "sample_id": pl.String, "visit_code": pl.String, "collection_date": pl.Date,
+         "study_day": pl.Int32},
+        [(S1, "R0", "SCREEN", on_day(R1, -90), -90),    # before the run-in: never a baseline
+         (S2, "R6", "BASELINE", on_day(R2, -12), -12),  # S2's only sample in the window,
+         (S2, "R7", "BASELINE", on_day(R2, 2), 2),      # then one after day 1, in no window
+         (S2, "R8", "M3", on_day(R2, 85), 85)],
+    )  # fmt: skip
+    adgene = create_adgene_samples(samples, SUBJECT, VISITS, ARMS, "MIROCALS")
+    assert dict(adgene.select("SAMPLEID", "ABLFL").rows()) == {"R0": None, "R6": "Y", "R7": None, "R8": None}
 
 
 def test_adbm_needs_to_be_told_which_parameters_take_ratios():

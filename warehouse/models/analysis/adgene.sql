@@ -17,6 +17,8 @@ select
     rna_samples.VISIT,
     rna_samples.AVISIT,
     rna_samples.AVISITN,
+    -- the gene's value in the subject's baseline RNA sample (analysis.adgene_change adds BASE and CHG)
+    case when rna_samples.ABLFL = 'Y' and gene.aval is not null then 'Y' end as ABLFL,
     rna_samples.ANL01FL,
     gene.sample_id                  as SAMPLEID,
     'core.transcript_gene'          as SRCTBL,
