@@ -248,9 +248,11 @@ def check(
 
 def _settings_of_a_built_warehouse(warehouse: Path | None):
     """The settings, once the warehouse file they name exists; else a one-line message, exit 2."""
+    from pipelines.warehouse import not_built
+
     settings = get_settings(warehouse=warehouse)
     if not settings.warehouse.exists():
-        err.print(f"[red]No warehouse at {settings.warehouse}[/red]: run `mirocals build` (or `make demo`) first.")
+        err.print(f"[red]{escape(not_built(settings.warehouse))}[/red]")
         raise typer.Exit(2)
     return settings
 

@@ -79,7 +79,9 @@ def export_gene_matrix(warehouse: Path, out: Path, fmt: str = "parquet") -> tupl
         raise ValueError("The gene matrix is written as parquet or csv")
     annotation = out.with_name(f"{out.stem}_samples.{fmt}")
     option = "format parquet, compression zstd" if fmt == "parquet" else "format csv, header true"
-    samples_sql = ("select distinct SAMPLEID, USUBJID, TRTP, AVISIT, AVISITN, ADT, ADY, ANL01FL from analysis.adgene "
+    # the samples with gene rows; ABLFL marks each subject's baseline sample, for paired analyses
+    samples_sql = ("select distinct SAMPLEID, gene.USUBJID, gene.TRTP, gene.AVISIT, gene.AVISITN, gene.ADT, gene.ADY, "
+                   "rna.ABLFL, gene.ANL01FL from analysis.adgene as gene join analysis.adgene_samples as rna using (SAMPLEID) "
                    "order by USUBJID, AVISITN, ADY, SAMPLEID")
     with read_connection(warehouse) as con, owner_only_files(holds_real_arms(con)):
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -265,6 +265,11 @@ def write_connection(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 READER_SEARCH_PATH = "analysis,core,audit,quarantine,ref,main"
 
 
+def not_built(path: Path) -> str:
+    """What to tell a user who asks for the warehouse ``path`` before any build made it."""
+    return f"No warehouse at {path}: run `mirocals build` (or `make demo`) first."
+
+
 @contextmanager
 def read_connection(path: Path, sandboxed: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the warehouse read-only; fails clearly if it has not been built.
@@ -273,7 +278,7 @@ def read_connection(path: Path, sandboxed: bool = False) -> Iterator[duckdb.Duck
     configuration, for SQL typed by a user.
     """
     if not path.exists():
-        raise FileNotFoundError(f"No warehouse at {path}: run `mirocals build` (or `make demo`) first.")
+        raise FileNotFoundError(not_built(path))
     config = {"enable_external_access": False, "lock_configuration": True} if sandboxed else {}
     con = duckdb.connect(str(path), read_only=True, config=config)
     # `adbm`, `treg`, `reconciliation` without their schema: the published layers first

@@ -273,6 +273,9 @@ def test_gene_matrix_export(trial, tmp_path):
     # the annotation says which sample of a subject's visit window to analyse
     assert samples.filter(pl.col("ANL01FL") == "Y").height == built.scalar(
         "select count(*) from analysis.adgene_samples where ANL01FL = 'Y'") > 0
+    # and which is the subject's baseline sample, the one ADGENE's changes are from
+    assert samples.filter(pl.col("ABLFL") == "Y")["SAMPLEID"].sort().to_list() == [sample for sample, in built.rows(
+        "select SAMPLEID from analysis.adgene_samples where ABLFL = 'Y' order by 1")] != []
     sample = samples["SAMPLEID"][0]
     gene = matrix["GENEID"][0]
     assert matrix.filter(pl.col("GENEID") == gene)[sample][0] == pytest.approx(
