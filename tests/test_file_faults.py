@@ -3,10 +3,12 @@ reason, takes in every other file, and the next build does not stop on it either
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
 
+import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -14,6 +16,7 @@ from typer.testing import CliRunner
 
 import pipelines.ingest.delivery as delivery
 from pipelines.assets.automation import landing_files
+from pipelines.build import build_warehouse
 from pipelines.cli import app
 from tests.conftest import run_build
 from tests.landing import nf, treg, write_delivery, write_reference
@@ -112,3 +115,57 @@ def test_the_build_command_names_each_refused_file_and_why(landing, tmp_path):
     printed = " ".join(result.output.split())
     assert ("check failed: raw/treg:delivery_contract rejected labs/treg/treg_batch02.parquet: not a readable "
             "Parquet file (truncated or damaged in transfer?)") in printed
+
+
+def _treg_deliveries(built) -> list[dict]:
+    return built.dicts("select status, rule, rows_delivered from audit.delivery where file_name = ?", [TREG_FILE])
+
+
+def test_running_out_of_memory_while_taking_a_file_in_refuses_nothing(landing, tmp_path, monkeypatch):
+    """pyarrow's ArrowMemoryError is an ArrowException, the errors a file's content raises: it
+    refused the file as unprocessable, for good. A fault of the machine now stops the run, nothing
+    of the file is recorded, and the next build takes it in."""
+    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+
+    def out_of_memory(name, *args, **kwargs):
+        raise pa.ArrowMemoryError("malloc of size 1073741824 failed")
+
+    with monkeypatch.context() as faulty:
+        faulty.setattr(delivery, "validate_table", out_of_memory)
+        stopped = build_warehouse(landing, warehouse, instance=dg.DagsterInstance.ephemeral())
+    assert not stopped.success
+    built = run_build(landing, warehouse)
+    assert _treg_deliveries(built) == [{"status": "accepted", "rule": None, "rows_delivered": 2}]
+    assert built.scalar("select count(*) from core.treg where paramcd = 'CD4CNT'") == 2
+
+
+def test_a_read_the_operating_system_fails_is_taken_in_by_the_next_build(landing, tmp_path, monkeypatch):
+    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    read_table = pq.read_table
+
+    def failing_read(source, *args, **kwargs):
+        if Path(source).name == Path(TREG_FILE).name:
+            raise OSError(errno.EIO, "Input/output error", str(source))
+        return read_table(source, *args, **kwargs)
+
+    with monkeypatch.context() as faulty:
+        faulty.setattr(delivery.pq, "read_table", failing_read)
+        first = build_warehouse(landing, warehouse, instance=dg.DagsterInstance.ephemeral())
+    assert first.success  # the other files are taken in; the Treg file waits
+    assert _treg_deliveries(run_build(landing, warehouse)) == [{"status": "accepted", "rule": None, "rows_delivered": 2}]
+
+
+def test_a_file_with_a_damaged_page_is_refused_as_unreadable(landing, tmp_path):
+    # pyarrow raises an OSError for it too, without an errno: the file's fault, not the machine's
+    path = landing / TREG_FILE
+    pq.write_table(pa.table({name: pa.array(values * 5000) for name, values in pq.read_table(path).to_pydict().items()}),
+                   path, compression="snappy")
+    damaged = bytearray(path.read_bytes())
+    column = pq.read_metadata(path).row_group(0).column(0)
+    start, end = column.data_page_offset + 20, column.data_page_offset + column.total_compressed_size - 20
+    damaged[start:end] = b"A" * (end - start)
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(OSError, match="thrift"):
+        pq.read_table(path)
+    built = run_build(landing, tmp_path / "wh" / "mirocals.duckdb")
+    assert [(d["status"], d["rule"]) for d in _treg_deliveries(built)] == [("rejected", "file_readable")]

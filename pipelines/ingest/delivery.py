@@ -324,6 +324,8 @@ def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> Chec
     try:
         schema = pq.read_schema(path)
     except Exception as error:  # pyarrow raises several types for damaged files
+        if machine_fault(error):
+            raise
         raise DeliveryRejected(
             file_name, "file_readable", f"not a readable Parquet file (truncated or damaged in transfer?): {error}"
         ) from None
@@ -333,6 +335,8 @@ def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> Chec
     try:
         keys = _map_keys(path, schema)
     except Exception as error:
+        if machine_fault(error):
+            raise
         raise DeliveryRejected(
             file_name, "file_readable", f"not a readable Parquet file (truncated or damaged in transfer?): {error}"
         ) from None
@@ -368,6 +372,8 @@ def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> Chec
         strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
         table = pq.read_table(path, read_dictionary=strings if contract.cluster_by else None)
     except Exception as error:
+        if machine_fault(error):
+            raise
         raise DeliveryRejected(
             file_name, "file_readable", f"not a readable Parquet file (truncated or damaged in transfer?): {error}"
         ) from None
@@ -805,6 +811,8 @@ def _take_in(
     except CONTENT_ERRORS as error:
         # a fault of the file that no check above names: it is refused, recorded, and the build
         # goes on with the other files (an error of the machine, such as a full disk, stops it)
+        if machine_fault(error):
+            raise
         reason = f"{file_name}: {_not_processable(error, contract, blinding)}"
         _record_delivery(con, stat, **base, rows_delivered=checked.table.num_rows, status="rejected",
                          rule="file_processable", reason=reason)
@@ -812,9 +820,18 @@ def _take_in(
                                reason, None)
 
 
-# Errors that reading a file's content can raise: a file raising one is refused (file_processable).
+# Errors that reading a file's content can raise: a file raising one is refused (file_processable),
+# unless it is a fault of the machine (:func:`machine_fault`).
 CONTENT_ERRORS = (ValueError, pa.ArrowException, duckdb.ConversionException, duckdb.InvalidInputException,
                   duckdb.OutOfRangeException)
+
+
+def machine_fault(error: BaseException) -> bool:
+    """Whether an error met while reading or taking in a file is the machine's, not the file's:
+    memory ran out (pyarrow's ArrowMemoryError is also an ArrowException), the work was cancelled,
+    or the operating system failed a read (an OSError with an errno; the OSErrors pyarrow raises
+    for corrupt pages carry none). Such a file is not refused: it is taken in by a later build."""
+    return isinstance(error, (MemoryError, pa.ArrowCancelled)) or (isinstance(error, OSError) and error.errno is not None)
 
 
 def _not_processable(error: Exception, contract: FamilyContract, blinding: BlindingMode | None) -> str:
