@@ -20,6 +20,7 @@ import shutil
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from string import Template
@@ -198,13 +199,15 @@ def rewrite_after_withholding(work: Path) -> int:
         if not pending:
             return 0
         source = con.execute("select current_database()").fetchone()[0]
+        alias = f"{source}_rewritten"  # never the source's own name
         rewritten.unlink(missing_ok=True)
         try:
             con.execute("set preserve_insertion_order = true")  # rows stay in delivery order, as built
-            con.execute("attach ? as rewritten", [str(rewritten)])
-            con.execute(f'copy from database "{source}" to rewritten')
-            con.execute("update rewritten.audit.withholding set rewritten_at = now() where rewritten_at is null")
-            con.execute("detach rewritten")
+            con.execute(f'attach ? as "{alias}"', [str(rewritten)])
+            con.execute(f'copy from database "{source}" to "{alias}"')
+            con.execute(f'update "{alias}".audit.withholding set rewritten_at = ? where rewritten_at is null',
+                        [datetime.now(UTC).replace(tzinfo=None)])
+            con.execute(f'detach "{alias}"')
             with rewritten.open("rb+") as handle:
                 os.fsync(handle.fileno())
         except BaseException:

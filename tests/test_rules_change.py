@@ -370,3 +370,26 @@ def test_a_gene_added_to_the_treatment_revealing_genes_is_withheld_from_what_was
     later = _build(gene_landing, warehouse)
     assert columns_containing(warehouse_text(warehouse), "9.25") == []
     assert _rules_check(later, "transcript_gene")[1]["deliveries_judged_again"] == 0
+
+
+def test_a_blinded_warehouse_from_before_withholdings_were_recorded_is_written_anew_once(tmp_path):
+    """An earlier build may have withheld stored values without recording it: the freed blocks
+    of its file may hold them. The first build that records withholdings writes it anew."""
+    landing, warehouse = tmp_path / "landing", tmp_path / "wh" / "mirocals.duckdb"
+    write_reference(landing)
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002", cd4=13.37), treg("S003", cd4=801.7)])
+    _build(landing, warehouse)
+    # as an earlier build withholding CD4 counts left it: the quoted values overwritten, no record of it
+    with duckdb.connect(str(work_file(warehouse))) as con:
+        con.execute("update audit.row_failure set reason = 'withheld' where reason like '%13.37%'")
+        con.execute("update audit.validation set examples = '[]' where examples::varchar like '%13.37%'")
+        con.execute("drop table audit.withholding")
+    assert b"13.37" in work_file(warehouse).read_bytes()  # in the blocks the updates freed
+
+    upgraded = _build(landing, warehouse)
+    for path in (warehouse, work_file(warehouse)):
+        assert b"13.37" not in path.read_bytes(), f"{path} still holds 13.37"
+    assert upgraded.rows("select delivery_id, family, rewritten_at is not null from audit.withholding") == [
+        (0, "every family", True)]
+    again = _build(landing, warehouse)
+    assert again.rows("select * from audit.withholding") == upgraded.rows("select * from audit.withholding")

@@ -9,7 +9,7 @@ import dagster as dg
 
 from pipelines.ingest.delivery import file_sha256
 from pipelines.resources import Blinding, Warehouse
-from pipelines.warehouse import apply_comments, atomic, create_raw_tables, load_reference_tables, run_ddl
+from pipelines.warehouse import apply_comments, atomic, create_raw_tables, has_table, load_reference_tables, run_ddl
 
 
 @dg.asset(key=["ref", "study_definition"], group_name="reference", kinds={"duckdb", "yaml"})
@@ -21,7 +21,13 @@ def study_definition(warehouse: Warehouse, blinding: Blinding) -> dg.Materialize
     """
     mode = blinding.mode
     with warehouse.connect() as con, atomic(con):
+        # a blinded warehouse from before withholdings were recorded may have withheld values
+        # that its freed blocks still hold: it is written anew at its next publish, once
+        earlier = mode.blinded and has_table(con, "audit", "delivery") and not has_table(con, "audit", "withholding")
         run_ddl(con, "audit")
+        if earlier:
+            con.execute("insert into audit.withholding values (0, 'every family', 0, ?, null)",
+                        [datetime.now(UTC).replace(tzinfo=None)])
         for table in ("delivery", "validation", "row_failure", "withholding"):
             apply_comments(con, "audit", table)
         run_ddl(con, "macros")

@@ -965,8 +965,8 @@ def judge_again(
             with atomic(con):
                 withheld = withhold_stored_values(con, contract.family, delivery_id)
                 if withheld:
-                    con.execute("insert into audit.withholding values (?, ?, ?, now(), null)",
-                                [delivery_id, contract.family, withheld])
+                    con.execute("insert into audit.withholding values (?, ?, ?, ?, null)",
+                                [delivery_id, contract.family, withheld, datetime.now(UTC).replace(tzinfo=None)])
         if docs_dir is not None and stale:
             redact_data_docs(docs_dir, contract.suite, [data_docs_label(delivery_id) for delivery_id, *_ in stale],
                              lambda column: mentions_revealing(column, contract.family), WITHHELD)
