@@ -318,28 +318,32 @@ def test_adgene_change_takes_each_genes_baseline_from_the_subjects_baseline_rna_
         sample("B1", IL2, "BASELINE", "PAXGENE_RNA", -10),
         sample("B2", IL2, "BASELINE", "PAXGENE_RNA", 1),   # the later one in the window: the baseline
         sample("B3", IL2, "M3", "PAXGENE_RNA", 85),
-        sample("C3", PBO, "M3", "PAXGENE_RNA", 86),        # a subject without a baseline RNA sample
+        sample("C1", PBO, "BASELINE", "PAXGENE_RNA", -5),  # the baseline: C2 was never sequenced
+        sample("C2", PBO, "BASELINE", "PAXGENE_RNA", 1),
+        sample("C3", PBO, "M3", "PAXGENE_RNA", 86),
     ])
-    rows = _gene_rows("B1", shift=0.5) + _gene_rows("B2") + _gene_rows("B3", shift=2.25) + _gene_rows("C3", shift=1)
+    rows = (_gene_rows("B1", shift=0.5) + _gene_rows("B2") + _gene_rows("B3", shift=2.25)
+            + _gene_rows("C1", shift=0.75) + _gene_rows("C3", shift=1))
     gapdh = next(row for row in rows if row["sample_id"] == "B2" and row["gene_symbol"] == "GAPDH")
     rows.append({**gapdh, "expression": gapdh["expression"] + 1})   # B2's GAPDH twice, values differ: held back
     write_delivery(landing, "transcript_gene", "tg_batch01.parquet", rows)
     built = run_build(landing, tmp_path / "wh" / "mirocals.duckdb")
 
-    assert built.rows("select SAMPLEID from analysis.adgene_samples where ABLFL = 'Y'") == [("B2",)]
+    assert built.rows("select SAMPLEID from analysis.adgene_samples where ABLFL = 'Y' order by 1") == [("B2",), ("C1",)]
     change = "select SAMPLEID, AVAL, ABLFL, BASE, CHG from analysis.adgene_change where GENESYM = ? order by ADY"
     assert built.rows(change, ["CD4"]) == [
         ("B1", 5.5, None, 5.0, None),    # before the baseline: no change
+        ("C1", 5.75, "Y", 5.75, None),
         ("B2", 5.0, "Y", 5.0, None),
         ("B3", 7.25, None, 5.0, 2.25),
-        ("C3", 6.0, None, None, None),   # no baseline sample, no baseline
+        ("C3", 6.0, None, 5.75, 0.25),
     ]
     # the baseline sample's value was held back: that gene has no baseline (not B1's value)
-    assert built.rows(change, ["GAPDH"]) == [("B1", 6.5, None, None, None), ("B3", 8.25, None, None, None),
-                                             ("C3", 7.0, None, None, None)]
+    assert built.rows(change, ["GAPDH"]) == [("B1", 6.5, None, None, None), ("C1", 6.75, "Y", 6.75, None),
+                                             ("B3", 8.25, None, None, None), ("C3", 7.0, None, 6.75, 0.25)]
     # a withheld gene (blinded build) has neither baseline nor change
     assert built.rows("select count(*), count(ABLFL), count(BASE), count(CHG) from analysis.adgene_change "
-                      "where GENESYM = 'FOXP3'") == [(4, 0, 0, 0)]
+                      "where GENESYM = 'FOXP3'") == [(5, 0, 0, 0)]
     # the same rows as ADGENE, which carries the baseline flag
     assert built.rows("select * exclude (BASE, CHG) from analysis.adgene_change order by all") == \
         built.rows("select * from analysis.adgene order by all")

@@ -9,7 +9,7 @@ from pipelines.derive import create_adbm, create_adgene_samples, create_adsl
 from pipelines.plots import as_markdown_image, mean_by_visit
 from pipelines.resources import Blinding, Warehouse
 from pipelines.study import load_study
-from pipelines.warehouse import apply_comments, atomic, table_docs
+from pipelines.warehouse import apply_comments, atomic, query_sql, table_docs
 
 
 def write_frame(con: duckdb.DuckDBPyConnection, layer: str, name: str, frame: pl.DataFrame) -> None:
@@ -101,15 +101,13 @@ def adsl(warehouse: Warehouse, blinding: Blinding) -> dg.MaterializeResult:
     key=["analysis", "adgene_samples"],
     group_name="analysis",
     kinds={"duckdb", "polars"},
-    deps=[["core", "sample"], ["core", "subject"]],
+    deps=[["core", "sample"], ["core", "subject"], ["staging", "int_transcript_gene__sample_verdicts"]],
     description=table_docs()["analysis.adgene_samples"]["description"],
 )
 def adgene_samples(warehouse: Warehouse, blinding: Blinding) -> dg.MaterializeResult:
     study = load_study()
     with warehouse.connect() as con:
-        samples = con.sql(
-            "select * from core.sample where matrix = (select matrix from ref.gene_expression)"
-        ).pl()
+        samples = con.sql(query_sql("rna_samples")).pl()
         subject = con.sql("select * from core.subject").pl()
         frame = create_adgene_samples(samples, subject, study.visits, blinding.mode.arms(), study.studyid)
         write_frame(con, "analysis", "adgene_samples", frame)

@@ -21,7 +21,7 @@ from pipelines.derive.bds import (
     derive_vars_dt_dy,
     derive_vars_merged,
 )
-from pipelines.derive.checks import assert_columns
+from pipelines.derive.checks import assert_columns, tmp
 
 ADGENE_SAMPLE_COLUMNS: tuple[str, ...] = (
     "STUDYID", "USUBJID", "SITEID", "TRTP", "TRTPN", "TRTA",
@@ -42,17 +42,21 @@ def create_adgene_samples(
     later), as ADBM's records are chosen; two samples collected the same day are told apart by
     the greater sample id, where ADBM's records are by the later delivery and row, so there the
     two tables may pick different samples. ABLFL marks the subject's baseline RNA sample: the
-    last one in the baseline window (:func:`baseline_window`), whose gene values are ADGENE's
+    last one in the baseline window (:func:`baseline_window`) with gene rows (``gene_rows`` > 0:
+    a tube collected and never sequenced is not a baseline), whose gene values are ADGENE's
     baselines."""
-    assert_columns(samples, ["usubjid", "sample_id", "visit_code", "collection_date", "study_day"], "create_adgene_samples")
+    assert_columns(samples, ["usubjid", "sample_id", "visit_code", "collection_date", "study_day", "gene_rows"],
+                   "create_adgene_samples")
     earliest_day, _ = baseline_window(visits, baseline_day)
+    sequenced = tmp("sequenced")
     return (
         samples.rename({"usubjid": "USUBJID", "sample_id": "SAMPLEID", "visit_code": "VISIT"})
+        .with_columns(pl.when(pl.col("gene_rows") > 0).then(True).alias(sequenced))
         .pipe(derive_vars_merged, subject, by_vars={"USUBJID": "usubjid"}, new_vars={"siteid": "SITEID"})
         .pipe(derive_vars_dt_dy)
         .pipe(derive_vars_avisit, visits)
         .pipe(derive_var_ablfl, baseline_day, by_vars=("USUBJID",), tiebreak=("SAMPLEID",),
-              earliest_day=earliest_day, value_var=None)
+              earliest_day=earliest_day, value_var=sequenced)
         .pipe(derive_var_anl01fl, by_vars=("USUBJID", "AVISIT"), tiebreak=("SAMPLEID",), value_var=None)
         .pipe(derive_var_trtp, subject, arms)
         .with_columns(pl.lit(studyid, dtype=pl.String).alias("STUDYID"))

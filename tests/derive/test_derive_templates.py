@@ -203,15 +203,18 @@ def test_basec_shows_a_censored_baseline_that_base_holds_imputed(adbm):
     assert measured.select("BASE", "BASEC").rows() == [(62.0, "62.0")]
 
 
+RNA_SAMPLE_SCHEMA = {"usubjid": pl.String, "sample_id": pl.String, "visit_code": pl.String,
+                     "collection_date": pl.Date, "study_day": pl.Int32, "gene_rows": pl.Int64}
+
+
 def test_adgene_samples_flag_one_rna_sample_per_subject_and_visit_window():
     samples = frame(
-        {"usubjid": pl.String, "sample_id": pl.String, "visit_code": pl.String, "collection_date": pl.Date,
-         "study_day": pl.Int32},
-        [(S1, "R1", "BASELINE", on_day(R1, -3), -3),    # two RNA samples in the baseline window:
-         (S1, "R2", "BASELINE", on_day(R1, 1), 1),      # day 1 is the target day
-         (S1, "R3", "M3", on_day(R1, 80), 80),          # one each in M3's window, as far from day 85:
-         (S1, "R4", "M3", on_day(R1, 90), 90),          # the later one
-         (S2, "R5", "M3", on_day(R2, 300), 300)],       # in no window: never flagged
+        RNA_SAMPLE_SCHEMA,
+        [(S1, "R1", "BASELINE", on_day(R1, -3), -3, 20000),    # two RNA samples in the baseline window:
+         (S1, "R2", "BASELINE", on_day(R1, 1), 1, 20000),      # day 1 is the target day
+         (S1, "R3", "M3", on_day(R1, 80), 80, 20000),          # one each in M3's window, as far from day 85:
+         (S1, "R4", "M3", on_day(R1, 90), 90, 20000),          # the later one
+         (S2, "R5", "M3", on_day(R2, 300), 300, 20000)],       # in no window: never flagged
     )  # fmt: skip
     adgene = create_adgene_samples(samples, SUBJECT, VISITS, ARMS, "MIROCALS")
     assert adgene.columns == list(ADGENE_SAMPLE_COLUMNS)
@@ -221,17 +224,19 @@ def test_adgene_samples_flag_one_rna_sample_per_subject_and_visit_window():
     assert dict(adgene.select("SAMPLEID", "ABLFL").rows()) == {"R1": None, "R2": "Y", "R3": None, "R4": None, "R5": None}
 
 
-def test_the_baseline_rna_sample_is_within_the_baseline_window_up_to_day_1():
+def test_the_baseline_rna_sample_is_within_the_baseline_window_up_to_day_1_and_sequenced():
     samples = frame(
-        {"usubjid": pl.String, "sample_id": pl.String, "visit_code": pl.String, "collection_date": pl.Date,
-         "study_day": pl.Int32},
-        [(S1, "R0", "SCREEN", on_day(R1, -90), -90),    # before the run-in: never a baseline
-         (S2, "R6", "BASELINE", on_day(R2, -12), -12),  # S2's only sample in the window,
-         (S2, "R7", "BASELINE", on_day(R2, 2), 2),      # then one after day 1, in no window
-         (S2, "R8", "M3", on_day(R2, 85), 85)],
+        RNA_SAMPLE_SCHEMA,
+        [(S1, "R0", "SCREEN", on_day(R1, -90), -90, 20000),    # before the run-in: never a baseline
+         (S1, "R1", "BASELINE", on_day(R1, -5), -5, 20000),    # S1's last sample in the window with genes:
+         (S1, "R2", "BASELINE", on_day(R1, 1), 1, 0),          # this tube was never sequenced
+         (S2, "R6", "BASELINE", on_day(R2, -12), -12, 20000),  # S2's only sample in the window,
+         (S2, "R7", "BASELINE", on_day(R2, 2), 2, 20000),      # then one after day 1, in no window
+         (S2, "R8", "M3", on_day(R2, 85), 85, 20000)],
     )  # fmt: skip
     adgene = create_adgene_samples(samples, SUBJECT, VISITS, ARMS, "MIROCALS")
-    assert dict(adgene.select("SAMPLEID", "ABLFL").rows()) == {"R0": None, "R6": "Y", "R7": None, "R8": None}
+    assert dict(adgene.select("SAMPLEID", "ABLFL").rows()) == {
+        "R0": None, "R1": "Y", "R2": None, "R6": "Y", "R7": None, "R8": None}
 
 
 def test_adbm_needs_to_be_told_which_parameters_take_ratios():
