@@ -1,5 +1,5 @@
 """The gene-level table, the large one: validation of large deliveries value by value, raw rows
-clustered by gene symbol, and the incremental models that judge its rows (copies within a
+clustered by gene id, and the incremental models that judge its rows (copies within a
 delivery, corrections across deliveries) without reading earlier deliveries again."""
 
 from __future__ import annotations
@@ -9,9 +9,12 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pytest
+from typer.testing import CliRunner
 
+from pipelines.cli import app
 from pipelines.ingest.delivery import cluster_order
 from pipelines.ingest.expectations import validate_table
 from pipelines.study import load_contracts
@@ -72,7 +75,7 @@ def test_value_by_value_validation_gives_the_row_by_row_verdicts(rows):
         }
 
 
-def test_clustering_sorts_by_symbol_keeps_every_row_and_their_numbers():
+def test_clustering_sorts_by_the_column_keeps_every_row_and_their_numbers():
     rng = np.random.default_rng(3)
     symbols = rng.choice(["CD4", "GAPDH", "ACTB", None, "B2M"], 500).tolist()
     table = pa.table({"gene_symbol": pa.array(symbols, pa.string()), "row_number": pa.array(np.arange(1, 501))})
@@ -170,7 +173,7 @@ def test_gene_rows_are_judged_within_and_across_deliveries(gene_landing: Path, t
     # Each delivery was taken in once by each incremental model.
     taken = second.rows("select model, count(*), count(distinct delivery_id) from audit.incremental_state group by 1")
     assert {(m, n, d) for m, n, d in taken} == {
-        (f"staging.int_transcript_gene__{name}", 2, 2) for name in ("samples", "copies", "latest")}
+        (f"staging.int_transcript_gene__{name}", 2, 2) for name in ("samples", "copies", "symbols", "latest")}
 
 
 def test_changed_model_sql_rebuilds_the_model_from_every_delivery(gene_landing: Path, tmp_path: Path):
@@ -347,3 +350,28 @@ def test_adgene_change_takes_each_genes_baseline_from_the_subjects_baseline_rna_
     # the same rows as ADGENE, which carries the baseline flag
     assert built.rows("select * exclude (BASE, CHG) from analysis.adgene_change order by all") == \
         built.rows("select * from analysis.adgene order by all")
+
+
+def test_a_gene_renamed_between_deliveries_is_one_gene_in_adgene(tmp_path):
+    """A lab's annotation update renames a gene between deliveries (same Ensembl id): ADGENE names
+    it by the newest delivery's symbol, so its baseline, a filter by either name's rows and the
+    gene matrix see one gene; core keeps each row's symbol as delivered."""
+    landing = tmp_path / "landing"
+    write_reference(landing, samples=[sample("B2", IL2, "BASELINE", "PAXGENE_RNA", 1),
+                                      sample("B3", IL2, "M3", "PAXGENE_RNA", 85)])
+    write_delivery(landing, "transcript_gene", "tg_batch01.parquet", _gene_rows("B2"))
+    renamed = [{**row, "gene_symbol": "CD8"} if row["gene_symbol"] == "CD8A" else row for row in _gene_rows("B3", shift=1.5)]
+    write_delivery(landing, "transcript_gene", "tg_batch02.parquet", renamed)
+    built = run_build(landing, tmp_path / "wh" / "mirocals.duckdb")
+
+    assert built.rows("select sample_id, gene_symbol from core.transcript_gene where gene_id = 'ENSG00000153563' "
+                      "order by 1") == [("B2", "CD8A"), ("B3", "CD8")]
+    assert built.rows("select SAMPLEID, GENESYM, BASE, CHG from analysis.adgene_change "
+                      "where GENEID = 'ENSG00000153563' order by ADY") == [("B2", "CD8", 9.0, None), ("B3", "CD8", 9.0, 1.5)]
+    assert built.scalar("select count(*) from analysis.adgene where GENESYM = 'CD8'") == 2
+    out = tmp_path / "genes.parquet"
+    result = CliRunner().invoke(app, ["export", "gene-matrix", "--out", str(out), "--warehouse", str(built.warehouse)])
+    assert result.exit_code == 0, result.output
+    matrix = pl.read_parquet(out)
+    assert matrix["GENEID"].is_unique().all() and matrix.filter(pl.col("GENEID") == "ENSG00000153563").rows() == [
+        ("ENSG00000153563", "CD8", 9.0, 10.5)]

@@ -61,6 +61,8 @@ MODELS: tuple[Model, ...] = (
           materialized="incremental", family="transcript_gene"),
     Model("staging", "int_transcript_gene__row_verdicts", ("staging.stg_row_failures",
           "staging.int_transcript_gene__copies"), materialized="view"),
+    Model("staging", "int_transcript_gene__symbols", ("raw.transcript_gene", "staging.int_transcript_gene__row_verdicts"),
+          materialized="incremental", family="transcript_gene", unique_key="gene_id"),
     Model("staging", "int_transcript_gene__latest", ("raw.transcript_gene",
           "staging.int_transcript_gene__samples", "staging.int_transcript_gene__row_verdicts"),
           materialized="incremental", family="transcript_gene", unique_key="sample_id"),
@@ -77,7 +79,8 @@ MODELS: tuple[Model, ...] = (
           linked_by_sample=True),
     Model("staging", "int_biomarker__values", ("core.treg", "core.neurofilament", "core.transcript_summary"),
           materialized="view"),
-    Model("analysis", "adgene", ("analysis.adgene_samples", "core.transcript_gene"), materialized="view"),
+    Model("analysis", "adgene", ("analysis.adgene_samples", "core.transcript_gene",
+          "staging.int_transcript_gene__symbols"), materialized="view"),
     # BASE is a window over each subject's rows of a gene: its first rows sort the whole gene table
     Model("analysis", "adgene_change", ("analysis.adgene",), materialized="view", previewed=False),
     # Views: they list held-back and corrected gene rows with their delivered values, which a

@@ -1,6 +1,7 @@
 -- Gene-level expression in analysis shape: one row per subject x gene x sample, linked to
 -- treatment and analysis visit through its RNA sample (analysis.adgene_samples, derived like
--- ADBM), so every gene row in core reaches ADGENE, with or without a per-sample summary.
+-- ADBM), so every gene row in core reaches ADGENE, with or without a per-sample summary. A gene
+-- is named by one symbol, its newest delivery's (staging.int_transcript_gene__symbols).
 select
     rna_samples.STUDYID,
     rna_samples.USUBJID,
@@ -9,7 +10,7 @@ select
     rna_samples.TRTPN,
     rna_samples.TRTA,
     gene.gene_id                    as GENEID,
-    gene.gene_symbol                as GENESYM,
+    symbol.gene_symbol              as GENESYM,   -- one symbol per gene id, its newest
     gene.aval                       as AVAL,
     gene.aval_unit                  as AVALU,
     rna_samples.ADT,
@@ -27,3 +28,5 @@ select
     gene.row_number                 as SRCROW
 from core.transcript_gene as gene
 join analysis.adgene_samples as rna_samples on rna_samples.SAMPLEID = gene.sample_id
+-- every current row's gene id is there: its own delivery named it (held-back rows are not current)
+join staging.int_transcript_gene__symbols as symbol on symbol.gene_id = gene.gene_id
