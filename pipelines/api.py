@@ -3,6 +3,7 @@
     from pipelines.api import load
     adbm = load("adbm", params=["NFLS"], visits=["BASELINE", "M3"], arm="A")
     df = load("core.neurofilament", params=["NFLS"], pandas=True)
+    cd4 = load("adgene_change", genes=["CD4", "ENSG00000111640"])
 
 Filters are pushed into DuckDB as SQL parameters; table and column names come from the
 declared table contracts (``schemas/tables.yaml``) only.
@@ -10,11 +11,13 @@ declared table contracts (``schemas/tables.yaml``) only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
 
+from pipelines.blinding import names_a_revealing_gene
 from pipelines.settings import get_settings
 from pipelines.study import load_study
 from pipelines.warehouse import holds_real_arms, read_connection, table_docs
@@ -25,6 +28,11 @@ FILTER_COLUMNS = {
     "visits": ("AVISIT", "visit_code"),
     "arm": ("TRTP", "TRT01P", "armcd"),
 }
+
+
+# The gene columns of the gene tables, (id, symbol): in analysis (ADaM) tables and in core.
+GENE_COLUMNS = (("GENEID", "GENESYM"), ("gene_id", "gene_symbol"))
+ENSEMBL_GENE_ID = re.compile(r"ENSG[0-9]{11}")
 
 
 class UnknownTable(ValueError):
@@ -60,6 +68,43 @@ def _known_values(name: str, wanted: str | Sequence[str]) -> list[str]:
         label = "parameter" if name == "params" else "visit"
         raise ValueError(f"Unknown {label} {', '.join(map(repr, unknown))}; {label}s are {', '.join(known)}")
     return values
+
+
+def _gene_condition(key: str, declared: dict, genes: str | Sequence[str]) -> tuple[str, list[str]]:
+    """The condition keeping ``genes``, each an Ensembl gene id or a symbol."""
+    columns = next(((gene_id, symbol) for gene_id, symbol in GENE_COLUMNS if gene_id in declared), None)
+    if columns is None:
+        raise ValueError(f"{key} cannot be filtered by genes")
+    wanted = _as_list(genes)
+    ids = [g for g in wanted if ENSEMBL_GENE_ID.fullmatch(g)]
+    symbols = [g for g in wanted if g not in ids]
+    conditions = [f"{column} in ({', '.join('?' for _ in values)})"
+                  for column, values in zip(columns, (ids, symbols), strict=True) if values]
+    return "(" + " or ".join(conditions) + ")", ids + symbols
+
+
+def refuse_genes_not_held(con, genes: str | Sequence[str] | None) -> None:
+    """A gene the warehouse does not hold (a misspelt symbol, an older name of a renamed gene)
+    is refused, not answered with an empty table, and so is a treatment-revealing gene asked of
+    a blinded warehouse (its values are withheld)."""
+    if genes is None:
+        return
+    wanted = _as_list(genes)
+    if not holds_real_arms(con):
+        withheld = [g for g in wanted if names_a_revealing_gene(g)]
+        if withheld:
+            raise ValueError(
+                f"{', '.join(withheld)} {'is' if len(withheld) == 1 else 'are'} withheld from this blinded warehouse: "
+                "treatment-revealing values are not stored until the trial is unblinded")
+    held = {value for value, in con.execute(
+        "select gene_id from staging.int_transcript_gene__symbols where gene_id in (select unnest($1::varchar[])) "
+        "union select gene_symbol from staging.int_transcript_gene__symbols where gene_symbol in (select unnest($1::varchar[]))",
+        [wanted]).fetchall()}
+    unknown = [g for g in wanted if g not in held]
+    if unknown:
+        raise ValueError(
+            f"No gene {', '.join(map(repr, unknown))} in this warehouse; genes are named by Ensembl gene id or by "
+            "the symbol of their newest delivery")
 
 
 def _arm_values(arm: str | Sequence[str], column: str) -> list[str]:
@@ -119,6 +164,7 @@ def build_query(
     visits: str | Sequence[str] | None = None,
     arm: str | Sequence[str] | None = None,
     columns: Sequence[str] | None = None,
+    genes: str | Sequence[str] | None = None,
 ) -> tuple[str, list]:
     """The SELECT and its parameters for a filtered pull of a declared table."""
     key = resolve_table(table)
@@ -138,6 +184,10 @@ def build_query(
         items = _arm_values(wanted, column) if name == "arm" else _known_values(name, wanted)
         where.append(f"{column} in ({', '.join('?' for _ in items)})")
         values.extend(items)
+    if genes is not None:
+        condition, items = _gene_condition(key, declared, genes)
+        where.append(condition)
+        values.extend(items)
     sql = f"select {selected} from {key}" + (f" where {' and '.join(where)}" if where else "")
     order = table_docs()[key].get("order_by")
     if order:
@@ -153,11 +203,14 @@ def load(
     columns: Sequence[str] | None = None,
     warehouse: str | Path | None = None,
     pandas: bool = False,
+    genes: str | Sequence[str] | None = None,
 ):
-    """A published table as a Polars DataFrame (or pandas with ``pandas=True``), filtered in DuckDB."""
-    sql, values = build_query(table, params, visits, arm, columns)
+    """A published table as a Polars DataFrame (or pandas with ``pandas=True``), filtered in DuckDB.
+    ``genes`` (the gene tables): Ensembl gene ids or symbols."""
+    sql, values = build_query(table, params, visits, arm, columns, genes)
     with read_connection(get_settings(warehouse=warehouse).warehouse, sandboxed=True) as con:
         refuse_arms_not_held(con, arm)
         refuse_withheld_params(con, params)
+        refuse_genes_not_held(con, genes)
         frame: pl.DataFrame = con.sql(sql, params=values).pl()
     return frame.to_pandas() if pandas else frame

@@ -264,6 +264,7 @@ def export(
     out: Annotated[Path, typer.Option("--out", help="File to write.")] = Path("export.parquet"),
     param: Annotated[Optional[list[str]], typer.Option("--param", help="Keep these PARAMCDs (repeatable).")] = None,
     visit: Annotated[Optional[list[str]], typer.Option("--visit", help="Keep these visits (repeatable): AVISIT in analysis tables, visit_code in core tables.")] = None,
+    gene: Annotated[Optional[list[str]], typer.Option("--gene", help="Keep these genes (repeatable), by Ensembl gene id or symbol: the gene tables.")] = None,
     warehouse: WarehouseOption = None,
 ) -> None:
     """Export a published table, or the genes x samples matrix (gene-matrix) for omics tools."""
@@ -278,7 +279,7 @@ def export(
                           + (f"; {left_out:,} genes without a value left out (withheld in a blinded build, or held back)."
                              if left_out else "."))
             return
-        rows = export_table(settings.warehouse, table, format, out, params=param, visits=visit)
+        rows = export_table(settings.warehouse, table, format, out, params=param, visits=visit, genes=gene)
     except (UnknownTable, ValueError) as error:
         err.print(f"[red]{escape(str(error))}[/red]")
         raise typer.Exit(2) from None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.api import build_query, refuse_arms_not_held, refuse_withheld_params, resolve_table
+from pipelines.api import build_query, refuse_arms_not_held, refuse_genes_not_held, refuse_withheld_params, resolve_table
 from pipelines.warehouse import holds_real_arms, owner_only_files, read_connection, sas_labels, table_docs
 
 FORMATS = ("parquet", "csv", "xpt")
@@ -58,6 +58,7 @@ def export_table(warehouse: Path, table: str, fmt: str, out: Path, **filters) ->
         out.parent.mkdir(parents=True, exist_ok=True)
         refuse_arms_not_held(con, filters.get("arm"))
         refuse_withheld_params(con, filters.get("params"))
+        refuse_genes_not_held(con, filters.get("genes"))
         rows = con.execute(f"select count(*) from ({sql})", values).fetchone()[0]
         if fmt in ("parquet", "csv"):
             option = "format parquet, compression zstd" if fmt == "parquet" else "format csv, header true"

@@ -313,3 +313,27 @@ def test_xpt_export_labels_analysis_variables_as_cdisc_names_them(trial, tmp_pat
     labels = pyreadstat.read_xport(str(out), metadataonly=True)[1].column_names_to_labels
     assert labels["TRT01P"] == "Planned Treatment for Period 01" and labels["ARM"] == "Description of Planned Arm"
     assert labels["USUBJID"] == "Unique Subject Identifier" and labels["PNFHSTR"] == "Baseline CSF pNfH Stratum"
+
+
+def test_the_gene_tables_are_pulled_by_gene_id_or_symbol(trial, tmp_path):
+    _, built = trial
+    (first_id, first_symbol), (second_id, _) = built.rows(
+        "select GENEID, any_value(GENESYM) from analysis.adgene group by 1 having count(AVAL) > 0 order by 1 limit 2")
+    expected = built.scalar("select count(*) from analysis.adgene where GENEID in (?, ?)", [first_id, second_id])
+    change = load("adgene_change", genes=[first_symbol, second_id], warehouse=built.warehouse)
+    assert change.height == expected > 0 and set(change["GENEID"]) == {first_id, second_id}
+    core = load("core.transcript_gene", genes=first_id, warehouse=built.warehouse)
+    assert core.height == built.scalar("select count(*) from core.transcript_gene where gene_id = ?", [first_id])
+    assert set(core["gene_id"]) == {first_id}
+    out = tmp_path / "one_gene.csv"
+    result = CliRunner().invoke(app, ["export", "adgene", "--gene", first_symbol, "--format", "csv", "--out", str(out),
+                                      "--warehouse", str(built.warehouse)])
+    assert result.exit_code == 0, result.output
+    assert set(pl.read_csv(out)["GENESYM"]) == {first_symbol}
+    # a misspelt gene, a withheld one (blinded build) and a table without genes are refused, not empty
+    with pytest.raises(ValueError, match="No gene 'CD4X'"):
+        load("adgene", genes=["CD4X"], warehouse=built.warehouse)
+    with pytest.raises(ValueError, match="FOXP3 is withheld from this blinded warehouse"):
+        load("adgene", genes="FOXP3", warehouse=built.warehouse)
+    with pytest.raises(ValueError, match="cannot be filtered by genes"):
+        load("adbm", genes="CD4", warehouse=built.warehouse)
