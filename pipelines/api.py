@@ -3,7 +3,7 @@
     from pipelines.api import load
     adbm = load("adbm", params=["NFLS"], visits=["BASELINE", "M3"], arm="A")
     df = load("core.neurofilament", params=["NFLS"], pandas=True)
-    cd4 = load("adgene_change", genes=["CD4", "ENSG00000111640"])
+    genes = load("adgene_change", genes=["CD4", "CD8A"])
 
 Filters are pushed into DuckDB as SQL parameters; table and column names come from the
 declared table contracts (``schemas/tables.yaml``) only.
