@@ -20,7 +20,7 @@ import polars as pl
 from pipelines.blinding import names_a_revealing_gene
 from pipelines.settings import get_settings
 from pipelines.study import load_study
-from pipelines.warehouse import holds_real_arms, read_connection, table_docs
+from pipelines.warehouse import has_table, holds_real_arms, read_connection, table_docs
 
 # The column each filter applies to, in analysis (ADaM) tables and in core tables.
 FILTER_COLUMNS = {
@@ -30,8 +30,8 @@ FILTER_COLUMNS = {
 }
 
 
-# The gene columns of the gene tables, (id, symbol): in analysis (ADaM) tables and in core.
-GENE_COLUMNS = (("GENEID", "GENESYM"), ("gene_id", "gene_symbol"))
+# The gene id column of the gene tables: in analysis (ADaM) tables and in core.
+GENE_ID_COLUMNS = ("GENEID", "gene_id")
 ENSEMBL_GENE_ID = re.compile(r"ENSG[0-9]{11}")
 
 
@@ -70,23 +70,35 @@ def _known_values(name: str, wanted: str | Sequence[str]) -> list[str]:
     return values
 
 
+# Every symbol each gene id was delivered under (pipelines: int_transcript_gene__delivered_symbols)
+DELIVERED_SYMBOLS = "staging.int_transcript_gene__delivered_symbols"
+
+
 def _gene_condition(key: str, declared: dict, genes: str | Sequence[str]) -> tuple[str, list[str]]:
-    """The condition keeping ``genes``, each an Ensembl gene id or a symbol."""
-    columns = next(((gene_id, symbol) for gene_id, symbol in GENE_COLUMNS if gene_id in declared), None)
-    if columns is None:
+    """The condition keeping ``genes``, each an Ensembl gene id or a symbol. A symbol keeps its
+    gene id's rows whatever symbol they carry: a gene renamed between deliveries is one gene,
+    by its newer or its older name, in core as in the analysis tables."""
+    gene_id = next((column for column in GENE_ID_COLUMNS if column in declared), None)
+    if gene_id is None:
         raise ValueError(f"{key} cannot be filtered by genes")
     wanted = _as_list(genes)
+    if not wanted:
+        raise ValueError("genes: name at least one gene")
     ids = [g for g in wanted if ENSEMBL_GENE_ID.fullmatch(g)]
     symbols = [g for g in wanted if g not in ids]
-    conditions = [f"{column} in ({', '.join('?' for _ in values)})"
-                  for column, values in zip(columns, (ids, symbols), strict=True) if values]
+    conditions = []
+    if ids:
+        conditions.append(f"{gene_id} in ({', '.join('?' for _ in ids)})")
+    if symbols:
+        conditions.append(f"{gene_id} in (select gene_id from {DELIVERED_SYMBOLS} "
+                          f"where gene_symbol in ({', '.join('?' for _ in symbols)}))")
     return "(" + " or ".join(conditions) + ")", ids + symbols
 
 
 def refuse_genes_not_held(con, genes: str | Sequence[str] | None) -> None:
-    """A gene the warehouse does not hold (a misspelt symbol, an older name of a renamed gene)
-    is refused, not answered with an empty table, and so is a treatment-revealing gene asked of
-    a blinded warehouse (its values are withheld)."""
+    """A gene the warehouse does not hold (a misspelt symbol, a versioned id) is refused, not
+    answered with an empty table, and so is a treatment-revealing gene asked of a blinded
+    warehouse (its values are withheld)."""
     if genes is None:
         return
     wanted = _as_list(genes)
@@ -96,15 +108,19 @@ def refuse_genes_not_held(con, genes: str | Sequence[str] | None) -> None:
             raise ValueError(
                 f"{', '.join(withheld)} {'is' if len(withheld) == 1 else 'are'} withheld from this blinded warehouse: "
                 "treatment-revealing values are not stored until the trial is unblinded")
+    schema, table = DELIVERED_SYMBOLS.split(".")
+    if not has_table(con, schema, table):
+        raise ValueError("This warehouse was built before genes could be looked up by name: build it again "
+                         "(`mirocals build`) to pull genes")
     held = {value for value, in con.execute(
-        "select gene_id from staging.int_transcript_gene__symbols where gene_id in (select unnest($1::varchar[])) "
-        "union select gene_symbol from staging.int_transcript_gene__symbols where gene_symbol in (select unnest($1::varchar[]))",
+        f"select gene_id from {DELIVERED_SYMBOLS} where gene_id in (select unnest($1::varchar[])) "
+        f"union select gene_symbol from {DELIVERED_SYMBOLS} where gene_symbol in (select unnest($1::varchar[]))",
         [wanted]).fetchall()}
     unknown = [g for g in wanted if g not in held]
     if unknown:
         raise ValueError(
-            f"No gene {', '.join(map(repr, unknown))} in this warehouse; genes are named by Ensembl gene id or by "
-            "the symbol of their newest delivery")
+            f"No gene {', '.join(map(repr, unknown))} in this warehouse; name genes by Ensembl gene id without its "
+            "version (ENSG00000010610) or by a symbol as delivered (case matters)")
 
 
 def _arm_values(arm: str | Sequence[str], column: str) -> list[str]:

@@ -274,6 +274,8 @@ def export(
     settings = _settings_of_a_built_warehouse(warehouse)
     try:
         if table == "gene-matrix":
+            if param or visit or gene:
+                raise ValueError("gene-matrix writes every gene and sample: it takes no --param, --visit or --gene")
             genes, samples, left_out = export_gene_matrix(settings.warehouse, out, format)
             console.print(f"Wrote {genes:,} genes x {samples:,} samples to {out} (sample annotation beside it)"
                           + (f"; {left_out:,} genes without a value left out (withheld in a blinded build, or held back)."

@@ -2,8 +2,10 @@
 
 import datetime
 import math
+import shutil
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import polars as pl
 import pyreadstat
@@ -337,3 +339,15 @@ def test_the_gene_tables_are_pulled_by_gene_id_or_symbol(trial, tmp_path):
         load("adgene", genes="FOXP3", warehouse=built.warehouse)
     with pytest.raises(ValueError, match="cannot be filtered by genes"):
         load("adbm", genes="CD4", warehouse=built.warehouse)
+    with pytest.raises(ValueError, match="name at least one gene"):
+        load("adgene", genes=[], warehouse=built.warehouse)
+    matrix = CliRunner().invoke(app, ["export", "gene-matrix", "--gene", first_symbol, "--out", str(tmp_path / "m.parquet"),
+                                      "--warehouse", str(built.warehouse)])
+    assert matrix.exit_code == 2 and "takes no --param, --visit or --gene" in " ".join(matrix.output.split())
+    # a warehouse built before genes could be looked up by name says to build it again
+    earlier = tmp_path / "earlier.duckdb"
+    shutil.copyfile(built.warehouse, earlier)
+    with duckdb.connect(str(earlier)) as con:
+        con.execute("drop table staging.int_transcript_gene__delivered_symbols")
+    with pytest.raises(ValueError, match="build it again"):
+        load("adgene", genes=first_symbol, warehouse=earlier)

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
+from pipelines.api import load
 from pipelines.cli import app
 from pipelines.ingest.delivery import cluster_order
 from pipelines.ingest.expectations import validate_table
@@ -173,7 +174,7 @@ def test_gene_rows_are_judged_within_and_across_deliveries(gene_landing: Path, t
     # Each delivery was taken in once by each incremental model.
     taken = second.rows("select model, count(*), count(distinct delivery_id) from audit.incremental_state group by 1")
     assert {(m, n, d) for m, n, d in taken} == {
-        (f"staging.int_transcript_gene__{name}", 2, 2) for name in ("samples", "copies", "symbols", "latest")}
+        (f"staging.int_transcript_gene__{name}", 2, 2) for name in ("samples", "copies", "delivered_symbols", "latest")}
 
 
 def test_changed_model_sql_rebuilds_the_model_from_every_delivery(gene_landing: Path, tmp_path: Path):
@@ -354,24 +355,60 @@ def test_adgene_change_takes_each_genes_baseline_from_the_subjects_baseline_rna_
 
 def test_a_gene_renamed_between_deliveries_is_one_gene_in_adgene(tmp_path):
     """A lab's annotation update renames a gene between deliveries (same Ensembl id): ADGENE names
-    it by the newest delivery's symbol, so its baseline, a filter by either name's rows and the
-    gene matrix see one gene; core keeps each row's symbol as delivered."""
+    it by the symbol most of its rows carry, so its baseline, a pull by either name and the gene
+    matrix see one gene; core keeps each row's symbol as delivered. The choice does not depend on
+    the order the files arrived in: a warehouse rebuilt from the landing zone names it the same."""
+    landing = tmp_path / "landing"
+    write_reference(landing, samples=[sample("B2", IL2, "BASELINE", "PAXGENE_RNA", 1),
+                                      sample("B3", IL2, "M3", "PAXGENE_RNA", 85),
+                                      sample("C3", PBO, "M3", "PAXGENE_RNA", 86)])
+    write_delivery(landing, "transcript_gene", "tg_batch01.parquet", _gene_rows("B2"))
+
+    def renamed(rows: list[dict]) -> list[dict]:
+        return [{**row, "gene_symbol": "CD8"} if row["gene_symbol"] == "CD8A" else row for row in rows]
+
+    write_delivery(landing, "transcript_gene", "tg_batch02.parquet",
+                   renamed(_gene_rows("B3", shift=1.5) + _gene_rows("C3")))
+    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    built = run_build(landing, warehouse)
+
+    cd8 = "ENSG00000153563"
+    assert built.rows("select sample_id, gene_symbol from core.transcript_gene where gene_id = ? order by 1", [cd8]) == [
+        ("B2", "CD8A"), ("B3", "CD8"), ("C3", "CD8")]
+    assert built.rows("select SAMPLEID, GENESYM, BASE, CHG from analysis.adgene_change where GENEID = ? and USUBJID = ? "
+                      "order by ADY", [cd8, IL2]) == [("B2", "CD8", 9.0, None), ("B3", "CD8", 9.0, 1.5)]
+    # pulled by either name, from ADGENE and from core
+    for name in ("CD8", "CD8A"):
+        assert load("adgene", genes=name, warehouse=warehouse).height == 3
+        assert load("core.transcript_gene", genes=name, warehouse=warehouse)["gene_symbol"].sort().to_list() == [
+            "CD8", "CD8", "CD8A"]
+    out = tmp_path / "genes.parquet"
+    result = CliRunner().invoke(app, ["export", "gene-matrix", "--out", str(out), "--warehouse", str(warehouse)])
+    assert result.exit_code == 0, result.output
+    matrix = pl.read_parquet(out)
+    assert matrix["GENEID"].is_unique().all() and matrix.filter(pl.col("GENEID") == cd8)["GENESYM"].to_list() == ["CD8"]
+
+    # B2 delivered again, under the older name, after batch02: the names now tie, and the later
+    # in alphabetical order wins, whatever the order of arrival
+    write_delivery(landing, "transcript_gene", "tg_batch01_corrected.parquet", _gene_rows("B2", shift=0.25))
+    updated = run_build(landing, warehouse)
+    rebuilt = run_build(landing, tmp_path / "rebuilt" / "mirocals.duckdb")
+    names = "select GENEID, GENESYM from analysis.adgene group by all order by all"
+    assert updated.rows(names) == rebuilt.rows(names)
+    assert dict(updated.rows(names))[cd8] == "CD8A"
+
+
+def test_a_gene_delivered_without_a_symbol_keeps_the_symbol_other_rows_give_it(tmp_path):
     landing = tmp_path / "landing"
     write_reference(landing, samples=[sample("B2", IL2, "BASELINE", "PAXGENE_RNA", 1),
                                       sample("B3", IL2, "M3", "PAXGENE_RNA", 85)])
     write_delivery(landing, "transcript_gene", "tg_batch01.parquet", _gene_rows("B2"))
-    renamed = [{**row, "gene_symbol": "CD8"} if row["gene_symbol"] == "CD8A" else row for row in _gene_rows("B3", shift=1.5)]
-    write_delivery(landing, "transcript_gene", "tg_batch02.parquet", renamed)
-    built = run_build(landing, tmp_path / "wh" / "mirocals.duckdb")
-
-    assert built.rows("select sample_id, gene_symbol from core.transcript_gene where gene_id = 'ENSG00000153563' "
-                      "order by 1") == [("B2", "CD8A"), ("B3", "CD8")]
-    assert built.rows("select SAMPLEID, GENESYM, BASE, CHG from analysis.adgene_change "
-                      "where GENEID = 'ENSG00000153563' order by ADY") == [("B2", "CD8", 9.0, None), ("B3", "CD8", 9.0, 1.5)]
-    assert built.scalar("select count(*) from analysis.adgene where GENESYM = 'CD8'") == 2
-    out = tmp_path / "genes.parquet"
-    result = CliRunner().invoke(app, ["export", "gene-matrix", "--out", str(out), "--warehouse", str(built.warehouse)])
-    assert result.exit_code == 0, result.output
-    matrix = pl.read_parquet(out)
-    assert matrix["GENEID"].is_unique().all() and matrix.filter(pl.col("GENEID") == "ENSG00000153563").rows() == [
-        ("ENSG00000153563", "CD8", 9.0, 10.5)]
+    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    run_build(landing, warehouse)
+    write_delivery(landing, "transcript_gene", "tg_batch02.parquet", [
+        {**row, "gene_symbol": None} if row["gene_symbol"] == "CD8A" else row for row in _gene_rows("B3")])
+    updated = run_build(landing, warehouse)
+    rebuilt = run_build(landing, tmp_path / "rebuilt" / "mirocals.duckdb")
+    names = "select GENEID, GENESYM, count(*) from analysis.adgene group by all order by all"
+    assert updated.rows(names) == rebuilt.rows(names)
+    assert ("ENSG00000153563", "CD8A", 2) in updated.rows(names)

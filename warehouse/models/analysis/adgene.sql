@@ -1,7 +1,7 @@
 -- Gene-level expression in analysis shape: one row per subject x gene x sample, linked to
 -- treatment and analysis visit through its RNA sample (analysis.adgene_samples, derived like
 -- ADBM), so every gene row in core reaches ADGENE, with or without a per-sample summary. A gene
--- is named by one symbol, its newest delivery's (staging.int_transcript_gene__symbols).
+-- is named by one symbol, the one most of its rows carry (staging.int_transcript_gene__symbols).
 select
     rna_samples.STUDYID,
     rna_samples.USUBJID,
@@ -10,7 +10,7 @@ select
     rna_samples.TRTPN,
     rna_samples.TRTA,
     gene.gene_id                    as GENEID,
-    symbol.gene_symbol              as GENESYM,   -- one symbol per gene id, its newest
+    symbol.gene_symbol              as GENESYM,   -- one symbol per gene id
     gene.aval                       as AVAL,
     gene.aval_unit                  as AVALU,
     rna_samples.ADT,

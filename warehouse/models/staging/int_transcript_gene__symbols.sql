@@ -1,15 +1,16 @@
--- One symbol per gene id: the one its newest gene-level delivery gives it, over the rows no
--- row-level rule held back. analysis.adgene names every gene row by it, so a gene renamed between
--- deliveries (a lab's annotation update: C10orf54 became VSIR) stays one gene there: one baseline,
--- one row of the gene matrix, every row found by either filter. core keeps the delivered symbol.
--- Incremental, one row per gene id: the symbols of the build's new deliveries replace the stored
--- ones (a rebuild from every delivery picks the newest delivery's, as one by one would).
+-- One symbol per gene id: of the symbols its rows were delivered under, the one most rows carry
+-- (ties: the later in alphabetical order; a null symbol only when no row has one). analysis.adgene
+-- names every gene row by it, so a gene renamed between deliveries (a lab's annotation update:
+-- C10orf54 became VSIR) stays one gene there: one baseline, one row of the gene matrix. Counted
+-- over every delivery, so the choice does not depend on the order files arrived in: a warehouse
+-- rebuilt from the landing zone names every gene as the one built delivery by delivery.
+-- core keeps the delivered symbols. A small table (one row per gene id), rebuilt at every build.
 select
     gene_id,
-    max_by(gene_symbol, (delivery_id, gene_symbol)) as gene_symbol,
-    max(delivery_id)                                as delivery_id
-from raw.transcript_gene
-anti join staging.int_transcript_gene__row_verdicts using (delivery_id, row_number)
-where delivery_id in (select delivery_id from new_deliveries)
-    and gene_id is not null
+    arg_max(gene_symbol, (gene_symbol is not null, rows, gene_symbol)) as gene_symbol
+from (
+    select gene_id, gene_symbol, sum(rows) as rows
+    from staging.int_transcript_gene__delivered_symbols
+    group by all
+)
 group by gene_id
