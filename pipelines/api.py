@@ -74,33 +74,25 @@ def _known_values(name: str, wanted: str | Sequence[str]) -> list[str]:
 DELIVERED_SYMBOLS = "staging.int_transcript_gene__delivered_symbols"
 
 
-def _gene_condition(key: str, declared: dict, genes: str | Sequence[str]) -> tuple[str, list[str]]:
-    """The condition keeping ``genes``, each an Ensembl gene id or a symbol. A symbol keeps its
-    gene id's rows whatever symbol they carry: a gene renamed between deliveries is one gene,
-    by its newer or its older name, in core as in the analysis tables."""
-    gene_id = next((column for column in GENE_ID_COLUMNS if column in declared), None)
-    if gene_id is None:
+def _gene_condition(key: str, declared: dict, gene_ids: str | Sequence[str]) -> tuple[str, list[str]]:
+    """The condition keeping the rows of ``gene_ids`` (see :func:`gene_ids`). Constants, not a
+    lookup: a filter on constant gene ids is pushed below analysis.adgene_change's window and
+    skips to the genes' row groups, where a subquery would make DuckDB compute every gene."""
+    column = next((c for c in GENE_ID_COLUMNS if c in declared), None)
+    if column is None:
         raise ValueError(f"{key} cannot be filtered by genes")
-    wanted = _as_list(genes)
-    if not wanted:
+    ids = _as_list(gene_ids)
+    if not ids:
         raise ValueError("genes: name at least one gene")
-    ids = [g for g in wanted if ENSEMBL_GENE_ID.fullmatch(g)]
-    symbols = [g for g in wanted if g not in ids]
-    conditions = []
-    if ids:
-        conditions.append(f"{gene_id} in ({', '.join('?' for _ in ids)})")
-    if symbols:
-        conditions.append(f"{gene_id} in (select gene_id from {DELIVERED_SYMBOLS} "
-                          f"where gene_symbol in ({', '.join('?' for _ in symbols)}))")
-    return "(" + " or ".join(conditions) + ")", ids + symbols
+    return f"{column} in ({', '.join('?' for _ in ids)})", ids
 
 
-def refuse_genes_not_held(con, genes: str | Sequence[str] | None) -> None:
-    """A gene the warehouse does not hold (a misspelt symbol, a versioned id) is refused, not
+def gene_ids(con, genes: str | Sequence[str]) -> list[str]:
+    """The Ensembl gene ids of ``genes``, each an id or a symbol: every gene id delivered under
+    that symbol, so that a gene renamed between deliveries is found by its newer or its older name.
+    A gene the warehouse does not hold (a misspelt symbol, a versioned id) is refused, not
     answered with an empty table, and so is a treatment-revealing gene asked of a blinded
     warehouse (its values are withheld)."""
-    if genes is None:
-        return
     wanted = _as_list(genes)
     if not holds_real_arms(con):
         withheld = [g for g in wanted if names_a_revealing_gene(g)]
@@ -112,15 +104,17 @@ def refuse_genes_not_held(con, genes: str | Sequence[str] | None) -> None:
     if not has_table(con, schema, table):
         raise ValueError("This warehouse was built before genes could be looked up by name: build it again "
                          "(`mirocals build`) to pull genes")
-    held = {value for value, in con.execute(
-        f"select gene_id from {DELIVERED_SYMBOLS} where gene_id in (select unnest($1::varchar[])) "
-        f"union select gene_symbol from {DELIVERED_SYMBOLS} where gene_symbol in (select unnest($1::varchar[]))",
-        [wanted]).fetchall()}
-    unknown = [g for g in wanted if g not in held]
+    found = con.execute(
+        f"select distinct gene_id, gene_id from {DELIVERED_SYMBOLS} where gene_id in (select unnest($1::varchar[])) "
+        f"union select distinct gene_symbol, gene_id from {DELIVERED_SYMBOLS} "
+        "where gene_symbol in (select unnest($1::varchar[]))",
+        [wanted]).fetchall()
+    unknown = [g for g in wanted if g not in {name for name, _ in found}]
     if unknown:
         raise ValueError(
             f"No gene {', '.join(map(repr, unknown))} in this warehouse; name genes by Ensembl gene id without its "
             "version (ENSG00000010610) or by a symbol as delivered (case matters)")
+    return sorted({gene_id for _, gene_id in found})
 
 
 def _arm_values(arm: str | Sequence[str], column: str) -> list[str]:
@@ -182,7 +176,8 @@ def build_query(
     columns: Sequence[str] | None = None,
     genes: str | Sequence[str] | None = None,
 ) -> tuple[str, list]:
-    """The SELECT and its parameters for a filtered pull of a declared table."""
+    """The SELECT and its parameters for a filtered pull of a declared table; ``genes`` are gene
+    ids (:func:`gene_ids` finds them), which is all this checks of them."""
     key = resolve_table(table)
     declared = table_docs()[key].get("columns", {})
     if columns:
@@ -223,10 +218,11 @@ def load(
 ):
     """A published table as a Polars DataFrame (or pandas with ``pandas=True``), filtered in DuckDB.
     ``genes`` (the gene tables): Ensembl gene ids or symbols."""
-    sql, values = build_query(table, params, visits, arm, columns, genes)
+    sql, values = build_query(table, params, visits, arm, columns, genes)  # checked before the warehouse is opened
     with read_connection(get_settings(warehouse=warehouse).warehouse, sandboxed=True) as con:
         refuse_arms_not_held(con, arm)
         refuse_withheld_params(con, params)
-        refuse_genes_not_held(con, genes)
+        if genes is not None:
+            sql, values = build_query(table, params, visits, arm, columns, gene_ids(con, genes))
         frame: pl.DataFrame = con.sql(sql, params=values).pl()
     return frame.to_pandas() if pandas else frame

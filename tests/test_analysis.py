@@ -1,6 +1,7 @@
 """Analysis tables on a generated trial: the effects as generated, and traceability."""
 
 import datetime
+import json
 import math
 import shutil
 from pathlib import Path
@@ -12,7 +13,7 @@ import pyreadstat
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.api import load, resolve_table
+from pipelines.api import build_query, gene_ids, load, resolve_table
 from pipelines.cli import app
 from pipelines.dictionary import render_markdown
 from pipelines.export import write_xpt, xpt_label
@@ -351,3 +352,24 @@ def test_the_gene_tables_are_pulled_by_gene_id_or_symbol(trial, tmp_path):
         con.execute("drop table staging.int_transcript_gene__delivered_symbols")
     with pytest.raises(ValueError, match="build it again"):
         load("adgene", genes=first_symbol, warehouse=earlier)
+
+
+def _plan_nodes(node):
+    for child in node if isinstance(node, list) else [node]:
+        yield child
+        yield from _plan_nodes(child.get("children", []))
+
+
+def test_a_pull_of_genes_reaches_the_stored_gene_rows_as_a_filter_on_their_ids(trial):
+    """The benchmark measures the speed; this checks the plan it comes from: the genes' ids are
+    constants, which DuckDB pushes below analysis.adgene_change's window into the scan of the
+    stored gene rows (a lookup subquery in the filter made it compute every gene's baseline)."""
+    _, built = trial
+    with duckdb.connect(str(built.warehouse), read_only=True) as con:
+        symbol = con.execute("select any_value(GENESYM) from analysis.adgene where AVAL is not null").fetchone()[0]
+        (gene_id,) = gene_ids(con, symbol)
+        sql, values = build_query("adgene_change", genes=[gene_id])
+        plan = json.loads(con.execute(f"explain (format json) {sql}", values).fetchall()[0][1])
+    scans = [node["extra_info"] for node in _plan_nodes(plan)
+             if str(node.get("extra_info", {}).get("Table", "")).endswith("raw.transcript_gene__rows")]
+    assert scans and all(f"gene_id = '{gene_id}'" in scan.get("Filters", "") for scan in scans), scans
