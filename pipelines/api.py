@@ -95,11 +95,7 @@ def gene_ids(con, genes: str | Sequence[str]) -> list[str]:
     warehouse (its values are withheld)."""
     wanted = _as_list(genes)
     if not holds_real_arms(con):
-        withheld = [g for g in wanted if names_a_revealing_gene(g)]
-        if withheld:
-            raise ValueError(
-                f"{', '.join(withheld)} {'is' if len(withheld) == 1 else 'are'} withheld from this blinded warehouse: "
-                "treatment-revealing values are not stored until the trial is unblinded")
+        _refuse_withheld([g for g in wanted if names_a_revealing_gene(g)])
     schema, table = DELIVERED_SYMBOLS.split(".")
     if not has_table(con, schema, table):
         raise ValueError("This warehouse was built before genes could be looked up by name: build it again "
@@ -160,12 +156,26 @@ def refuse_withheld_params(con, params: str | Sequence[str] | None) -> None:
     if params is None or holds_real_arms(con):
         return
     withheld = {code for code, in con.execute("select paramcd from ref.parameter where treatment_revealing").fetchall()}
-    asked = [p for p in _as_list(params) if p in withheld]
+    _refuse_withheld([p for p in _as_list(params) if p in withheld])
+
+
+def _refuse_withheld(asked: list[str]) -> None:
+    """Refuse the parameters or genes ``asked`` of a blinded warehouse that withholds them."""
     if asked:
         raise ValueError(
             f"{', '.join(asked)} {'is' if len(asked) == 1 else 'are'} withheld from this blinded warehouse: "
             "treatment-revealing values are not stored until the trial is unblinded"
         )
+
+
+def query_in(con, table: str, **filters) -> tuple[str, list]:
+    """:func:`build_query` (same filters) against the open warehouse ``con``: an arm it does not
+    hold and a parameter or gene it withholds are refused, and genes are looked up as their ids."""
+    refuse_arms_not_held(con, filters.get("arm"))
+    refuse_withheld_params(con, filters.get("params"))
+    if filters.get("genes") is not None:
+        filters["genes"] = gene_ids(con, filters["genes"])
+    return build_query(table, **filters)
 
 
 def build_query(
@@ -218,11 +228,8 @@ def load(
 ):
     """A published table as a Polars DataFrame (or pandas with ``pandas=True``), filtered in DuckDB.
     ``genes`` (the gene tables): Ensembl gene ids or symbols."""
-    sql, values = build_query(table, params, visits, arm, columns, genes)  # checked before the warehouse is opened
+    build_query(table, params, visits, arm, columns, genes)  # checked before the warehouse is opened
     with read_connection(get_settings(warehouse=warehouse).warehouse, sandboxed=True) as con:
-        refuse_arms_not_held(con, arm)
-        refuse_withheld_params(con, params)
-        if genes is not None:
-            sql, values = build_query(table, params, visits, arm, columns, gene_ids(con, genes))
+        sql, values = query_in(con, table, params=params, visits=visits, arm=arm, columns=columns, genes=genes)
         frame: pl.DataFrame = con.sql(sql, params=values).pl()
     return frame.to_pandas() if pandas else frame

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.api import build_query, gene_ids, refuse_arms_not_held, refuse_withheld_params, resolve_table
+from pipelines.api import build_query, query_in, resolve_table
 from pipelines.warehouse import holds_real_arms, owner_only_files, read_connection, sas_labels, table_docs
 
 FORMATS = ("parquet", "csv", "xpt")
@@ -53,13 +53,10 @@ def export_table(warehouse: Path, table: str, fmt: str, out: Path, **filters) ->
     if fmt not in FORMATS:
         raise ValueError(f"Unknown format {fmt!r}: use {', '.join(FORMATS)}")
     key = resolve_table(table)
-    sql, values = build_query(key, **filters)  # checked before the warehouse is opened
+    build_query(key, **filters)  # checked before the warehouse is opened
     with read_connection(warehouse) as con, owner_only_files(holds_real_arms(con)):
         out.parent.mkdir(parents=True, exist_ok=True)
-        refuse_arms_not_held(con, filters.get("arm"))
-        refuse_withheld_params(con, filters.get("params"))
-        if filters.get("genes") is not None:
-            sql, values = build_query(key, **{**filters, "genes": gene_ids(con, filters["genes"])})
+        sql, values = query_in(con, key, **filters)
         rows = con.execute(f"select count(*) from ({sql})", values).fetchone()[0]
         if fmt in ("parquet", "csv"):
             option = "format parquet, compression zstd" if fmt == "parquet" else "format csv, header true"

@@ -324,22 +324,14 @@ def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> Chec
     try:
         schema = pq.read_schema(path)
     except Exception as error:  # pyarrow raises several types for damaged files
-        if machine_fault(error):
-            raise
-        raise DeliveryRejected(
-            file_name, "file_readable", f"not a readable Parquet file (truncated or damaged in transfer?): {error}"
-        ) from None
+        raise _unreadable(file_name, error) from None
 
     contracts = load_contracts()
     personal = [repr(path) for path, name in _field_paths(schema) if contracts.is_personal_data(name)]
     try:
         keys = _map_keys(path, schema)
     except Exception as error:
-        if machine_fault(error):
-            raise
-        raise DeliveryRejected(
-            file_name, "file_readable", f"not a readable Parquet file (truncated or damaged in transfer?): {error}"
-        ) from None
+        raise _unreadable(file_name, error) from None
     personal += [f"{column!r} key {key!r}" for column, key in keys if contracts.is_personal_data(key)]
     if personal:
         # Only column names (and map keys) are named: no other value of a refused file is read or stored.
@@ -372,11 +364,7 @@ def check_delivery(path: Path, file_name: str, contract: FamilyContract) -> Chec
         strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
         table = pq.read_table(path, read_dictionary=strings if contract.cluster_by else None)
     except Exception as error:
-        if machine_fault(error):
-            raise
-        raise DeliveryRejected(
-            file_name, "file_readable", f"not a readable Parquet file (truncated or damaged in transfer?): {error}"
-        ) from None
+        raise _unreadable(file_name, error) from None
     if table.num_rows == 0:
         raise DeliveryRejected(file_name, "has_rows", "the file has a valid header but zero rows.", rows=0)
     _refuse_text_not_utf8(table, file_name, contract)
@@ -824,6 +812,14 @@ def _take_in(
 # unless it is a fault of the machine (:func:`machine_fault`).
 CONTENT_ERRORS = (ValueError, pa.ArrowException, duckdb.ConversionException, duckdb.InvalidInputException,
                   duckdb.OutOfRangeException)
+
+
+def _unreadable(file_name: str, error: Exception) -> DeliveryRejected:
+    """The refusal of a file pyarrow cannot read; an error of the machine is raised again instead."""
+    if machine_fault(error):
+        raise error
+    return DeliveryRejected(
+        file_name, "file_readable", f"not a readable Parquet file (truncated or damaged in transfer?): {error}")
 
 
 def machine_fault(error: BaseException) -> bool:
