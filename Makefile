@@ -15,6 +15,10 @@ SCALE ?= 1
 GENES ?= 20000
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
+# `make ui` serves the blinded warehouse's Data Docs site here, so that the UI's links to it open
+# (a browser does not follow file:// links from a web page). Runs started while it serves link there.
+DOCS_PORT ?= 3001
+DATA_DOCS_URL ?= http://$(UI_HOST):$(DOCS_PORT)
 
 .PHONY: install install-test dagster-home demo data build ui test bench clean
 
@@ -45,7 +49,7 @@ dagster-home:
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 build: install dagster-home
-	$(BIN)/mirocals build --landing $(MIROCALS_LANDING) --warehouse $(MIROCALS_WAREHOUSE)
+	MIROCALS_DATA_DOCS_URL=$(DATA_DOCS_URL) $(BIN)/mirocals build --landing $(MIROCALS_LANDING) --warehouse $(MIROCALS_WAREHOUSE)
 
 demo: data
 	rm -rf $(DEMO_WAREHOUSE) $(dir $(DEMO_WAREHOUSE)).work $(basename $(DEMO_WAREHOUSE))_data_docs \
@@ -54,7 +58,11 @@ demo: data
 	@$(BIN)/mirocals next-steps --warehouse $(DEMO_WAREHOUSE)
 
 ui: install dagster-home
-	$(BIN)/dagster dev -m pipelines.definitions -h $(UI_HOST) -p $(UI_PORT)
+	mkdir -p "$(basename $(MIROCALS_WAREHOUSE))_data_docs"
+	$(BIN)/python -m http.server $(DOCS_PORT) --bind $(UI_HOST) --directory "$(basename $(MIROCALS_WAREHOUSE))_data_docs" \
+		>"$(DAGSTER_HOME)/data_docs_server.log" 2>&1 & docs=$$!; trap 'kill $$docs' EXIT; \
+	echo "Data Docs: $(DATA_DOCS_URL)/index.html"; \
+	MIROCALS_DATA_DOCS_URL=$(DATA_DOCS_URL) $(BIN)/dagster dev -m pipelines.definitions -h $(UI_HOST) -p $(UI_PORT)
 
 # Tests make their own Dagster instances; the project's UI history is left alone.
 test: install-test

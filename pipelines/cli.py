@@ -324,8 +324,8 @@ def next_steps(warehouse: WarehouseOption = None) -> None:
         f"""
 [bold green]The MIROCALS warehouse is built:[/bold green] {escape(str(settings.warehouse))}
 
-Next: read-only SQL, the DuckDB shell (read-only), the Dagster UI and daemon on http://127.0.0.1:3000,
-the whole test suite:
+Next: read-only SQL, the DuckDB shell (read-only), the Dagster UI and daemon on http://127.0.0.1:3000
+(with the Great Expectations Data Docs on http://127.0.0.1:3001), the whole test suite:
   .venv/bin/mirocals sql "select armcd, count(*) from core.subject where randomised group by all"{escape(named)}
   .venv/bin/mirocals sql "select * from audit.reconciliation" --format csv{escape(named)}
   .venv/bin/duckdb -readonly {escape(shlex.quote(str(settings.warehouse)))}

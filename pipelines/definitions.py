@@ -46,7 +46,9 @@ def build_definitions(
         schedules=[build_nightly_schedule(job)],
         resources={
             "landing": LandingZone(path=str(settings.landing)),
-            "warehouse": Warehouse(database=str(settings.warehouse), blinding=blinding),
+            # only the blinded site is served (an unblinded build's pages stay files, owner-only)
+            "warehouse": Warehouse(database=str(settings.warehouse), blinding=blinding,
+                                   data_docs_url=None if unblinded else settings.data_docs_url),
             "blinding": blinding,
         },
         # DuckDB allows one writer per file: steps of a run execute one after another.

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import dagster as dg
 import duckdb
@@ -56,6 +57,8 @@ class Warehouse(dg.ConfigurableResource):
 
     database: str
     blinding: Blinding
+    # the address that serves :attr:`data_docs` (None: pages are linked as files)
+    data_docs_url: str | None = None
     _lock: BuildLock | None = PrivateAttr(default=None)
     _con: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
     _digest_key: bytes | None = PrivateAttr(default=None)
@@ -88,6 +91,13 @@ class Warehouse(dg.ConfigurableResource):
     def data_docs(self) -> Path:
         """The Great Expectations Data Docs site of this warehouse (beside the published file)."""
         return self.file.parent / f"{self.file.stem}_data_docs"
+
+    def data_docs_link(self, page: Path) -> str:
+        """The link to a page of the Data Docs site: under :attr:`data_docs_url` when the site is
+        served, else the file's own URI."""
+        if self.data_docs_url is None:
+            return page.as_uri()
+        return f"{self.data_docs_url.rstrip('/')}/{quote(page.relative_to(self.data_docs).as_posix())}"
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Held for the whole run: a second build (UI or command line) stops with a clear message.

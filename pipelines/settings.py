@@ -12,6 +12,9 @@ LANDING_ENV = "MIROCALS_LANDING"
 WAREHOUSE_ENV = "MIROCALS_WAREHOUSE"
 SENSOR_INTERVAL_ENV = "MIROCALS_SENSOR_INTERVAL_SECONDS"
 DEFAULT_SENSOR_INTERVAL_SECONDS = 15
+# Where the blinded warehouse's Data Docs site is served over HTTP (`make ui` serves it): links in
+# the UI then open. Unset, they are file:// links, which a browser does not follow from the UI.
+DATA_DOCS_URL_ENV = "MIROCALS_DATA_DOCS_URL"
 
 DEFAULT_LANDING = PROJECT_ROOT / "landing"
 DEFAULT_WAREHOUSE = PROJECT_ROOT / "warehouse" / "build" / "mirocals.duckdb"
@@ -26,6 +29,7 @@ class Settings:
     warehouse: Path
     unblinded_warehouse: Path
     sensor_interval_seconds: int
+    data_docs_url: str | None
 
 
 def get_settings(
@@ -41,4 +45,5 @@ def get_settings(
             unblinded_warehouse or os.environ.get(UNBLINDED_WAREHOUSE_ENV) or DEFAULT_UNBLINDED_WAREHOUSE
         ).resolve(),
         sensor_interval_seconds=int(os.environ.get(SENSOR_INTERVAL_ENV) or DEFAULT_SENSOR_INTERVAL_SECONDS),
+        data_docs_url=os.environ.get(DATA_DOCS_URL_ENV) or None,
     )

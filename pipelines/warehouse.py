@@ -206,7 +206,7 @@ def rewrite_after_withholding(work: Path) -> int:
             con.execute(f'attach ? as "{alias}"', [str(rewritten)])
             con.execute(f'copy from database "{source}" to "{alias}"')
             con.execute(f'update "{alias}".audit.withholding set rewritten_at = ? where rewritten_at is null',
-                        [datetime.now(UTC).replace(tzinfo=None)])
+                        [utc_now()])
             con.execute(f'detach "{alias}"')
             with rewritten.open("rb+") as handle:
                 os.fsync(handle.fileno())
@@ -234,6 +234,11 @@ def publish(work: Path, published: Path, owner_only: bool = False) -> None:
     copy_durably(work, temporary, owner_only)
     os.replace(temporary, published)
     _sync_folder(published.parent)
+
+
+def utc_now() -> datetime:
+    """Now in UTC, as the warehouse stores times: ``timestamp`` columns hold UTC without a zone."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 # Builds keep DuckDB within this much memory and spill the rest to the work folder, so a

@@ -1,8 +1,10 @@
 """`make ui` starts the Dagster webserver and daemon: every asset and check is listed, a build
-launched through the UI's GraphQL API is queued, run by the daemon and succeeds, and the
-landing-zone sensor takes in a new delivery by itself, exactly once."""
+launched through the UI's GraphQL API is queued, run by the daemon and succeeds, the
+landing-zone sensor takes in a new delivery by itself, exactly once, and the Data Docs pages its
+metadata links to open over HTTP."""
 
 import os
+import re
 import signal
 from contextlib import contextmanager
 import socket
@@ -41,12 +43,13 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running_ui(tmp_path: Path, landing: Path, warehouse: Path):
-    """`make ui` on a free port with its own DAGSTER_HOME; yields the port."""
+def running_ui(tmp_path: Path, landing: Path, warehouse: Path, docs_port: int):
+    """`make ui` on free ports with its own DAGSTER_HOME; yields the UI's port."""
     port = _free_port()
     log = (tmp_path / "ui.log").open("w")
     process = subprocess.Popen(
-        ["make", "--no-print-directory", "ui", f"UI_PORT={port}", f"DAGSTER_HOME={tmp_path / 'dagster_home'}",
+        ["make", "--no-print-directory", "ui", f"UI_PORT={port}", f"DOCS_PORT={docs_port}",
+         f"DAGSTER_HOME={tmp_path / 'dagster_home'}",
          f"MIROCALS_LANDING={landing}", f"MIROCALS_WAREHOUSE={warehouse}"],
         cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         env={**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home"),
@@ -113,6 +116,28 @@ def _deliveries(warehouse: Path) -> list[tuple]:
         con.close()
 
 
+LATEST_RAW_METADATA = """
+query ($path: [String!]!) {
+  assetOrError(assetKey: {path: $path}) {
+    ... on Asset {
+      assetMaterializations(limit: 1) {
+        metadataEntries { label ... on UrlMetadataEntry { url } ... on MarkdownMetadataEntry { mdStr } }
+      }
+    }
+  }
+}
+"""
+
+
+def _raw_metadata(port: int, family: str) -> dict[str, str]:
+    """The newest materialisation of ``raw/<family>``: its URL and Markdown entries by label."""
+    response = requests.post(f"http://127.0.0.1:{port}/graphql", timeout=30, json={
+        "query": LATEST_RAW_METADATA, "variables": {"path": ["raw", family]}})
+    response.raise_for_status()
+    [latest] = response.json()["data"]["assetOrError"]["assetMaterializations"]
+    return {e["label"]: e.get("url") or e.get("mdStr") for e in latest["metadataEntries"] if e.get("url") or e.get("mdStr")}
+
+
 def _run_build_from_the_ui(port: int) -> None:
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     run_id = client.submit_job_execution(BUILD_JOB)
@@ -130,7 +155,8 @@ def test_ui_lists_assets_and_checks_sensor_ingests_once_and_a_ui_build_succeeds(
     landing = tmp_path / "landing"
     write_reference(landing)
     warehouse = tmp_path / "warehouse" / "mirocals.duckdb"
-    with running_ui(tmp_path, landing, warehouse) as port:
+    docs_port = _free_port()
+    with running_ui(tmp_path, landing, warehouse, docs_port) as port:
         # every asset and every check is listed
         nodes = _graphql(port, ASSETS_QUERY)["assetNodes"]
         assert {"/".join(n["assetKey"]["path"]) for n in nodes} == {
@@ -159,6 +185,16 @@ def test_ui_lists_assets_and_checks_sensor_ingests_once_and_a_ui_build_succeeds(
         assert [d for d in _deliveries(warehouse) if d[0] == "labs/treg/treg_batch01.parquet"] == [
             ("labs/treg/treg_batch01.parquet", sha, "accepted")
         ]
+
+        # the Data Docs index and the delivery's validation page are linked over HTTP, and open
+        metadata = _raw_metadata(port, "treg")
+        docs = f"http://127.0.0.1:{docs_port}/"
+        assert metadata["data_docs"] == f"{docs}index.html"
+        [page] = re.findall(r"\[labs/treg/treg_batch01.parquet\]\((\S+)\)", metadata["validation_pages"])
+        assert page.startswith(f"{docs}validations/treg/") and page.endswith(".html")
+        opened = requests.get(page, timeout=10)
+        assert opened.status_code == 200 and "treg" in opened.text
+        assert "treg" in requests.get(metadata["data_docs"], timeout=10).text
 
         # the same bytes under another name: one run records it as a duplicate (for a snapshot
         # family the same thing can be an earlier export sent again, which counts)

@@ -119,3 +119,20 @@ def test_pages_render_as_with_gx_own_view_and_compile_the_templates_once(built):
     view.env.compile = lambda *args, **kwargs: compiled.append(args[1]) or jinja2.Environment.compile(view.env, *args, **kwargs)
     assert page(view) == ours
     assert compiled == []
+
+
+def test_a_served_site_is_linked_under_its_address_and_only_the_blinded_one(tmp_path, monkeypatch):
+    from pipelines.definitions import build_definitions
+    from pipelines.settings import DATA_DOCS_URL_ENV
+
+    monkeypatch.setenv(DATA_DOCS_URL_ENV, "http://docs.example:3001/")
+    blinded = build_definitions(str(tmp_path / "landing"), str(tmp_path / "wh" / "mirocals.duckdb"))
+    warehouse = blinded.resources["warehouse"]
+    page = warehouse.data_docs / "validations" / "treg" / "run 1" / "delivery-00001.html"
+    assert warehouse.data_docs_link(page) == "http://docs.example:3001/validations/treg/run%201/delivery-00001.html"
+    listed = tmp_path / "restricted" / "randomisation.parquet"
+    unblinded = build_definitions(str(tmp_path / "landing"), str(tmp_path / "unblinded" / "u.duckdb"), str(listed))
+    # an unblinded build's pages are never put under the address that serves the blinded site
+    unblinded_warehouse = unblinded.resources["warehouse"]
+    assert unblinded_warehouse.data_docs_url is None
+    assert unblinded_warehouse.data_docs_link(page) == page.as_uri()

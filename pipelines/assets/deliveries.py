@@ -183,10 +183,11 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
                 "accepted_with_remarks": dg.MetadataValue.md(
                     "\n".join(f"- {name}: {warnings}" for name, warnings in remarks) or "none"),
                 "raw_rows_total": total,
-                "data_docs": dg.MetadataValue.url((warehouse.data_docs / "index.html").as_uri()),
+                "data_docs": dg.MetadataValue.url(warehouse.data_docs_link(warehouse.data_docs / "index.html")),
                 "validation_pages": dg.MetadataValue.md("\n".join(
-                    [f"- [{o.file_name}]({page.as_uri()})" for o in outcomes for page in o.data_docs]
-                    + [f"- [{name}, judged again]({page.as_uri()})" for name, written in pages.items() for page in written]
+                    [f"- [{o.file_name}]({warehouse.data_docs_link(page)})" for o in outcomes for page in o.data_docs]
+                    + [f"- [{name}, judged again]({warehouse.data_docs_link(page)})"
+                       for name, written in pages.items() for page in written]
                 ) or "none"),
                 "deliveries_judged_again": len(judged),
             },

@@ -1,15 +1,15 @@
 """The study definition as warehouse reference tables."""
 
-
 import getpass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 
 from pipelines.ingest.delivery import file_sha256
 from pipelines.resources import Blinding, Warehouse
-from pipelines.warehouse import apply_comments, atomic, create_raw_tables, has_table, load_reference_tables, run_ddl
+from pipelines.warehouse import (
+    apply_comments, atomic, create_raw_tables, has_table, load_reference_tables, run_ddl, utc_now,
+)
 
 
 @dg.asset(key=["ref", "study_definition"], group_name="reference", kinds={"duckdb", "yaml"})
@@ -27,7 +27,7 @@ def study_definition(warehouse: Warehouse, blinding: Blinding) -> dg.Materialize
         run_ddl(con, "audit")
         if earlier:
             con.execute("insert into audit.withholding values (0, 'every family', 0, ?, null)",
-                        [datetime.now(UTC).replace(tzinfo=None)])
+                        [utc_now()])
         for table in ("delivery", "validation", "row_failure", "withholding"):
             apply_comments(con, "audit", table)
         run_ddl(con, "macros")
@@ -38,6 +38,6 @@ def study_definition(warehouse: Warehouse, blinding: Blinding) -> dg.Materialize
             listed = Path(mode.randomisation_file).resolve()
             con.execute(
                 "insert into audit.unblinding values (?, ?, ?, ?)",
-                [datetime.now(UTC).replace(tzinfo=None), getpass.getuser(), str(listed), file_sha256(listed)],
+                [utc_now(), getpass.getuser(), str(listed), file_sha256(listed)],
             )
     return dg.MaterializeResult(metadata={f"ref.{name}": dg.MetadataValue.int(n) for name, n in counts.items()})

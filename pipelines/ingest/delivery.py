@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -38,7 +38,7 @@ from pipelines.ingest.expectations import (
 )
 from pipelines.ingest.values import distinct_codes, in_set
 from pipelines.study import FamilyContract, load_contracts
-from pipelines.warehouse import atomic, query_sql, recorded_digest
+from pipelines.warehouse import atomic, query_sql, recorded_digest, utc_now
 
 
 # A clustered delivery is sorted and inserted this many rows at a time (bounds the sorted copy).
@@ -737,7 +737,7 @@ def _take_in(
         _remember_file(con, file_name, sha, stat)
         return None
     delivery_id = _next_delivery_id(con)
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = utc_now()
     base = dict(
         delivery_id=delivery_id, family=contract.family, file_name=file_name, file_sha256=sha,
         file_bytes=before.file_bytes, received_at=now,
@@ -962,7 +962,7 @@ def judge_again(
                 withheld = withhold_stored_values(con, contract.family, delivery_id)
                 if withheld:
                     con.execute("insert into audit.withholding values (?, ?, ?, ?, null)",
-                                [delivery_id, contract.family, withheld, datetime.now(UTC).replace(tzinfo=None)])
+                                [delivery_id, contract.family, withheld, utc_now()])
         if docs_dir is not None and stale:
             redact_data_docs(docs_dir, contract.suite, [data_docs_label(delivery_id) for delivery_id, *_ in stale],
                              lambda column: mentions_revealing(column, contract.family), WITHHELD)
@@ -988,7 +988,7 @@ def judge_again(
             if blinding is not None and blinding.blinded:
                 validation, withheld_kept = _keep_withheld_verdicts(con, validation, stored, contract, delivery_id, judged_at)
         # after the judgment it replaces, whatever the clock says: the newest judgment counts
-        at = max(datetime.now(UTC).replace(tzinfo=None), judged_at + timedelta(microseconds=1))
+        at = max(utc_now(), judged_at + timedelta(microseconds=1))
         with atomic(con):
             _store_validation(con, delivery_id, validation, at, partial if withheld_kept else rules)
         judged.append(Rejudged(delivery_id, file_name, failing_before, validation.rows_failing, delivered is not None,
