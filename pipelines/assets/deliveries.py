@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 from pipelines.assets.metadata import markdown_table
 from pipelines.blinding import BlindingMode, make_dummy_randomisation, validate_randomisation_list
 from pipelines.ingest.delivery import (
-    DeliveryNotTakenIn, DeliveryOutcome, Rejudged, data_docs_label, discover_files, ingest_file, judge_again,
-    name_is_text, printable_name, unrecognised_files,
+    DeliveryNotTakenIn, DeliveryOutcome, Rejudged, data_docs_label, discover_files, files_to_take_in, ingest_file,
+    judge_again, name_is_text, printable_name, unrecognised_files,
 )
 from pipelines.ingest.expectations import load_suites, write_data_docs, write_data_docs_index
 from pipelines.resources import Blinding, LandingZone, Warehouse
@@ -86,7 +86,7 @@ def _files_to_take_in(
     """(root, file) pairs to ingest. The randomisation never comes from the landing zone: a
     blinded build makes a dummy list, an unblinded build takes the list it was given, checked."""
     if contract.family != RANDOMISATION:
-        return [(landing.root, path) for path in discover_files(landing.root, contract)]
+        return [(landing.root, path) for path in files_to_take_in(con, landing.root, discover_files(landing.root, contract))]
     subjects = con.execute(query_sql("current_subjects")).fetchall()
     if mode.blinded:
         kept = {u: (stratum, block, arm) for u, stratum, block, arm in con.execute(query_sql("current_dummy_randomisation")).fetchall()}
