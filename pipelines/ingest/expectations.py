@@ -502,7 +502,7 @@ def redact_data_docs(
     render their pages again; returns the results changed. The store is listed once."""
     if not docs_dir.is_dir():
         return 0
-    site, store = _docs_site(str(docs_dir.resolve()))
+    _, store = _docs_site(str(docs_dir.resolve()))
     _, context, _ = _gx()
     batches = re.compile(f"(?:{'|'.join(map(re.escape, labels))})(?:-part[0-9]+)?")
     changed = []
@@ -512,9 +512,8 @@ def redact_data_docs(
         gx_result = context.stores[store].get(key)
         if _redact_gx_result(gx_result, withhold, placeholder):
             context.stores[store].set(key, gx_result)
-            changed.append(key)
-    if changed:
-        context.build_data_docs(site_names=[site], resource_identifiers=changed, build_index=False)
+            changed.append((key, gx_result))
+    _render_validation_pages(docs_dir, changed)
     return len(changed)
 
 
@@ -562,12 +561,26 @@ def _docs_site(docs_dir: str) -> tuple[str, str]:
     return site, store
 
 
-def write_data_docs(result: SuiteResult, docs_dir: Path, label: str) -> list[Path]:
-    """Render the delivery's validation pages into the Great Expectations Data Docs site in
-    ``docs_dir``; the index and the suite's page are rendered once per step, after its files
-    (:func:`write_data_docs_index`): each costs as much as the page itself.
+@cache
+def _site_builder(docs_dir: str) -> Any:
+    """GX's builder of the Data Docs site in ``docs_dir``, made once per process (GX makes one
+    per ``build_data_docs`` call). Its static assets (styles, scripts) are copied here, once."""
+    site, _ = _docs_site(docs_dir)
+    _, context, _ = _gx()
+    # GX's own factory of the builder that build_data_docs uses (great-expectations is pinned)
+    builder = context._init_site_builder_for_data_docs_site_creation(site, context.variables.data_docs_sites[site])
+    builder.target_store.copy_static_assets()
+    return builder
 
-    Returns the validation pages written.
+
+def write_data_docs(result: SuiteResult, docs_dir: Path, label: str) -> list[Path]:
+    """Store the delivery's validation results and render their pages into the Great
+    Expectations Data Docs site in ``docs_dir``; the index and the suite's page are rendered once
+    per step, after its files (:func:`write_data_docs_index`). Returns the pages written.
+
+    Each page is rendered by the site's own renderer and view, for its key alone: GX's
+    ``build_data_docs`` lists and parses every stored result first, whichever it renders, which
+    cost every build more as deliveries piled up.
     """
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier,
@@ -575,24 +588,33 @@ def write_data_docs(result: SuiteResult, docs_dir: Path, label: str) -> list[Pat
     )
 
     docs_dir.mkdir(parents=True, exist_ok=True)
-    site, store = _docs_site(str(docs_dir.resolve()))
+    _, store = _docs_site(str(docs_dir.resolve()))
     _, context, _ = _gx()
-    keys = []
+    stored = []
     for part, gx_result in enumerate(result.gx_results, start=1):
-        batch = label if len(result.gx_results) == 1 else f"{label}-part{part}"
         key = ValidationResultIdentifier(
             expectation_suite_identifier=ExpectationSuiteIdentifier(name=result.suite),
             run_id=gx_result.meta["run_id"],
-            batch_identifier=batch,
+            batch_identifier=label if len(result.gx_results) == 1 else f"{label}-part{part}",
         )
         context.stores[store].set(key, gx_result)
-        keys.append((key, batch))
-    context.build_data_docs(site_names=[site], resource_identifiers=[k for k, _ in keys], build_index=False)
-    # a delivery judged again has a page per judgment: the one just written is the newest
-    return sorted(
-        max((docs_dir / "validations" / result.suite).rglob(f"{batch}.html"), key=lambda page: page.stat().st_mtime_ns)
-        for _, batch in keys
-    )
+        stored.append((key, gx_result))
+    return _render_validation_pages(docs_dir, stored)
+
+
+def _render_validation_pages(docs_dir: Path, stored: list[tuple[Any, Any]]) -> list[Path]:
+    """Render the pages of these (key, result) pairs, stored already; returns the pages."""
+    from great_expectations.data_context.types.resource_identifiers import SiteSectionIdentifier
+
+    section = _site_builder(str(docs_dir.resolve())).site_section_builders["validations"]
+    pages = []
+    for key, gx_result in stored:
+        html = section.view_class.render(section.renderer_class.render(gx_result), data_context_id=section.data_context_id,
+                                         show_how_to_buttons=section.show_how_to_buttons)
+        written = section.target_store.set(SiteSectionIdentifier(site_section_name="validations", resource_identifier=key),
+                                           html)
+        pages.append(docs_dir / Path(written).relative_to(docs_dir.resolve()))
+    return sorted(pages)
 
 
 def write_data_docs_index(docs_dir: Path, suite: str) -> Path:
@@ -600,8 +622,7 @@ def write_data_docs_index(docs_dir: Path, suite: str) -> Path:
     links every validation to; returns the index page."""
     from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
-    site, _ = _docs_site(str(docs_dir.resolve()))
-    _, context, _ = _gx()
-    context.build_data_docs(site_names=[site], resource_identifiers=[ExpectationSuiteIdentifier(name=suite)])
+    builder = _site_builder(str(docs_dir.resolve()))
+    builder.site_section_builders["expectations"].build(resource_identifiers=[ExpectationSuiteIdentifier(name=suite)])
+    builder.site_index_builder.build()
     return docs_dir / "index.html"
-
