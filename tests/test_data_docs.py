@@ -136,3 +136,26 @@ def test_a_served_site_is_linked_under_its_address_and_only_the_blinded_one(tmp_
     unblinded_warehouse = unblinded.resources["warehouse"]
     assert unblinded_warehouse.data_docs_url is None
     assert unblinded_warehouse.data_docs_link(page) == page.as_uri()
+
+
+def test_a_new_page_lists_the_stored_results_once_for_the_index_only(tmp_path, monkeypatch):
+    # GX's build_data_docs lists and parses every stored result whichever page it renders: each
+    # page and each index cost more as deliveries piled up. Only the index lists them now.
+    from pipelines.ingest.expectations import _docs_site, _gx
+
+    landing = tmp_path / "landing"
+    write_reference(landing)
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002")])
+    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    first = run_build(landing, warehouse)
+    _, store = _docs_site(str(_docs(first).resolve()))
+    results = _gx()[1].stores[store]
+    listed = []
+    list_keys = results.list_keys
+    monkeypatch.setattr(results, "list_keys", lambda: listed.append(1) or list_keys())
+    write_delivery(landing, "treg", "treg_batch02.parquet", [treg("S003")])
+    second = run_build(landing, warehouse)
+    newest = second.scalar("select max(delivery_id) from audit.delivery where family = 'treg'")
+    assert list((_docs(second) / "validations" / "treg").rglob(f"delivery-{newest:05d}.html"))
+    assert f"delivery-{newest:05d}.html" in (_docs(second) / "index.html").read_text()
+    assert len(listed) == 1
