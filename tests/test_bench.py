@@ -55,3 +55,23 @@ def test_bench_reports_every_figure(tmp_path):
     assert isinstance(data["pileup_rss_growth_pct"], float) and isinstance(data["pileup_seconds_slope"], float)
     # Generated data is removed unless --keep.
     assert not any(out.iterdir())
+
+
+def test_pileup_rounds_never_send_earlier_bytes_again(tmp_path):
+    # once the rounds had gone through every batch and slice, a round sent earlier bytes again: a
+    # duplicate, cheaper to take in, which pulled down the growth the pile-up reports
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import run as bench
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    from pipelines.synth import generate_landing_zone
+
+    landing = tmp_path / "landing"
+    generate_landing_zone(landing, scale=0.05, genes=20)
+    digests: dict[str, set[bytes]] = {}
+    rounds = 40
+    for round_ in range(rounds):
+        for written in bench.write_redeliveries(landing, round_):
+            digests.setdefault(written["family"], set()).add((landing / written["file"]).read_bytes())
+    assert {family: len(seen) for family, seen in digests.items()} == {family: rounds for family in bench.LAB_FAMILIES}
