@@ -139,6 +139,60 @@ def test_running_out_of_memory_while_taking_a_file_in_refuses_nothing(landing, t
     assert built.scalar("select count(*) from core.treg where paramcd = 'CD4CNT'") == 2
 
 
+def _interrupted_while_duckdb_reads_python() -> None:
+    """Send this process SIGINT while DuckDB reads a Python object (a generator of record
+    batches): whatever the signal handler raises comes back from DuckDB as its own error."""
+    import signal
+
+    import duckdb
+
+    def batches():
+        yield pa.record_batch({"n": [1]})
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)  # the handler runs here
+        yield pa.record_batch({"n": [2]})
+
+    stream = pa.RecordBatchReader.from_batches(pa.schema({"n": pa.int64()}), batches())  # noqa: F841 (read by name)
+    # one thread: DuckDB reads the stream on the main thread, where Python runs signal handlers
+    duckdb.connect(config={"threads": 1}).execute("select count(*) from stream").fetchall()
+
+
+def test_a_run_interrupted_while_duckdb_reads_a_file_refuses_nothing_and_stops(landing, tmp_path, monkeypatch):
+    """Stopping a run (SIGTERM, SIGINT, a cancel from the UI) while DuckDB was reading a Python
+    object: Dagster's interruption came back as DuckDB's InvalidInputException, taken for a fault
+    of the file. The file was refused for good and the run went on as if not stopped."""
+    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    validate_table = delivery.validate_table
+
+    def interrupted(name, *args, **kwargs):
+        if name == "treg":
+            _interrupted_while_duckdb_reads_python()
+        return validate_table(name, *args, **kwargs)
+
+    with monkeypatch.context() as faulty:
+        faulty.setattr(delivery, "validate_table", interrupted)
+        stopped = build_warehouse(landing, warehouse, instance=dg.DagsterInstance.ephemeral())
+    assert not stopped.success
+    assert any("DagsterExecutionInterruptedError" in error for error in stopped.errors), stopped.errors
+    built = run_build(landing, warehouse)
+    assert _treg_deliveries(built) == [{"status": "accepted", "rule": None, "rows_delivered": 2}]
+
+
+def test_an_interruption_duckdb_reports_is_the_machines_fault_not_the_files():
+    import duckdb
+    from dagster._core.errors import DagsterExecutionInterruptedError
+    from dagster._utils.interrupts import raise_interrupts_as
+
+    # a step's signal handling, as Dagster installs it while a step runs
+    with raise_interrupts_as(DagsterExecutionInterruptedError), pytest.raises(duckdb.InvalidInputException) as reported:
+        _interrupted_while_duckdb_reads_python()
+    assert "DagsterExecutionInterruptedError" in str(reported.value)
+    assert delivery.machine_fault(reported.value)
+    # a file's own fault, even one whose text names an interruption, is still the file's
+    assert not delivery.machine_fault(duckdb.InvalidInputException("Could not convert string 'KeyboardInterrupt' to INT64"))
+    assert not delivery.machine_fault(duckdb.ConversionException("Could not convert string 'x' to DOUBLE"))
+
+
 def test_a_read_the_operating_system_fails_is_taken_in_by_the_next_build(landing, tmp_path, monkeypatch):
     warehouse = tmp_path / "wh" / "mirocals.duckdb"
     read_table = pq.read_table

@@ -847,10 +847,20 @@ def _unreadable(file_name: str, error: Exception) -> DeliveryRejected:
 
 def machine_fault(error: BaseException) -> bool:
     """Whether an error met while reading or taking in a file is the machine's, not the file's:
-    memory ran out (pyarrow's ArrowMemoryError is also an ArrowException), the work was cancelled,
-    or the operating system failed a read (an OSError with an errno; the OSErrors pyarrow raises
-    for corrupt pages carry none). Such a file is not refused: it is taken in by a later build."""
-    return isinstance(error, (MemoryError, pa.ArrowCancelled)) or (isinstance(error, OSError) and error.errno is not None)
+    memory ran out (pyarrow's ArrowMemoryError is also an ArrowException), the work was cancelled
+    or interrupted, or the operating system failed a read (an OSError with an errno; the OSErrors
+    pyarrow raises for corrupt pages carry none). Such a file is not refused: it is taken in by a
+    later build."""
+    return (isinstance(error, (MemoryError, pa.ArrowCancelled)) or (isinstance(error, OSError) and error.errno is not None)
+            or (isinstance(error, duckdb.Error) and INTERRUPTED_IN_DUCKDB.search(str(error)) is not None))
+
+
+# A run stopped (SIGTERM, SIGINT: Dagster raises DagsterExecutionInterruptedError, Python
+# KeyboardInterrupt) while DuckDB was reading a Python object registered with it: DuckDB reports
+# the interruption as its own InvalidInputException naming the Python exception (with its module,
+# at the start of a line of the traceback it quotes), which refused the file being taken in, for
+# good, and the run went on.
+INTERRUPTED_IN_DUCKDB = re.compile(r"(?:failed: |^)(?:[\w.]+\.)?(?:DagsterExecutionInterruptedError|KeyboardInterrupt)\b", re.M)
 
 
 def _not_processable(error: Exception, contract: FamilyContract, blinding: BlindingMode | None) -> str:
