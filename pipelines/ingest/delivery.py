@@ -560,6 +560,8 @@ def _cast_to_declared(
     try:
         return _cast_with(con, table, file_name, contract, by_normalised, extra)
     except duckdb.Error as error:
+        if machine_fault(error):
+            raise
         raise DeliveryRejected(
             file_name, "column_types", f"the warehouse cannot read the file's columns ({error}).", rows=table.num_rows
         ) from None
