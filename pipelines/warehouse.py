@@ -12,9 +12,9 @@ Readers always connect read-only.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
-
 import os
 import shutil
 import stat
@@ -64,18 +64,37 @@ def read_digest_key(published: Path) -> bytes | None:
         return None
 
 
+DIGEST_KEY_BYTES = 32
+
+
 def create_digest_key(published: Path) -> bytes:
     """The digest key of ``published``: a new random one, written owner-only, unless one was
-    written first (by the sensor or a build)."""
+    written first (by the sensor or a build).
+
+    The key is written under another name, synced, then renamed into place, under a lock that
+    the sensor and a build both take: a process stopped while writing it left an empty key
+    file, which the next build took as the key, and every digest it recorded could then be made
+    by anyone. A key file of the wrong length (such a leftover) is replaced: it was never used,
+    since the warehouse records no key yet when this is called.
+    """
     path = digest_key_file(published)
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes()
-    key = os.urandom(32)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(key)
+    with path.with_name(f"{path.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        existing = read_digest_key(published)
+        if existing is not None and len(existing) == DIGEST_KEY_BYTES:
+            return existing
+        for left in path.parent.glob(f"{path.name}.writing-*"):
+            left.unlink(missing_ok=True)  # a stopped process's (the lock lets one write at a time)
+        key = os.urandom(DIGEST_KEY_BYTES)
+        written = path.with_name(f"{path.name}.writing-{os.getpid()}")
+        descriptor = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(key)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(written, path)
+        _sync_folder(path.parent)
     return key
 
 

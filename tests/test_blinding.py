@@ -497,6 +497,24 @@ def test_a_blinded_warehouse_records_keyed_digests_that_cannot_be_recomputed(sma
     assert unblinded.scalar("select file_sha256 from audit.delivery where file_name = 'labs/treg/treg_batch01.parquet'") == plain
 
 
+def test_an_empty_digest_key_a_stopped_build_left_is_not_taken_as_the_key(small_trial, tmp_path):
+    # a first build killed just after it created the key file left it empty; the next build took
+    # the empty key, and every digest it recorded could be recomputed by anyone
+    landing, _ = small_trial
+    warehouse = tmp_path / "blinded" / "mirocals.duckdb"
+    key_file = digest_key_file(warehouse)
+    key_file.parent.mkdir(parents=True)
+    key_file.write_bytes(b"")
+    key_file.chmod(0o600)
+    built = run_build(landing, warehouse)
+    key = key_file.read_bytes()
+    assert len(key) == 32 and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    treg_file = landing / "labs/treg/treg_batch01.parquet"
+    stored = built.scalar("select file_sha256 from audit.delivery where file_name = 'labs/treg/treg_batch01.parquet'")
+    assert stored == recorded_digest(hashlib.sha256(treg_file.read_bytes()).hexdigest(), key)
+    assert not list(key_file.parent.glob(f"{key_file.name}.writing-*"))
+
+
 def test_a_subject_removed_from_the_subjects_export_changes_no_other_dummy_arm(tmp_path):
     landing = tmp_path / "landing"
     subjects = [subject(f"MIROCALS-FR01-{i:04d}", "FR01", randomisation_date=RANDOMISED + dt.timedelta(days=i))
