@@ -104,7 +104,7 @@ class Warehouse(dg.ConfigurableResource):
         self._lock = BuildLock(lock_file(self.file))
         self._lock.acquire()
         # copies a killed build left half-written (no other build is copying: this one holds the lock)
-        for left in remove_unfinished_copies(self.file.parent, self.work_file.parent):
+        for left in remove_unfinished_copies(self.file, self.work_file):
             context.log.warning(f"removed {left}, an unfinished copy a stopped build left")
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:

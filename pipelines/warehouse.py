@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache
+from glob import escape as glob_escape
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -185,11 +186,13 @@ def temporary_copy(target: Path, purpose: str) -> Path:
     return target.with_name(f".{target.name}.{purpose}-{os.getpid()}")
 
 
-def remove_unfinished_copies(*folders: Path) -> list[Path]:
-    """Delete the temporary copies a killed build left in ``folders`` (only a build holding the
-    lock may: no other build is copying). Returns them."""
-    left = [path for folder in folders if folder.is_dir() for purpose in COPY_PURPOSES
-            for path in folder.glob(f".*.{purpose}-*")]
+def remove_unfinished_copies(*targets: Path) -> list[Path]:
+    """Delete the temporary copies of ``targets`` (the published and work files of one
+    warehouse) that a killed build left (only a build holding that warehouse's lock may: no
+    other build of it is copying). Another warehouse's copies in the same folder are its own
+    build's, perhaps being written now. Returns them."""
+    left = [path for target in targets if target.parent.is_dir() for purpose in COPY_PURPOSES
+            for path in target.parent.glob(f".{glob_escape(target.name)}.{purpose}-*")]  # as temporary_copy names them
     for path in left:
         path.unlink(missing_ok=True)
     return left

@@ -443,7 +443,9 @@ def test_an_analyst_holding_the_warehouse_read_write_does_not_stop_a_build(rebui
     shutil.copyfile(digest_key_file(rebuilt["built"].warehouse), digest_key_file(warehouse))
     # no work copy (lost): the build seeds it from the published file; and the leftovers of kills
     left = [warehouse.parent / f".{warehouse.name}.publishing-999999", work_file(warehouse).parent / f".{warehouse.name}.seeding-999999"]
-    for path in left:
+    # another warehouse in the same folder, its build publishing now: its copy is its own
+    others = [warehouse.parent / ".other.duckdb.publishing-999998", work_file(warehouse).parent / ".other.duckdb.rewriting-999998"]
+    for path in left + others:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half a copy")
     analyst = subprocess.Popen(
@@ -461,6 +463,7 @@ def test_an_analyst_holding_the_warehouse_read_write_does_not_stop_a_build(rebui
     assert built.scalar("select count(*) from audit.delivery") == deliveries
     assert built.scalar("select bool_and(balanced) from audit.reconciliation")
     assert not any(path.exists() for path in left)
+    assert all(path.read_bytes() == b"half a copy" for path in others)
 
 
 def test_a_commit_that_fails_is_told_not_the_rollback_after_it(tmp_path):
