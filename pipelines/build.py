@@ -11,7 +11,7 @@ import dagster as dg
 from dagster._core.utils import make_new_run_id
 
 from pipelines.definitions import BUILD_JOB, build_definitions
-from pipelines.locking import BuildLock
+from pipelines.locking import BuildLock, BuildLocked
 from pipelines.runs import fail_abandoned_runs, in_process_tags
 from pipelines.warehouse import lock_file, query_sql, read_connection
 
@@ -78,6 +78,8 @@ def build_warehouse(
         done.set()
         if watcher:
             watcher.join()
+    if not result.success:
+        _raise_if_locked_out(result)
     failed = [
         event.event_specific_data
         for event in result.all_events
@@ -100,6 +102,18 @@ def build_warehouse(
     ]
     return BuildResult(success=result.success, run_id=run_id, steps=steps, failed_checks=failed_checks, errors=errors,
                        check_details=check_details)
+
+
+def _raise_if_locked_out(result: dg.ExecuteInProcessResult) -> None:
+    """Raise :class:`BuildLocked` if the run stopped because another build took the warehouse
+    between the check above and the run's own lock (two builds started within a moment): it
+    would otherwise read as a build that failed for no reason it could tell."""
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None)
+        while error is not None:
+            if error.cls_name == BuildLocked.__name__:
+                raise BuildLocked(error.message.strip().split(": ", 1)[-1])
+            error = error.cause
 
 
 def _root_cause(error) -> str:

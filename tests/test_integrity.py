@@ -421,6 +421,45 @@ def test_second_build_stops_at_once_naming_the_running_build(rebuilt):
     assert sha256(work_file(built.warehouse)) == work_digest
 
 
+def test_a_build_that_another_takes_the_warehouse_from_at_its_start_says_so(rebuilt, monkeypatch):
+    """Two builds started within a moment: both passed the first look at the lock, and the one
+    whose run then found it held failed with a bare "Build failed". It now stops as a build
+    finding the lock held does."""
+    import dagster as dg
+
+    import pipelines.build as build
+    from pipelines.locking import BuildLocked
+
+    built = rebuilt["built"]
+    digest = sha256(built.warehouse)
+    holder: list[subprocess.Popen] = []
+    first_look = build.fail_abandoned_runs
+
+    def another_build_starts(*args):
+        # another process waits for the lock, taken as soon as this build's first look lets it go
+        holder.append(subprocess.Popen(
+            [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+             "from pipelines.locking import BuildLock, BuildLocked\n"
+             "while True:\n"
+             "    try:\n"
+             "        lock = BuildLock(Path(sys.argv[1]), probe=True); lock.acquire(); break\n"
+             "    except BuildLocked:\n"
+             "        time.sleep(0.005)\n"
+             "print('held', flush=True); sys.stdin.read()", str(lock_file(built.warehouse))],
+            cwd=PROJECT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+        return first_look(*args)
+
+    monkeypatch.setattr(build, "fail_abandoned_runs", another_build_starts)
+    try:
+        with pytest.raises(BuildLocked, match="Another build is writing this warehouse"):
+            build.build_warehouse(built.landing, built.warehouse, instance=dg.DagsterInstance.ephemeral())
+        assert holder[0].stdout.readline().strip() == "held"
+    finally:
+        for process in holder:
+            process.communicate("", timeout=30)
+    assert sha256(built.warehouse) == digest
+
+
 def test_a_model_that_fails_to_build_leaves_the_one_before_in_place(tmp_path):
     """A model is dropped, rebuilt and documented in one transaction: when its SQL fails, the
     relation it replaces is still there (here a view that a table model would replace)."""
