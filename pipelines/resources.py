@@ -14,6 +14,7 @@ from pydantic import PrivateAttr
 
 from pipelines.blinding import BlindingMode, MixedBlinding, refuse_other_blinding
 from pipelines.locking import BuildLock
+from pipelines.stopping import StopRequests
 from pipelines.warehouse import (
     copy_durably, held_by_another_writer, lock_file, open_for_writing, publish, remove_unfinished_copies,
     settle_digest_key, temporary_copy, work_file,
@@ -62,6 +63,7 @@ class Warehouse(dg.ConfigurableResource):
     _lock: BuildLock | None = PrivateAttr(default=None)
     _con: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
     _digest_key: bytes | None = PrivateAttr(default=None)
+    _stops: StopRequests | None = PrivateAttr(default=None)
 
     @property
     def file(self) -> Path:
@@ -103,11 +105,20 @@ class Warehouse(dg.ConfigurableResource):
         # Held for the whole run: a second build (UI or command line) stops with a clear message.
         self._lock = BuildLock(lock_file(self.file))
         self._lock.acquire()
+        self._stops = StopRequests()
+        self._stops.watch()
         # copies a killed build left half-written (no other build is copying: this one holds the lock)
         for left in remove_unfinished_copies(self.file, self.work_file):
             context.log.warning(f"removed {left}, an unfinished copy a stopped build left")
 
+    def stop_requested(self) -> bool:
+        """Whether the run was asked to stop (SIGTERM, SIGINT) since it started: see pipelines/stopping.py."""
+        return self._stops is not None and self._stops.requested()
+
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._stops is not None:
+            self._stops.close()
+            self._stops = None
         self._close()
         if self._lock is not None:
             self._lock.release()

@@ -460,6 +460,51 @@ def test_a_build_that_another_takes_the_warehouse_from_at_its_start_says_so(rebu
     assert sha256(built.warehouse) == digest
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the interruption Python drops
+def test_a_stop_python_drops_still_keeps_the_build_from_publishing(rebuilt, tmp_path, monkeypatch):
+    """SIGTERM during a build: Dagster raises its interruption wherever the main thread is, and
+    raised inside a weakref callback Python prints "Exception ignored" and drops it. The build
+    went on and published after the stop had been asked for."""
+    import gc
+    import weakref
+
+    import dagster as dg
+
+    import pipelines.assets.models as models
+    from pipelines.build import build_warehouse
+
+    built = rebuilt["built"]
+    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    shutil.copytree(built.warehouse.parent, warehouse.parent)
+    before = sha256(warehouse)
+    run_model = models.run_model
+    stopped = []
+
+    class Anything:
+        pass
+
+    def terminated_in_a_weakref_callback(*args, **kwargs):
+        if not stopped:
+            def callback(_):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.2)  # Dagster's handler raises here, and Python drops it
+            thing = Anything()
+            stopped.append(weakref.ref(thing, callback))
+            del thing
+            gc.collect()
+        return run_model(*args, **kwargs)
+
+    with monkeypatch.context() as stopping:
+        stopping.setattr(models, "run_model", terminated_in_a_weakref_callback)
+        result = build_warehouse(built.landing, warehouse, instance=dg.DagsterInstance.ephemeral())
+    assert stopped and not result.success
+    assert any("Not published: the build was asked to stop" in error for error in result.errors), result.errors
+    assert sha256(warehouse) == before
+    # the next build publishes
+    assert run_build(built.landing, warehouse).scalar("select bool_and(balanced) from audit.reconciliation")
+    assert sha256(warehouse) != before
+
+
 def test_a_model_that_fails_to_build_leaves_the_one_before_in_place(tmp_path):
     """A model is dropped, rebuilt and documented in one transaction: when its SQL fails, the
     relation it replaces is still there (here a view that a table model would replace)."""
