@@ -111,9 +111,12 @@ class Warehouse(dg.ConfigurableResource):
         for left in remove_unfinished_copies(self.file, self.work_file):
             context.log.warning(f"removed {left}, an unfinished copy a stopped build left")
 
-    def stop_requested(self) -> bool:
-        """Whether the run was asked to stop (SIGTERM, SIGINT) since it started: see pipelines/stopping.py."""
-        return self._stops is not None and self._stops.requested()
+    def stop_if_asked(self, what_is_not_done: str) -> None:
+        """Fail the step if the run was asked to stop (SIGTERM, SIGINT) since it started, whatever
+        became of Dagster's interruption (pipelines/stopping.py)."""
+        if self._stops is not None and self._stops.requested():
+            raise dg.Failure(description=f"{what_is_not_done}: the build was asked to stop (SIGTERM or SIGINT) "
+                             "while it ran. What it took in stays in the work copy; the next build goes on from there.")
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._stops is not None:

@@ -460,14 +460,30 @@ def test_a_build_that_another_takes_the_warehouse_from_at_its_start_says_so(rebu
     assert sha256(built.warehouse) == digest
 
 
+def _drop_a_sigterm_in_a_weakref_callback() -> None:
+    """Send this process SIGTERM inside a weakref callback: Dagster's handler raises its
+    interruption there, and Python prints "Exception ignored" and drops it."""
+    import gc
+    import weakref
+
+    class Anything:
+        pass
+
+    def callback(_):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # the handler runs here
+
+    thing = Anything()
+    reference = weakref.ref(thing, callback)  # noqa: F841 (kept alive until the callback runs)
+    del thing
+    gc.collect()
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the interruption Python drops
 def test_a_stop_python_drops_still_keeps_the_build_from_publishing(rebuilt, tmp_path, monkeypatch):
     """SIGTERM during a build: Dagster raises its interruption wherever the main thread is, and
     raised inside a weakref callback Python prints "Exception ignored" and drops it. The build
     went on and published after the stop had been asked for."""
-    import gc
-    import weakref
-
     import dagster as dg
 
     import pipelines.assets.models as models
@@ -480,29 +496,57 @@ def test_a_stop_python_drops_still_keeps_the_build_from_publishing(rebuilt, tmp_
     run_model = models.run_model
     stopped = []
 
-    class Anything:
-        pass
-
-    def terminated_in_a_weakref_callback(*args, **kwargs):
+    def terminated(*args, **kwargs):
         if not stopped:
-            def callback(_):
-                os.kill(os.getpid(), signal.SIGTERM)
-                time.sleep(0.2)  # Dagster's handler raises here, and Python drops it
-            thing = Anything()
-            stopped.append(weakref.ref(thing, callback))
-            del thing
-            gc.collect()
+            stopped.append(True)
+            _drop_a_sigterm_in_a_weakref_callback()
         return run_model(*args, **kwargs)
 
     with monkeypatch.context() as stopping:
-        stopping.setattr(models, "run_model", terminated_in_a_weakref_callback)
+        stopping.setattr(models, "run_model", terminated)
         result = build_warehouse(built.landing, warehouse, instance=dg.DagsterInstance.ephemeral())
     assert stopped and not result.success
-    assert any("Not published: the build was asked to stop" in error for error in result.errors), result.errors
+    # the step that looks first (publishing, or taking in a file a model ran before) stops the build
+    assert any("the build was asked to stop" in error for error in result.errors), result.errors
     assert sha256(warehouse) == before
     # the next build publishes
     assert run_build(built.landing, warehouse).scalar("select bool_and(balanced) from audit.reconciliation")
     assert sha256(warehouse) != before
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the interruption Python drops
+def test_a_stop_python_drops_keeps_the_build_from_taking_in_more_files(tmp_path, monkeypatch):
+    import dagster as dg
+
+    import pipelines.assets.deliveries as deliveries
+    from pipelines.build import build_warehouse
+    from tests.landing import treg, write_delivery, write_reference
+
+    landing = tmp_path / "landing"
+    write_reference(landing)
+    for batch, usubjid in ((1, "S002"), (2, "S003")):
+        write_delivery(landing, "treg", f"treg_batch{batch:02d}.parquet", [treg(usubjid)])
+    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    ingest_file = deliveries.ingest_file
+    taken = []
+
+    def terminated_after_the_first_file(con, root, path, *args, **kwargs):
+        outcome = ingest_file(con, root, path, *args, **kwargs)
+        taken.append(path.relative_to(root).as_posix())
+        if len(taken) == 1:
+            _drop_a_sigterm_in_a_weakref_callback()
+        return outcome
+
+    with monkeypatch.context() as stopping:
+        stopping.setattr(deliveries, "ingest_file", terminated_after_the_first_file)
+        result = build_warehouse(landing, warehouse, instance=dg.DagsterInstance.ephemeral())
+    assert not result.success and not warehouse.exists()
+    assert len(taken) == 1, taken
+    assert any("not taken in: the build was asked to stop" in error for error in result.errors), result.errors
+    # the next build takes in the rest and publishes
+    built = run_build(landing, warehouse)
+    assert built.scalar("select count(*) from audit.delivery where family = 'treg' and status = 'accepted'") == 2
+    assert built.scalar("select bool_and(balanced) from audit.reconciliation")
 
 
 def test_a_model_that_fails_to_build_leaves_the_one_before_in_place(tmp_path):

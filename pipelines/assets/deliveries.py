@@ -136,6 +136,7 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
         digest_key = warehouse.digest_key()
         with warehouse.connect() as con:
             for root, path in _files_to_take_in(con, contract, landing, warehouse, mode):
+                warehouse.stop_if_asked(f"{path.relative_to(root).as_posix()} not taken in")
                 try:
                     outcome = ingest_file(con, root, path, contract, mode, warehouse.data_docs, digest_key=digest_key)
                 except DeliveryNotTakenIn as error:

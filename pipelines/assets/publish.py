@@ -43,9 +43,7 @@ def build_publish_asset(upstream: list[dg.AssetsDefinition]) -> dg.AssetsDefinit
             raise dg.Failure(
                 description=f"Not published: {len(behind)} deliveries were taken in after the tables were built "
                 f"({', '.join(behind[:5])}{', ...' if len(behind) > 5 else ''}); run the whole build_warehouse job.")
-        if warehouse.stop_requested():
-            raise dg.Failure(description="Not published: the build was asked to stop (SIGTERM or SIGINT) while it "
-                             "ran. What it took in stays in the work copy; the next build publishes it.")
+        warehouse.stop_if_asked("Not published")
         warehouse.publish()
         return dg.MaterializeResult(
             metadata={
