@@ -135,7 +135,9 @@ class Warehouse(dg.ConfigurableResource):
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """The work copy, open for writing. One connection serves a whole run: closing DuckDB
-        after a large load costs seconds, and it would be paid by every asset."""
+        after a large load costs seconds, and it would be paid by every asset. A step that opens
+        it after the run was asked to stop fails at once."""
+        self.stop_if_asked("Not done")
         if self._con is None:
             if self.file.exists():
                 # the published file too, before anything is changed: the build would publish over it

@@ -4,8 +4,8 @@ Dagster turns the signal into an exception raised wherever the main thread happe
 inside a weakref callback or a destructor, Python prints "Exception ignored" and drops it; between
 two steps the in-process executor only records it and never looks again. The run then went on
 and published, after a stop that had been asked for. Python also writes the number of every
-signal it handles to a wakeup file descriptor, whichever handler runs: the raw steps read it
-before each file, the publish step before publishing.
+signal it handles to a wakeup file descriptor, whichever handler runs: each step reads it when it
+opens the warehouse, and the raw steps before each file.
 """
 
 from __future__ import annotations
