@@ -19,6 +19,8 @@ UI_PORT ?= 3000
 # (a browser does not follow file:// links from a web page). Runs started while it serves link there.
 DOCS_PORT ?= 3001
 DATA_DOCS_URL ?= http://$(UI_HOST):$(DOCS_PORT)
+# the site beside the warehouse (pipelines/resources.py, Warehouse.data_docs)
+DATA_DOCS = $(basename $(MIROCALS_WAREHOUSE))_data_docs
 
 .PHONY: install install-test dagster-home demo data build ui test bench clean
 
@@ -58,8 +60,8 @@ demo: data
 	@$(BIN)/mirocals next-steps --warehouse $(DEMO_WAREHOUSE)
 
 ui: install dagster-home
-	mkdir -p "$(basename $(MIROCALS_WAREHOUSE))_data_docs"
-	$(BIN)/python -m http.server $(DOCS_PORT) --bind $(UI_HOST) --directory "$(basename $(MIROCALS_WAREHOUSE))_data_docs" \
+	mkdir -p "$(DATA_DOCS)"
+	$(BIN)/python -m http.server $(DOCS_PORT) --bind $(UI_HOST) --directory "$(DATA_DOCS)" \
 		>"$(DAGSTER_HOME)/data_docs_server.log" 2>&1 & docs=$$!; trap 'kill $$docs' EXIT; \
 	echo "Data Docs: $(DATA_DOCS_URL)/index.html"; \
 	MIROCALS_DATA_DOCS_URL=$(DATA_DOCS_URL) $(BIN)/dagster dev -m pipelines.definitions -h $(UI_HOST) -p $(UI_PORT)

@@ -606,6 +606,8 @@ def _render_validation_pages(docs_dir: Path, stored: list[tuple[Any, Any]]) -> l
     """Render the pages of these (key, result) pairs, stored already; returns the pages."""
     from great_expectations.data_context.types.resource_identifiers import SiteSectionIdentifier
 
+    if not stored:
+        return []  # nothing to render: the site builder (and its static assets) is not made
     section = _site_builder(str(docs_dir.resolve())).site_section_builders["validations"]
     pages = []
     for key, gx_result in stored:
