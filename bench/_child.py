@@ -1,7 +1,9 @@
 """One measured step of the benchmark, run in its own process by ``bench/run.py``.
 
     python bench/_child.py floor LANDING DATABASE OUT_JSON
-    python bench/_child.py build LANDING WAREHOUSE OUT_JSON
+    python bench/_child.py build LANDING WAREHOUSE OUT_JSON [FAMILY]
+
+``build`` with a FAMILY runs what the landing-zone sensor runs for a new file of that family.
 
 Each mode writes a JSON document to OUT_JSON with its own wall time (``seconds``, the work
 itself, imports excluded), the process's peak resident memory (``self_maxrss_mb``) and, for a
@@ -68,8 +70,9 @@ def floor(landing: Path, database: Path) -> dict:
             "self_maxrss_mb": _maxrss_mb()}
 
 
-def build(landing: Path, warehouse: Path) -> dict:
-    """The real asset graph, as ``mirocals build`` runs it (pipelines.build.build_warehouse)."""
+def build(landing: Path, warehouse: Path, family: str | None = None) -> dict:
+    """The real asset graph, as ``mirocals build`` runs it (pipelines.build.build_warehouse), or
+    with ``family`` what the landing-zone sensor's run for a new file of that family selects."""
     import dagster as dg
 
     from pipelines.build import build_warehouse
@@ -77,7 +80,7 @@ def build(landing: Path, warehouse: Path) -> dict:
     instance = dg.DagsterInstance.ephemeral()
     wall_start = time.time()
     started = time.perf_counter()
-    result = build_warehouse(landing, warehouse, instance=instance)
+    result = build_warehouse(landing, warehouse, instance=instance, family=family)
     seconds = time.perf_counter() - started
     steps: dict[str, dict] = {}
     kinds = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
@@ -102,11 +105,11 @@ def build(landing: Path, warehouse: Path) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 4 or argv[0] not in ("floor", "build"):
+    if not (len(argv) == 4 or (len(argv) == 5 and argv[0] == "build")) or argv[0] not in ("floor", "build"):
         print(__doc__, file=sys.stderr)
         return 2
     mode, landing, target, out = argv[0], Path(argv[1]), Path(argv[2]), Path(argv[3])
-    document = floor(landing, target) if mode == "floor" else build(landing, target)
+    document = floor(landing, target) if mode == "floor" else build(landing, target, *argv[4:])
     out.write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
     return 0 if document.get("success", True) else 1
 

@@ -57,6 +57,10 @@ REDELIVERY_CHANGED = 3          # rows whose value changes
 ROUND_NUDGE = 1e-6              # added to the changed values once per pile-up round
 REDELIVERY_NAME = "{family}_batch99_bench_redelivery.parquet"
 PILEUP_NAME = "{family}_batch99_bench_pileup{round:02d}.parquet"
+SINGLE_NAME = "{family}_batch99_bench_single.parquet"
+# The round of the deliveries that arrive one at a time (one run each, as the sensor runs them):
+# another batch (the last), other rows and a nudge that no pile-up round (0, 1, 2...) repeats.
+SINGLE_ROUND = -1
 BENCH_FILE_MARK = "_bench_"  # in the names of the files the benchmark adds
 
 QUERY_REPEATS = 7
@@ -101,7 +105,8 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
-def run_child(mode: str, landing: Path, target: Path, work: Path, label: str, max_rss_mb: float = 0) -> Measured:
+def run_child(mode: str, landing: Path, target: Path, work: Path, label: str, max_rss_mb: float = 0,
+              extra: tuple[str, ...] = ()) -> Measured:
     """Run ``bench/_child.py`` in a fresh interpreter; peak RSS from its rusage (os.wait4).
 
     With ``max_rss_mb``, the child is stopped (SIGTERM) as soon as its sampled RSS exceeds it.
@@ -121,7 +126,7 @@ def run_child(mode: str, landing: Path, target: Path, work: Path, label: str, ma
     started = time.perf_counter()
     with log.open("wb") as handle:
         proc = subprocess.Popen(
-            [sys.executable, str(BENCH / "_child.py"), mode, str(landing), str(target), str(out_json)],
+            [sys.executable, str(BENCH / "_child.py"), mode, str(landing), str(target), str(out_json), *extra],
             stdout=handle, stderr=subprocess.STDOUT, cwd=str(ROOT),
         )
 
@@ -159,10 +164,11 @@ def run_child(mode: str, landing: Path, target: Path, work: Path, label: str, ma
     return Measured(report, process_s, maxrss_mb, samples, proc.returncode)
 
 
-def run_build(landing: Path, warehouse: Path, logs: Path, label: str, what: str, max_rss_mb: float = 0) -> Measured:
+def run_build(landing: Path, warehouse: Path, logs: Path, label: str, what: str, max_rss_mb: float = 0,
+              family: str | None = None) -> Measured:
     """One build in its own process (``run_child``); a failed build stops the benchmark, naming
-    ``what`` failed and its log."""
-    measured = run_child("build", landing, warehouse, logs, label, max_rss_mb)
+    ``what`` failed and its log. With ``family``, the sensor's run for a new file of that family."""
+    measured = run_child("build", landing, warehouse, logs, label, max_rss_mb, (family,) if family else ())
     if not measured.report.get("success"):
         raise RuntimeError(f"{what} failed: {measured.report.get('errors')} (log {logs / f'{label}.log'})")
     return measured
@@ -189,12 +195,14 @@ def step_profile(measured: Measured) -> list[dict]:
 # the incremental delivery
 
 
-def write_redeliveries(landing: Path, round_: int = 0) -> list[dict]:
-    """One new small delivery per lab family: rows of one of its batches, a few values changed.
+def write_redeliveries(landing: Path, round_: int = 0, families: tuple[str, ...] = LAB_FAMILIES) -> list[dict]:
+    """One new small delivery per lab family (of ``families``): rows of one of its batches, a few
+    values changed.
 
     Round 0 is the incremental build's delivery (the first rows, or the first sample, of the first
     batch); each later round (``--pileup``) re-delivers other rows of another batch, so that
-    deliveries pile up in the warehouse one round after another.
+    deliveries pile up in the warehouse one round after another. ``SINGLE_ROUND`` is the
+    deliveries that arrive one at a time.
     """
     import numpy as np
     import pyarrow as pa
@@ -203,7 +211,7 @@ def write_redeliveries(landing: Path, round_: int = 0) -> list[dict]:
 
     files = family_files(landing)
     written = []
-    for family in LAB_FAMILIES:
+    for family in families:
         batches = [p for p in files.get(family, []) if BENCH_FILE_MARK not in p.name]
         if not batches:
             raise RuntimeError(f"no {family} delivery in {landing} to re-deliver")
@@ -225,7 +233,7 @@ def write_redeliveries(landing: Path, round_: int = 0) -> list[dict]:
         # round would otherwise send earlier bytes again, a duplicate that costs a build less
         new = pc.add(new, round_ * ROUND_NUDGE)
         table = table.set_column(index, column, pc.if_else(changed, new, values))
-        name = REDELIVERY_NAME if round_ == 0 else PILEUP_NAME
+        name = {0: REDELIVERY_NAME, SINGLE_ROUND: SINGLE_NAME}.get(round_, PILEUP_NAME)
         target = source.parent / name.format(family=family, round=round_)
         pq.write_table(table, target, compression="zstd")
         written.append({"family": family, "file": target.relative_to(landing).as_posix(),
@@ -354,6 +362,9 @@ def print_report(results: dict) -> None:
         ("full / floor", f"{results['ratio_full_to_floor']:.2f} x", "ratio_full_to_floor"),
         ("incremental build (4 small deliveries)", f"{results['incremental_s']:.2f} s", None),
         ("incremental / full", f"{results['incremental_to_full']:.1%}", "incremental_to_full"),
+        *[(f"  one {family} delivery, the sensor's run ({results['single_delivery_steps'][family]} steps)",
+           f"{seconds:.2f} s ({results['single_delivery_to_full'][family]:.1%})", None)
+          for family, seconds in results["single_delivery_s"].items()],
         ("build with nothing new", f"{results['unchanged_build_s']:.2f} s ({results['unchanged_to_full']:.1%})", None),
         ("  publish step: full / incremental / nothing new",
          " / ".join(f"{results['publish_s'][k]:.2f}" for k in ("full", "incremental", "unchanged")) + " s", None),
@@ -464,6 +475,18 @@ def main(argv: list[str] | None = None) -> int:
             rounds.append((measured, _delivery_count(warehouse)))
             console.print(f"  pile-up build {round_}: {measured.report['seconds']:.2f} s, "
                           f"peak RSS {measured.maxrss_mb:,.0f} MB, {rounds[-1][1]} deliveries")
+
+        # One new delivery at a time, each in its own run, as the landing-zone sensor runs a file
+        # that arrives alone: the file's family and every table (the other raw assets not run).
+        single, held = {}, {}
+        for family in LAB_FAMILIES:
+            write_redeliveries(landing, SINGLE_ROUND, (family,))
+            single[family] = run_build(landing, warehouse, logs, f"single_delivery_{family}",
+                                       f"run for one {family} delivery", args.max_rss_mb, family)
+            held[family] = _delivery_count(warehouse)
+            console.print(f"  run for one {family} delivery {single[family].report['seconds']:.2f} s, "
+                          f"{single[family].report['steps_materialised']} steps")
+
         pileup = [{"round": round_, "deliveries": count, "seconds": round(measured.report["seconds"], 3),
                    "peak_rss_mb": round(measured.maxrss_mb, 1)} for round_, (measured, count) in enumerate(rounds)]
         rss_slope, rss_growth = growth([r["peak_rss_mb"] for r in pileup])
@@ -488,6 +511,14 @@ def main(argv: list[str] | None = None) -> int:
             "query_gene": gene,
             "ratio_full_to_floor": round(full_s / floor_s, 3),
             "incremental_to_full": round(incremental_s / full_s, 4),
+            "single_delivery_s": {family: round(measured.report["seconds"], 3) for family, measured in single.items()},
+            "single_delivery_to_full": {family: round(measured.report["seconds"] / full_s, 4)
+                                        for family, measured in single.items()},
+            "single_delivery_steps": {family: measured.report["steps_materialised"] for family, measured in single.items()},
+            "single_delivery_raw_steps": {family: sorted(step["step"] for step in measured.report["step_times"]
+                                                         if step["step"].startswith("raw__"))
+                                          for family, measured in single.items()},
+            "single_delivery_deliveries_held": held,
             "unchanged_build_s": round(unchanged.report["seconds"], 3),
             "unchanged_to_full": round(unchanged.report["seconds"] / full_s, 4),
             "publish_s": {label: _step_seconds(measured, "publish__warehouse")

@@ -1,4 +1,5 @@
-"""Materialise the whole asset graph in-process, with the definitions the UI uses."""
+"""Materialise the asset graph in-process, with the definitions the UI uses: the whole graph,
+or what the landing-zone sensor runs for a new file of one family."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.utils import make_new_run_id
 
+from pipelines.assets.automation import family_selection
 from pipelines.definitions import BUILD_JOB, build_definitions
 from pipelines.locking import BuildLock, BuildLocked
 from pipelines.runs import fail_abandoned_runs, in_process_tags
@@ -45,8 +47,13 @@ def build_warehouse(
     on_step: ProgressCallback | None = None,
     log_level: str = "WARNING",
     randomisation_file: Path | None = None,
+    family: str | None = None,
 ) -> BuildResult:
     """Run the build job; ``on_step`` is called with each asset key as it materialises.
+
+    ``family`` runs what the landing-zone sensor runs for a new file of that family (its raw
+    asset and every table, :func:`pipelines.assets.automation.family_selection`) instead of the
+    whole graph.
 
     Raises :class:`pipelines.locking.BuildLocked` at once if another build is running.
     """
@@ -57,6 +64,7 @@ def build_warehouse(
         fail_abandoned_runs(instance, BUILD_JOB)
     defs = build_definitions(str(landing), str(warehouse), str(randomisation_file) if randomisation_file else None)
     job = defs.resolve_job_def(BUILD_JOB)
+    selection = family_selection(list(defs.assets), family) if family else None
     run_id = make_new_run_id()
     done = threading.Event()
 
@@ -71,7 +79,7 @@ def build_warehouse(
         watcher.start()
     try:
         result = job.execute_in_process(
-            instance=instance, run_id=run_id, raise_on_error=False, tags=in_process_tags(),
+            instance=instance, run_id=run_id, raise_on_error=False, tags=in_process_tags(), asset_selection=selection,
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         )
     finally:

@@ -53,6 +53,15 @@ def test_bench_reports_every_figure(tmp_path):
     assert [b["deliveries"] - a["deliveries"] for a, b in zip(pileup, pileup[1:])] == [4, 4]
     assert all(r["seconds"] > 0 and r["peak_rss_mb"] > 0 for r in pileup), pileup
     assert isinstance(data["pileup_rss_growth_pct"], float) and isinstance(data["pileup_seconds_slope"], float)
+    # Then one delivery per lab family, each in its own run as the sensor runs it: that family's
+    # raw asset and every table, taking in one delivery each.
+    families = ["treg", "neurofilament", "transcript_gene", "transcript_summary"]
+    assert list(data["single_delivery_s"]) == families
+    assert all(seconds > 0 for seconds in data["single_delivery_s"].values()), data["single_delivery_s"]
+    assert data["single_delivery_raw_steps"] == {family: [f"raw__{family}"] for family in families}
+    assert set(data["single_delivery_steps"].values()) == {len(data["full_build_steps"]) - 6}, data["single_delivery_steps"]
+    held = [pileup[-1]["deliveries"], *data["single_delivery_deliveries_held"].values()]
+    assert [b - a for a, b in zip(held, held[1:])] == [1, 1, 1, 1], held
     # Generated data is removed unless --keep.
     assert not any(out.iterdir())
 

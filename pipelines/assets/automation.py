@@ -77,6 +77,15 @@ def downstream_keys(assets: list[dg.AssetsDefinition], start: dg.AssetKey) -> li
     return sorted(selected, key=lambda k: k.to_user_string())
 
 
+def family_selection(assets: list[dg.AssetsDefinition], family: str) -> list[dg.AssetKey]:
+    """What a run for a new file of ``family`` materialises: its raw asset, the raw assets that
+    derive from it (the blinded dummy randomisation from the subjects) and every table; the
+    other families' raw assets are left alone, their landing folders not looked at."""
+    built = [key for a in assets for key in a.keys if key.path[0] != "raw"]
+    return sorted(set(built) | set(downstream_keys(assets, dg.AssetKey(["raw", family]))),
+                  key=lambda k: k.to_user_string())
+
+
 def taken_in(warehouse: Path) -> dict[str, set[str]]:
     """By file name, the bytes the published warehouse need not take in again: its newest
     delivery's and its newest accepted delivery's digest (as ``current_bytes`` in a build)."""
@@ -105,13 +114,7 @@ def build_delivery_sensor(
     # A new file's run takes in its own family (and raw assets that derive from it, such as the
     # blinded dummy randomisation from the subjects) and rebuilds every table; the other
     # families' landing folders are not touched.
-    built = [key for a in assets for key in a.keys if key.path[0] != "raw"]
-    selections = {
-        c.family: sorted(
-            set(built) | set(downstream_keys(assets, dg.AssetKey(["raw", c.family]))), key=lambda k: k.to_user_string()
-        )
-        for c in WATCHED_FAMILIES
-    }
+    selections = {c.family: family_selection(assets, c.family) for c in WATCHED_FAMILIES}
 
     @dg.sensor(
         job=job,
