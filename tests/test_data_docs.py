@@ -1,10 +1,18 @@
 """Great Expectations Data Docs are built for every validation, linked from the metadata, and in
 a blinded build show no treatment-revealing value."""
 
+import errno
 import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
+import dagster as dg
+import duckdb
 import pytest
 
+from pipelines.build import build_warehouse
 from tests.conftest import run_build
 from tests.landing import treg, write_delivery, write_reference
 
@@ -18,6 +26,9 @@ def built(tmp_path_factory):
         treg("S002"), treg("S003", pct=73.5, treg_count=1234.5), treg("S005", cd4=-40.0),
     ])
     return run_build(landing, tmp_path_factory.mktemp("wh") / "mirocals.duckdb")
+
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _docs(built):
@@ -159,3 +170,137 @@ def test_a_new_page_lists_the_stored_results_once_for_the_index_only(tmp_path, m
     assert list((_docs(second) / "validations" / "treg").rglob(f"delivery-{newest:05d}.html"))
     assert f"delivery-{newest:05d}.html" in (_docs(second) / "index.html").read_text()
     assert len(listed) == 1
+
+
+def _treg_pages(built, delivery_id):
+    return list((_docs(built) / "validations" / "treg").rglob(f"delivery-{delivery_id:05d}*.html"))
+
+
+def _stored_results(built, delivery_id):
+    results = built.warehouse.parent / f".{_docs(built).name}.validations"
+    return list(results.rglob(f"delivery-{delivery_id:05d}*.json"))
+
+
+def _raw_treg_metadata(built):
+    for record in built.instance.get_records_for_run(run_id=built.result.run_id, limit=100000).records:
+        event = record.event_log_entry.dagster_event
+        materialization = getattr(getattr(event, "event_specific_data", None), "materialization", None) if event else None
+        if materialization is not None and materialization.asset_key.to_user_string() == "raw/treg":
+            return {key: value.value for key, value in materialization.metadata.items()}
+    raise AssertionError("raw/treg was not materialised")
+
+
+def _build_killed_in(landing, warehouse, module, function, after_calling_it, suite="treg"):
+    """A build in its own process, killed (SIGKILL) when it calls ``module.function`` on results
+    of ``suite``: before the call, or right after it returns."""
+    script = f"""
+import os, signal, sys
+from pathlib import Path
+import {module} as target
+real = target.{function}
+def killed(*args, **kwargs):
+    if {suite!r} not in repr(args):
+        return real(*args, **kwargs)
+    if {after_calling_it!r}:
+        real(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+target.{function} = killed
+from pipelines.build import build_warehouse
+build_warehouse(Path(sys.argv[1]), Path(sys.argv[2]))
+"""
+    completed = subprocess.run([sys.executable, "-c", script, str(landing), str(warehouse)], cwd=ROOT,
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == -signal.SIGKILL, completed.stderr[-3000:]
+
+
+def test_a_page_a_killed_build_did_not_render_is_rendered_by_the_next(tmp_path):
+    # killed after the delivery was committed and before its page was rendered: the file is taken
+    # in, so no later build looks at it again; its page was lost for good
+    landing = tmp_path / "landing"
+    write_reference(landing)
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002"), treg("S005", cd4=-40.0)])
+    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    _build_killed_in(landing, warehouse, "pipelines.ingest.expectations", "_render_validation_pages", False)
+    built = run_build(landing, warehouse)
+    delivery_id = built.scalar("select delivery_id from audit.delivery where family = 'treg'")
+    assert built.scalar("select count(*) from audit.delivery where family = 'treg'") == 1
+    assert _treg_pages(built, delivery_id)
+    assert f"delivery-{delivery_id:05d}.html" in (_docs(built) / "index.html").read_text()
+    metadata = _raw_treg_metadata(built)
+    assert "left unrendered by a build that stopped" in metadata["validation_pages"]
+    assert metadata["data_docs_pages_pending"] == 0
+
+
+def test_results_of_a_take_in_killed_before_its_commit_are_removed(tmp_path):
+    # the results are stored before the commit; the kill leaves them for a delivery the warehouse
+    # never recorded, whose number the next take-in is given again
+    landing = tmp_path / "landing"
+    write_reference(landing)
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002")])
+    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    _build_killed_in(landing, warehouse, "pipelines.ingest.delivery", "store_validation_results", True)
+    built = run_build(landing, warehouse)
+    delivery_id = built.scalar("select delivery_id from audit.delivery where family = 'treg'")
+    assert built.scalar("select count(*) from audit.delivery where family = 'treg'") == 1
+    assert len(_stored_results(built, delivery_id)) == 1, _stored_results(built, delivery_id)
+    assert len(_treg_pages(built, delivery_id)) == 1
+    assert _raw_treg_metadata(built)["data_docs_pages_pending"] == 0
+
+
+def test_a_page_that_cannot_be_written_waits_for_the_next_build(tmp_path, monkeypatch):
+    # a full disk under the Data Docs site failed the step after the delivery was committed, and
+    # its page was never rendered; the site is a report on stored data: the build goes on
+    import pipelines.ingest.expectations as expectations
+
+    landing = tmp_path / "landing"
+    write_reference(landing)
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002")])
+    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as full:
+        full.setattr(expectations, "_render_validation_pages", disk_full)
+        first = run_build(landing, warehouse)
+    delivery_id = first.scalar("select delivery_id from audit.delivery where family = 'treg'")
+    assert first.scalar("select status from audit.delivery where delivery_id = ?", [delivery_id]) == "accepted"
+    assert not _treg_pages(first, delivery_id)
+    assert _raw_treg_metadata(first)["data_docs_pages_pending"] == 1
+    second = run_build(landing, warehouse)
+    assert _treg_pages(second, delivery_id)
+    assert _raw_treg_metadata(second)["data_docs_pages_pending"] == 0
+
+
+def test_a_take_in_whose_results_cannot_be_stored_is_not_committed(tmp_path, monkeypatch):
+    # a judgment is never committed without its results for the Data Docs site
+    from pipelines.ingest.expectations import _docs_site, _gx
+
+    landing = tmp_path / "landing"
+    write_reference(landing)
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002")])
+    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    docs = warehouse.parent / f"{warehouse.stem}_data_docs"
+    docs.mkdir(parents=True)
+    _, store = _docs_site(str(docs.resolve()))
+    results = _gx()[1].stores[store]
+    set_result = results.set
+
+    def disk_full_for_treg(key, value, **kwargs):
+        if key.expectation_suite_identifier.name == "treg":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return set_result(key, value, **kwargs)
+
+    with monkeypatch.context() as full:
+        full.setattr(results, "set", disk_full_for_treg)
+        first = build_warehouse(landing, warehouse, instance=dg.DagsterInstance.ephemeral())
+    assert any("could not be stored for the Data Docs site" in detail and "No space left on device" in detail
+               for details in first.check_details.values() for detail in details), first.check_details
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("select count(*) from audit.delivery where family = 'treg'").fetchone() == (0,)
+        assert con.execute("select count(*) from audit.delivery where family = 'subjects'").fetchone() == (1,)
+    assert not list((warehouse.parent / f".{docs.name}.validations" / "treg").rglob("*.json"))
+    assert not list((warehouse.parent / f".{docs.name}.pending").glob("*.json"))
+    second = run_build(landing, warehouse)
+    assert second.scalar("select count(*) from audit.delivery where family = 'treg' and status = 'accepted'") == 1
+    assert len(_treg_pages(second, second.scalar("select max(delivery_id) from audit.delivery"))) == 1

@@ -1,6 +1,7 @@
 """One raw asset per delivery family: take in new files, check contract and expectations."""
 
 
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -11,10 +12,13 @@ import pyarrow.parquet as pq
 from pipelines.assets.metadata import markdown_table
 from pipelines.blinding import BlindingMode, make_dummy_randomisation, validate_randomisation_list
 from pipelines.ingest.delivery import (
-    DeliveryNotTakenIn, DeliveryOutcome, Rejudged, data_docs_label, discover_files, files_to_take_in, ingest_file,
-    judge_again, name_is_text, printable_name, unrecognised_files,
+    DeliveryNotTakenIn, DeliveryOutcome, Rejudged, discover_files, files_to_take_in, ingest_file,
+    judge_again, judgment_committed, name_is_text, printable_name, unrecognised_files,
 )
-from pipelines.ingest.expectations import load_suites, write_data_docs, write_data_docs_index
+from pipelines.ingest.expectations import (
+    PendingPages, SettledPages, load_suites, pending_pages, render_pending_pages, settle_pending_pages,
+    write_data_docs_index,
+)
 from pipelines.resources import Blinding, LandingZone, Warehouse
 from pipelines.study import FamilyContract, load_contracts
 from pipelines.warehouse import apply_comments, atomic, query_sql, run_ddl
@@ -135,6 +139,7 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
         mode = blinding.mode
         digest_key = warehouse.digest_key()
         with warehouse.connect() as con:
+            settled = _settle_pending_pages(context, warehouse.data_docs, contract.suite, con)
             for root, path in _files_to_take_in(con, contract, landing, warehouse, mode):
                 warehouse.stop_if_asked(f"{path.relative_to(root).as_posix()} not taken in")
                 try:
@@ -146,6 +151,9 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
                     continue
                 if outcome is None:
                     continue
+                if outcome.pending_pages is not None:
+                    outcome = replace(outcome, data_docs=_render_pages(
+                        context, warehouse.data_docs, outcome.pending_pages, outcome.file_name))
                 outcomes.append(outcome)
                 if outcome.status == "accepted":
                     context.log.info(
@@ -167,10 +175,10 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
         # accepted with remarks (columns outside the contract, renamed headers, an export taken
         # in again): a lab sending an arm column is to be told, not only recorded
         remarks = [(o.file_name, o.warnings) for o in outcomes if o.status == "accepted" and o.warnings]
-        pages = {rejudged.file_name: write_data_docs(rejudged.validation, warehouse.data_docs,
-                                                     data_docs_label(rejudged.delivery_id))
-                 for rejudged in judged if rejudged.validation.gx_results}
-        if any(o.data_docs for o in outcomes) or pages:
+        pages = {rejudged.file_name: _render_pages(context, warehouse.data_docs, rejudged.pending_pages,
+                                                   f"{rejudged.file_name}, judged again")
+                 for rejudged in judged if rejudged.pending_pages is not None}
+        if any(o.data_docs for o in outcomes) or any(pages.values()) or settled.rendered or settled.discarded:
             write_data_docs_index(warehouse.data_docs, contract.suite)
         for file_name, warnings in remarks:
             context.log.warning(f"{file_name}: accepted with remarks: {warnings}")
@@ -189,13 +197,50 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
                     [f"- [{o.file_name}]({warehouse.data_docs_link(page)})" for o in outcomes for page in o.data_docs]
                     + [f"- [{name}, judged again]({warehouse.data_docs_link(page)})"
                        for name, written in pages.items() for page in written]
+                    + [f"- [{page.name}, left unrendered by a build that stopped]({warehouse.data_docs_link(page)})"
+                       for page in settled.rendered]
                 ) or "none"),
+                # pages whose results are stored but not rendered yet (the next build renders them)
+                "data_docs_pages_pending": len(pending_pages(warehouse.data_docs, contract.suite)),
                 "deliveries_judged_again": len(judged),
             },
             check_results=[_contract_check(outcomes, not_taken_in), _expectations_check(outcomes), _rules_check(judged, waiting)],
         )
 
     return _raw
+
+
+def _render_pages(context: dg.AssetExecutionContext, docs_dir: Path, pending: PendingPages, what: str) -> list[Path]:
+    """The Data Docs pages of a committed judgment. The pages are a report on data already
+    stored: one that cannot be rendered (a full disk) is told and stays pending, and the next
+    build renders it; the step goes on."""
+    try:
+        return render_pending_pages(docs_dir, pending)
+    except Exception as error:
+        context.log.warning(f"{what}: its Data Docs page was not rendered ({type(error).__name__}: {error}); "
+                            "its results are stored, and the next build renders it")
+        return []
+
+
+def _settle_pending_pages(
+    context: dg.AssetExecutionContext, docs_dir: Path, suite: str, con: duckdb.DuckDBPyConnection
+) -> SettledPages:
+    """The Data Docs pages a build before this one left pending (:func:`settle_pending_pages`)."""
+    try:
+        settled = settle_pending_pages(docs_dir, suite, lambda delivery_id, at: judgment_committed(con, delivery_id, at))
+    except Exception as error:
+        context.log.warning(f"Data Docs pages left pending by an earlier build were not rendered "
+                            f"({type(error).__name__}: {error}); the next build tries again")
+        return SettledPages()
+    if settled.rendered:
+        context.log.warning(f"{len(settled.rendered)} Data Docs page(s) an earlier build stored but did not render "
+                            "(it stopped, or could not write them) are rendered now")
+    if settled.discarded:
+        context.log.info(f"{settled.discarded} validation result(s) of a take-in that was not committed removed "
+                         "from the Data Docs site")
+    for lost in settled.lost:
+        context.log.warning(f"a pending Data Docs page cannot be rendered, its stored result is unreadable: {lost}")
+    return settled
 
 
 raw_assets = [build_raw_asset(contract) for contract in load_contracts().families.values()]

@@ -16,8 +16,9 @@ import posixpath
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import astuple, dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,8 +34,8 @@ from pipelines.blinding import (
     withhold_stored_values,
 )
 from pipelines.ingest.expectations import (
-    EXAMPLES_PER_EXPECTATION, RowFailure, SuiteResult, redact_data_docs, rules_version, suite_parameters, validate_table,
-    write_data_docs,
+    EXAMPLES_PER_EXPECTATION, PendingPages, RowFailure, SuiteResult, discard_pending_pages, redact_data_docs,
+    rules_version, store_validation_results, suite_parameters, validate_table,
 )
 from pipelines.ingest.values import distinct_codes, in_set
 from pipelines.study import FamilyContract, load_contracts
@@ -87,6 +88,8 @@ class DeliveryOutcome:
     validation: SuiteResult | None
     data_docs: list[Path] = field(default_factory=list)
     warnings: str | None = None  # the remarks an accepted delivery is recorded with
+    # its validation results, stored for the Data Docs site with the judgment; pages not rendered yet
+    pending_pages: PendingPages | None = None
 
 
 def file_sha256(path: Path) -> str:
@@ -712,16 +715,12 @@ def ingest_file(
     changes while it is read: nothing of it is recorded.
     """
     try:
-        outcome = _take_in(con, landing, path, contract, blinding, checking_outside_the_zone, digest_key)
+        return _take_in(con, landing, path, contract, blinding, checking_outside_the_zone, digest_key, docs_dir)
     except OSError as error:
         raise DeliveryNotTakenIn(
             f"{path.relative_to(landing).as_posix()}: cannot be read ({error.strerror or error}); nothing of it "
             "was loaded. It is taken in by the first build that can read it."
         ) from None
-    if outcome is not None and outcome.validation is not None and docs_dir is not None:
-        pages = write_data_docs(outcome.validation, docs_dir, data_docs_label(outcome.delivery_id))
-        outcome = replace(outcome, data_docs=pages)
-    return outcome
 
 
 def _take_in(
@@ -732,6 +731,7 @@ def _take_in(
     blinding: BlindingMode | None,
     checking_outside_the_zone: bool,
     digest_key: bytes | None,
+    docs_dir: Path | None = None,
 ) -> DeliveryOutcome | None:
 
     def moved(earlier_file: str) -> bool:
@@ -820,7 +820,7 @@ def _take_in(
     if resent:
         checked.warnings.append(resent)
     try:
-        return _accept(con, checked, contract, blinding, base, stat, checking_outside_the_zone)
+        return _accept(con, checked, contract, blinding, base, stat, checking_outside_the_zone, docs_dir)
     except CONTENT_ERRORS as error:
         # a fault of the file that no check above names: it is refused, recorded, and the build
         # goes on with the other files (an error of the machine, such as a full disk, stops it)
@@ -884,8 +884,11 @@ def _accept(
     base: dict,
     stat: FileStat | None,
     checking_outside_the_zone: bool,
+    docs_dir: Path | None = None,
 ) -> DeliveryOutcome:
-    """Load a delivery that passed its contract, with its validation, in one transaction."""
+    """Load a delivery that passed its contract, with its validation, in one transaction; with
+    ``docs_dir``, its Great Expectations results are stored for the Data Docs site before the
+    commit (:func:`pipelines.ingest.expectations.store_validation_results`)."""
     delivery_id, file_name, now = base["delivery_id"], base["file_name"], base["received_at"]
     delivered = checked.table
     stored = _as_kept(delivered, contract, blinding)
@@ -895,7 +898,8 @@ def _accept(
     # rows are written while Great Expectations validates (DuckDB releases the GIL, GX works on
     # pandas in this thread): the two take about as long, and a large delivery then costs one.
     parameters = suite_parameters(blinding)
-    with atomic(con):
+    pending = None
+    with _pending_pages_discarded_unless_committed(docs_dir, lambda: pending), atomic(con):
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-load") as loader:
             loading = loader.submit(_load_checked, con, stored, contract, base)
             try:
@@ -916,8 +920,47 @@ def _accept(
                 checked.warnings.append(remark)
         warnings = "; ".join(checked.warnings) or None
         _record_delivery(con, stat, **base, rows_delivered=stored.num_rows, status="accepted", warnings=warnings)
+        try:
+            pending = _store_for_data_docs(docs_dir, validation, delivery_id, now)
+        except OSError as error:
+            raise DeliveryNotTakenIn(
+                f"{file_name}: its validation results could not be stored for the Data Docs site in {docs_dir} "
+                f"({error.strerror or error}); nothing of it was loaded. It is taken in by the first build that can."
+            ) from None
     return DeliveryOutcome(delivery_id, contract.family, file_name, "accepted", stored.num_rows, validation.rows_failing,
-                           None, validation, warnings=warnings)
+                           None, validation, warnings=warnings, pending_pages=pending)
+
+
+def _store_for_data_docs(
+    docs_dir: Path | None, validation: SuiteResult, delivery_id: int, judged_at: datetime
+) -> PendingPages | None:
+    """A judgment's results stored for the Data Docs site (in its transaction, last before the
+    commit), or None without a site or results. A site that cannot store them (OSError) fails
+    the transaction: a judgment is never committed without its results."""
+    if docs_dir is None or not validation.gx_results:
+        return None
+    return store_validation_results(validation, docs_dir, data_docs_label(delivery_id), delivery_id, judged_at)
+
+
+@contextmanager
+def _pending_pages_discarded_unless_committed(
+    docs_dir: Path | None, pending: Callable[[], PendingPages | None]
+) -> Iterator[None]:
+    """Around a transaction storing a judgment: when it fails (its commit included), the results
+    it stored for the Data Docs site (``pending()``) are removed."""
+    try:
+        yield
+    except BaseException:
+        stored = pending()
+        if docs_dir is not None and stored is not None:
+            discard_pending_pages(docs_dir, stored)
+        raise
+
+
+def judgment_committed(con: duckdb.DuckDBPyConnection, delivery_id: int, judged_at: datetime) -> bool:
+    """Whether the warehouse holds the judgment of ``delivery_id`` made at ``judged_at``."""
+    return con.execute("select count(*) > 0 from audit.validation where delivery_id = ? and validated_at = ?",
+                       [delivery_id, judged_at]).fetchall()[0][0]
 
 
 def _as_kept(delivered: pa.Table, contract: FamilyContract, blinding: BlindingMode | None) -> pa.Table:
@@ -954,6 +997,7 @@ class Rejudged:
     from_file: bool
     withheld_kept: bool
     validation: SuiteResult | None
+    pending_pages: PendingPages | None = None  # see DeliveryOutcome
 
 
 def data_docs_label(delivery_id: int) -> str:
@@ -1024,10 +1068,12 @@ def judge_again(
                 validation, withheld_kept = _keep_withheld_verdicts(con, validation, stored, contract, delivery_id, judged_at)
         # after the judgment it replaces, whatever the clock says: the newest judgment counts
         at = max(utc_now(), judged_at + timedelta(microseconds=1))
-        with atomic(con):
+        pending = None
+        with _pending_pages_discarded_unless_committed(docs_dir, lambda: pending), atomic(con):
             _store_validation(con, delivery_id, validation, at, partial if withheld_kept else rules)
+            pending = _store_for_data_docs(docs_dir, validation, delivery_id, at)
         judged.append(Rejudged(delivery_id, file_name, failing_before, validation.rows_failing, delivered is not None,
-                               withheld_kept, validation))
+                               withheld_kept, validation, pending))
     return judged, standing
 
 

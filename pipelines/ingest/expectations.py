@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -573,15 +574,29 @@ def _site_builder(docs_dir: str) -> Any:
     return builder
 
 
-def write_data_docs(result: SuiteResult, docs_dir: Path, label: str) -> list[Path]:
-    """Store the delivery's validation results and render their pages into the Great
-    Expectations Data Docs site in ``docs_dir``; the index and the suite's page are rendered once
-    per step, after its files (:func:`write_data_docs_index`). Returns the pages written.
+@dataclass(frozen=True)
+class PendingPages:
+    """A judgment's Great Expectations results, stored for the Data Docs site, whose pages are
+    not rendered yet: ``note`` (beside the site) names them from before the judgment is committed
+    to the warehouse until they are rendered (:func:`render_pending_pages`)."""
 
-    Each page is rendered by the site's own renderer and view, for its key alone: GX's
-    ``build_data_docs`` lists and parses every stored result first, whichever it renders, which
-    cost every build more as deliveries piled up.
-    """
+    note: Path
+    stored: list[tuple[Any, Any]]  # (ValidationResultIdentifier, GX result)
+
+
+def _pending_notes(docs_dir: Path) -> Path:
+    return docs_dir.parent / f".{docs_dir.name}.pending"
+
+
+def store_validation_results(
+    result: SuiteResult, docs_dir: Path, label: str, delivery_id: int, judged_at: datetime
+) -> PendingPages:
+    """Store a delivery's validation results for the Data Docs site in ``docs_dir`` and note
+    their pages as pending. Called in the transaction that stores the judgment, before its
+    commit: a build stopped after the commit (or whose pages could not be rendered) leaves the
+    note, and the next build renders the pages from the stored results; one stopped before the
+    commit leaves results of a judgment the warehouse never stored, which the next build removes
+    (:func:`settle_pending_pages`)."""
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier,
         ValidationResultIdentifier,
@@ -597,9 +612,85 @@ def write_data_docs(result: SuiteResult, docs_dir: Path, label: str) -> list[Pat
             run_id=gx_result.meta["run_id"],
             batch_identifier=label if len(result.gx_results) == 1 else f"{label}-part{part}",
         )
-        context.stores[store].set(key, gx_result)
         stored.append((key, gx_result))
-    return _render_validation_pages(docs_dir, stored)
+    notes = _pending_notes(docs_dir)
+    notes.mkdir(exist_ok=True)
+    note = notes / f"{result.suite}.{label}.{judged_at:%Y%m%dT%H%M%S%f}.json"
+    written = note.with_name(f".{note.name}.writing")
+    written.write_text(json.dumps({"delivery_id": delivery_id, "judged_at": judged_at.isoformat(),
+                                   "keys": [list(key.to_tuple()) for key, _ in stored]}), encoding="utf-8")
+    written.replace(note)  # noted before any result is stored: none is ever left unnoted
+    pending = PendingPages(note, stored)
+    try:
+        for key, gx_result in stored:
+            context.stores[store].set(key, gx_result)
+    except BaseException:
+        discard_pending_pages(docs_dir, pending)
+        raise
+    return pending
+
+
+def render_pending_pages(docs_dir: Path, pending: PendingPages) -> list[Path]:
+    """Render the pages of a committed judgment's stored results; they are no longer pending."""
+    pages = _render_validation_pages(docs_dir, pending.stored)
+    pending.note.unlink(missing_ok=True)
+    return pages
+
+
+def discard_pending_pages(docs_dir: Path, pending: PendingPages) -> None:
+    """Remove the stored results of a judgment that was not committed, and their note."""
+    _, store = _docs_site(str(docs_dir.resolve()))
+    _, context, _ = _gx()
+    for key, _ in pending.stored:
+        if context.stores[store].has_key(key):
+            context.stores[store].remove_key(key)
+    pending.note.unlink(missing_ok=True)
+
+
+def pending_pages(docs_dir: Path, suite: str) -> list[Path]:
+    """The notes of ``suite``'s pages still pending in the Data Docs site ``docs_dir``."""
+    notes = _pending_notes(docs_dir)
+    return sorted(notes.glob(f"{suite}.*.json")) if notes.is_dir() else []
+
+
+@dataclass
+class SettledPages:
+    """What :func:`settle_pending_pages` found a build before this one left pending."""
+
+    rendered: list[Path] = field(default_factory=list)  # pages of committed judgments, rendered now
+    discarded: int = 0  # results of judgments never committed, removed
+    lost: list[str] = field(default_factory=list)  # notes whose results are unreadable: why
+
+
+def settle_pending_pages(docs_dir: Path, suite: str, committed: Callable[[int, datetime], bool]) -> SettledPages:
+    """Render the pending pages of ``suite`` a stopped build left whose judgment the warehouse
+    holds (``committed(delivery_id, judged_at)``), and remove the stored results of those it does
+    not. One listing of the notes folder (empty, bar after a stop). A page that cannot be
+    rendered stays pending (the error is raised)."""
+    from great_expectations.data_context.types.resource_identifiers import ValidationResultIdentifier
+    from great_expectations.exceptions import GreatExpectationsError
+
+    settled = SettledPages()
+    for note in pending_pages(docs_dir, suite):
+        try:
+            record = json.loads(note.read_text(encoding="utf-8"))
+            keys = [ValidationResultIdentifier.from_tuple(tuple(key)) for key in record["keys"]]
+            judged = committed(record["delivery_id"], datetime.fromisoformat(record["judged_at"]))
+            if judged:
+                _, store = _docs_site(str(docs_dir.resolve()))
+                _, context, _ = _gx()
+                pending = PendingPages(note, [(key, context.stores[store].get(key)) for key in keys])
+        except (ValueError, KeyError, TypeError, OSError, GreatExpectationsError) as error:
+            # a note or a result cut short (the machine stopped while writing it): nothing to render from
+            settled.lost.append(f"{note.name}: {type(error).__name__}: {error}")
+            note.unlink(missing_ok=True)
+            continue
+        if judged:
+            settled.rendered.extend(render_pending_pages(docs_dir, pending))
+        else:
+            discard_pending_pages(docs_dir, PendingPages(note, [(key, None) for key in keys]))
+            settled.discarded += len(keys)
+    return settled
 
 
 def _render_validation_pages(docs_dir: Path, stored: list[tuple[Any, Any]]) -> list[Path]:
