@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import jinja2
-import polars as pl
 
 from pipelines.plots import deliveries_over_time, mean_by_visit
 from pipelines.study import load_study

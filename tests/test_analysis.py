@@ -4,7 +4,6 @@ import datetime
 import json
 import math
 import shutil
-from pathlib import Path
 
 import duckdb
 import pandas as pd

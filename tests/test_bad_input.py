@@ -740,7 +740,7 @@ def test_every_accepted_row_is_loaded_or_quarantined_never_both(bad):
     for family in ("treg", "neurofilament", "transcript_summary", "transcript_gene", "sample_manifest"):
         raw = bad.scalar(f"select count(*) from raw.{family}")
         held = bad.scalar("select count(*) from quarantine.rejected_rows where family = ?", [family])
-        loaded = bad.scalar(f"select sum(rows_loaded) from audit.reconciliation where family = ?", [family])
+        loaded = bad.scalar("select sum(rows_loaded) from audit.reconciliation where family = ?", [family])
         assert raw == held + loaded, family
 
 

@@ -552,13 +552,13 @@ def _cast_to_declared(
 ) -> pa.Table:
     """Cast delivered columns to their declared types, rejecting the file if a value cannot be
     read as its type; columns outside the contract are packed into ``extra_columns`` (JSON)."""
-    for position, field in enumerate(table.schema):
-        if pa.types.is_decimal256(field.type):
+    for position, arrow_field in enumerate(table.schema):
+        if pa.types.is_decimal256(arrow_field.type):
             # DuckDB reads no 256-bit decimal from Arrow: its exact text is read as the declared type
-            table = table.set_column(position, field.name, pc.cast(table[field.name], pa.string()))
-        elif _is_half_float(field.type):
+            table = table.set_column(position, arrow_field.name, pc.cast(table[arrow_field.name], pa.string()))
+        elif _is_half_float(arrow_field.type):
             # nor a 16-bit float: its shortest decimal text is (0.1, not 0.0999755859375)
-            table = table.set_column(position, field.name, _shortest_text(table[field.name]))
+            table = table.set_column(position, arrow_field.name, _shortest_text(table[arrow_field.name]))
     con = duckdb.connect()
     try:
         return _cast_with(con, table, file_name, contract, by_normalised, extra)
