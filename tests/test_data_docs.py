@@ -6,6 +6,8 @@ import re
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
@@ -181,13 +183,19 @@ def _stored_results(built, delivery_id):
     return list(results.rglob(f"delivery-{delivery_id:05d}*.json"))
 
 
-def _raw_treg_metadata(built):
+def _raw_metadata(built):
+    """The metadata of every raw asset the build materialised, by asset."""
+    found = {}
     for record in built.instance.get_records_for_run(run_id=built.result.run_id, limit=100000).records:
         event = record.event_log_entry.dagster_event
         materialization = getattr(getattr(event, "event_specific_data", None), "materialization", None) if event else None
-        if materialization is not None and materialization.asset_key.to_user_string() == "raw/treg":
-            return {key: value.value for key, value in materialization.metadata.items()}
-    raise AssertionError("raw/treg was not materialised")
+        if materialization is not None and materialization.asset_key.path[0] == "raw":
+            found[materialization.asset_key.to_user_string()] = {k: v.value for k, v in materialization.metadata.items()}
+    return found
+
+
+def _raw_treg_metadata(built):
+    return _raw_metadata(built)["raw/treg"]
 
 
 def _build_killed_in(landing, warehouse, module, function, after_calling_it, suite="treg"):
@@ -226,9 +234,11 @@ def test_a_page_a_killed_build_did_not_render_is_rendered_by_the_next(tmp_path):
     assert built.scalar("select count(*) from audit.delivery where family = 'treg'") == 1
     assert _treg_pages(built, delivery_id)
     assert f"delivery-{delivery_id:05d}.html" in (_docs(built) / "index.html").read_text()
-    metadata = _raw_treg_metadata(built)
-    assert "left unrendered by a build that stopped" in metadata["validation_pages"]
-    assert metadata["data_docs_pages_pending"] == 0
+    # the run's first raw step settles what earlier builds left pending, of every family
+    metadata = _raw_metadata(built)
+    assert any(f"delivery-{delivery_id:05d}.html" in m["validation_pages"] and "left unrendered by a build that stopped"
+               in m["validation_pages"] for m in metadata.values()), metadata
+    assert {m["data_docs_pages_pending"] for m in metadata.values()} == {0}
 
 
 def test_results_of_a_take_in_killed_before_its_commit_are_removed(tmp_path):
@@ -266,7 +276,11 @@ def test_a_page_that_cannot_be_written_waits_for_the_next_build(tmp_path, monkey
     delivery_id = first.scalar("select delivery_id from audit.delivery where family = 'treg'")
     assert first.scalar("select status from audit.delivery where delivery_id = ?", [delivery_id]) == "accepted"
     assert not _treg_pages(first, delivery_id)
-    assert _raw_treg_metadata(first)["data_docs_pages_pending"] == 1
+    notes = sorted(p.name for p in (warehouse.parent / f".{_docs(first).name}.pending").glob("*.json"))
+    assert any(name.startswith(f"treg.delivery-{delivery_id:05d}.") for name in notes), notes
+    # counted by each raw step, of every family (the last step's count is every page that failed)
+    assert max(m["data_docs_pages_pending"] for m in _raw_metadata(first).values()) == len(notes)
+    assert _raw_treg_metadata(first)["data_docs_pages_pending"] >= 1
     second = run_build(landing, warehouse)
     assert _treg_pages(second, delivery_id)
     assert _raw_treg_metadata(second)["data_docs_pages_pending"] == 0
@@ -304,3 +318,81 @@ def test_a_take_in_whose_results_cannot_be_stored_is_not_committed(tmp_path, mon
     second = run_build(landing, warehouse)
     assert second.scalar("select count(*) from audit.delivery where family = 'treg' and status = 'accepted'") == 1
     assert len(_treg_pages(second, second.scalar("select max(delivery_id) from audit.delivery"))) == 1
+
+
+def test_a_page_whose_commit_a_stop_followed_at_once_is_rendered_by_the_next_build(tmp_path, monkeypatch):
+    # a SIGTERM raised as the commit returned: the take-in is committed, and the results it
+    # stored for the site were removed as if it had not been; its page was lost for good
+    from dagster._core.errors import DagsterExecutionInterruptedError
+
+    import pipelines.ingest.delivery as delivery
+
+    landing = tmp_path / "landing"
+    write_reference(landing)
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002")])
+    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    store, atomic = delivery.store_validation_results, delivery.atomic
+    armed = []
+
+    def stored(result, *args, **kwargs):
+        armed.append(result.suite == "treg")
+        return store(result, *args, **kwargs)
+
+    @contextmanager
+    def stopped_as_it_commits(con):
+        with atomic(con):
+            yield con
+        if armed and armed.pop():
+            raise DagsterExecutionInterruptedError("SIGTERM as the commit returned")
+
+    with monkeypatch.context() as stopping:
+        stopping.setattr(delivery, "store_validation_results", stored)
+        stopping.setattr(delivery, "atomic", stopped_as_it_commits)
+        first = build_warehouse(landing, warehouse, instance=dg.DagsterInstance.ephemeral())
+    assert not first.success
+    built = run_build(landing, warehouse)
+    delivery_id = built.scalar("select delivery_id from audit.delivery where family = 'treg'")
+    assert built.scalar("select count(*) from audit.delivery where family = 'treg'") == 1
+    assert len(_treg_pages(built, delivery_id)) == 1
+    assert len(_stored_results(built, delivery_id)) == 1
+
+
+def test_a_pending_page_that_cannot_be_rendered_holds_back_no_other(tmp_path, monkeypatch):
+    # one page failing to render stopped the settling of every note after it (and their orphan
+    # results stayed listed in the index)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import pipelines.ingest.expectations as expectations
+    from pipelines.study import load_contracts
+
+    landing = tmp_path / "landing"
+    path = write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002"), treg("S003")])
+    table = pq.read_table(path)
+    table = table.append_column("row_number", pa.array(range(1, table.num_rows + 1), pa.int64()))
+    contract = load_contracts()["treg"]
+    result = expectations.validate_table("treg", table, list(contract.column_names), expectations.suite_parameters(None))
+    docs = tmp_path / "wh" / "mirocals_data_docs"
+    first = expectations.store_validation_results(result, docs, "delivery-00001", 1, datetime(2026, 1, 1, 9))
+    second = expectations.store_validation_results(result, docs, "delivery-00002", 2, datetime(2026, 1, 1, 10))
+    render = expectations._render_validation_pages
+
+    def first_fails(docs_dir, stored):
+        if any(key.batch_identifier == "delivery-00001" for key, _ in stored):
+            raise RuntimeError("renderer failed")
+        return render(docs_dir, stored)
+
+    def committed(delivery_id, at):
+        return delivery_id == 1  # the second take-in was never committed
+
+    with monkeypatch.context() as failing:
+        failing.setattr(expectations, "_render_validation_pages", first_fails)
+        settled = expectations.settle_pending_pages(docs, committed)
+    assert len(settled.waiting) == 1 and "renderer failed" in settled.waiting[0], settled
+    assert settled.discarded == len(second.stored) and not settled.rendered
+    assert expectations.pending_pages(docs) == [first.note]
+    results = docs.parent / f".{docs.name}.validations"
+    assert not list(results.rglob("delivery-00002*.json"))
+    settled = expectations.settle_pending_pages(docs, committed)
+    assert [page.name for page in settled.rendered] == ["delivery-00001.html"] and settled.suites == {"treg"}
+    assert expectations.pending_pages(docs) == []

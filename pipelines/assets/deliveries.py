@@ -139,7 +139,7 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
         mode = blinding.mode
         digest_key = warehouse.digest_key()
         with warehouse.connect() as con:
-            settled = _settle_pending_pages(context, warehouse.data_docs, contract.suite, con)
+            settled = _settle_pending_pages(context, warehouse.data_docs, con)
             for root, path in _files_to_take_in(con, contract, landing, warehouse, mode):
                 warehouse.stop_if_asked(f"{path.relative_to(root).as_posix()} not taken in")
                 try:
@@ -178,8 +178,8 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
         pages = {rejudged.file_name: _render_pages(context, warehouse.data_docs, rejudged.pending_pages,
                                                    f"{rejudged.file_name}, judged again")
                  for rejudged in judged if rejudged.pending_pages is not None}
-        if any(o.data_docs for o in outcomes) or any(pages.values()) or settled.rendered or settled.discarded:
-            write_data_docs_index(warehouse.data_docs, contract.suite)
+        if any(o.data_docs for o in outcomes) or any(pages.values()) or settled.suites:
+            write_data_docs_index(warehouse.data_docs, {contract.suite} | settled.suites)
         for file_name, warnings in remarks:
             context.log.warning(f"{file_name}: accepted with remarks: {warnings}")
         return dg.MaterializeResult(
@@ -200,8 +200,8 @@ def build_raw_asset(contract: FamilyContract) -> dg.AssetsDefinition:
                     + [f"- [{page.name}, left unrendered by a build that stopped]({warehouse.data_docs_link(page)})"
                        for page in settled.rendered]
                 ) or "none"),
-                # pages whose results are stored but not rendered yet (the next build renders them)
-                "data_docs_pages_pending": len(pending_pages(warehouse.data_docs, contract.suite)),
+                # pages (of any family) whose results are stored but not rendered yet: the next build renders them
+                "data_docs_pages_pending": len(pending_pages(warehouse.data_docs)),
                 "deliveries_judged_again": len(judged),
             },
             check_results=[_contract_check(outcomes, not_taken_in), _expectations_check(outcomes), _rules_check(judged, waiting)],
@@ -223,15 +223,12 @@ def _render_pages(context: dg.AssetExecutionContext, docs_dir: Path, pending: Pe
 
 
 def _settle_pending_pages(
-    context: dg.AssetExecutionContext, docs_dir: Path, suite: str, con: duckdb.DuckDBPyConnection
+    context: dg.AssetExecutionContext, docs_dir: Path, con: duckdb.DuckDBPyConnection
 ) -> SettledPages:
-    """The Data Docs pages a build before this one left pending (:func:`settle_pending_pages`)."""
-    try:
-        settled = settle_pending_pages(docs_dir, suite, lambda delivery_id, at: judgment_committed(con, delivery_id, at))
-    except Exception as error:
-        context.log.warning(f"Data Docs pages left pending by an earlier build were not rendered "
-                            f"({type(error).__name__}: {error}); the next build tries again")
-        return SettledPages()
+    """The Data Docs pages builds before this one left pending, of every family: settled by the
+    run's first raw step, before the site's index lists their results
+    (:func:`settle_pending_pages`)."""
+    settled = settle_pending_pages(docs_dir, lambda delivery_id, at: judgment_committed(con, delivery_id, at))
     if settled.rendered:
         context.log.warning(f"{len(settled.rendered)} Data Docs page(s) an earlier build stored but did not render "
                             "(it stopped, or could not write them) are rendered now")
@@ -239,7 +236,9 @@ def _settle_pending_pages(
         context.log.info(f"{settled.discarded} validation result(s) of a take-in that was not committed removed "
                          "from the Data Docs site")
     for lost in settled.lost:
-        context.log.warning(f"a pending Data Docs page cannot be rendered, its stored result is unreadable: {lost}")
+        context.log.warning(f"a pending Data Docs page cannot be rendered, its note or stored result was cut short: {lost}")
+    for waiting in settled.waiting:
+        context.log.warning(f"a pending Data Docs page was not rendered now; the next build tries again: {waiting}")
     return settled
 
 

@@ -899,7 +899,7 @@ def _accept(
     # pandas in this thread): the two take about as long, and a large delivery then costs one.
     parameters = suite_parameters(blinding)
     pending = None
-    with _pending_pages_discarded_unless_committed(docs_dir, lambda: pending), atomic(con):
+    with _pending_pages_discarded_unless_committed(con, docs_dir, lambda: pending, delivery_id, now), atomic(con):
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-load") as loader:
             loading = loader.submit(_load_checked, con, stored, contract, base)
             try:
@@ -944,16 +944,24 @@ def _store_for_data_docs(
 
 @contextmanager
 def _pending_pages_discarded_unless_committed(
-    docs_dir: Path | None, pending: Callable[[], PendingPages | None]
+    con: duckdb.DuckDBPyConnection, docs_dir: Path | None, pending: Callable[[], PendingPages | None],
+    delivery_id: int, judged_at: datetime,
 ) -> Iterator[None]:
-    """Around a transaction storing a judgment: when it fails (its commit included), the results
-    it stored for the Data Docs site (``pending()``) are removed."""
+    """Around a transaction storing a judgment: when it fails, the results it stored for the
+    Data Docs site (``pending()``) are removed, unless the judgment was committed all the same
+    (a stop raised as the commit returned). When the warehouse cannot tell, they are left to
+    the next build (:func:`pipelines.ingest.expectations.settle_pending_pages`)."""
     try:
         yield
     except BaseException:
         stored = pending()
         if docs_dir is not None and stored is not None:
-            discard_pending_pages(docs_dir, stored)
+            try:
+                committed = judgment_committed(con, delivery_id, judged_at)
+            except duckdb.Error:
+                committed = True
+            if not committed:
+                discard_pending_pages(docs_dir, stored)
         raise
 
 
@@ -1069,7 +1077,7 @@ def judge_again(
         # after the judgment it replaces, whatever the clock says: the newest judgment counts
         at = max(utc_now(), judged_at + timedelta(microseconds=1))
         pending = None
-        with _pending_pages_discarded_unless_committed(docs_dir, lambda: pending), atomic(con):
+        with _pending_pages_discarded_unless_committed(con, docs_dir, lambda: pending, delivery_id, at), atomic(con):
             _store_validation(con, delivery_id, validation, at, partial if withheld_kept else rules)
             pending = _store_for_data_docs(docs_dir, validation, delivery_id, at)
         judged.append(Rejudged(delivery_id, file_name, failing_before, validation.rows_failing, delivered is not None,

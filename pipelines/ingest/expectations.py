@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cache
@@ -647,49 +647,82 @@ def discard_pending_pages(docs_dir: Path, pending: PendingPages) -> None:
     pending.note.unlink(missing_ok=True)
 
 
-def pending_pages(docs_dir: Path, suite: str) -> list[Path]:
-    """The notes of ``suite``'s pages still pending in the Data Docs site ``docs_dir``."""
+def pending_pages(docs_dir: Path) -> list[Path]:
+    """The notes of the pages still pending in the Data Docs site ``docs_dir``."""
     notes = _pending_notes(docs_dir)
-    return sorted(notes.glob(f"{suite}.*.json")) if notes.is_dir() else []
+    return sorted(notes.glob("*.json")) if notes.is_dir() else []
 
 
 @dataclass
 class SettledPages:
-    """What :func:`settle_pending_pages` found a build before this one left pending."""
+    """What :func:`settle_pending_pages` did with the pages builds before this one left pending."""
 
     rendered: list[Path] = field(default_factory=list)  # pages of committed judgments, rendered now
+    suites: set[str] = field(default_factory=set)  # suites whose stored results changed: their site pages are stale
     discarded: int = 0  # results of judgments never committed, removed
-    lost: list[str] = field(default_factory=list)  # notes whose results are unreadable: why
+    lost: list[str] = field(default_factory=list)  # notes removed with nothing left to render from: why
+    waiting: list[str] = field(default_factory=list)  # notes kept, not settled now (an error that may pass): why
 
 
-def settle_pending_pages(docs_dir: Path, suite: str, committed: Callable[[int, datetime], bool]) -> SettledPages:
-    """Render the pending pages of ``suite`` a stopped build left whose judgment the warehouse
-    holds (``committed(delivery_id, judged_at)``), and remove the stored results of those it does
-    not. One listing of the notes folder (empty, bar after a stop). A page that cannot be
-    rendered stays pending (the error is raised)."""
+def settle_pending_pages(docs_dir: Path, committed: Callable[[int, datetime], bool]) -> SettledPages:
+    """Render the pending pages builds before this one left whose judgment the warehouse holds
+    (``committed(delivery_id, judged_at)``), and remove the stored results of those it does not.
+    Each note is settled on its own: one whose note or results cannot be read now (an error of
+    the machine), or whose page cannot be rendered, waits for the next build; one cut short
+    (the machine stopped while writing it) is removed. One listing of the notes folder (empty,
+    bar after a stop)."""
     from great_expectations.data_context.types.resource_identifiers import ValidationResultIdentifier
     from great_expectations.exceptions import GreatExpectationsError
 
     settled = SettledPages()
-    for note in pending_pages(docs_dir, suite):
+    notes = _pending_notes(docs_dir)
+    if not notes.is_dir():
+        return settled
+    for unfinished in notes.glob(".*.writing"):
+        unfinished.unlink(missing_ok=True)  # a note cut short before any result was stored under it
+    _, store = _docs_site(str(docs_dir.resolve()))
+    results = _gx()[1].stores[store]
+
+    def wait(note: Path, error: Exception) -> None:
+        settled.waiting.append(f"{note.name}: {type(error).__name__}: {error}")
+
+    def lose(note: Path, error: Exception) -> None:
+        settled.lost.append(f"{note.name}: {type(error).__name__}: {error}")
+        note.unlink(missing_ok=True)
+
+    for note in pending_pages(docs_dir):
         try:
             record = json.loads(note.read_text(encoding="utf-8"))
             keys = [ValidationResultIdentifier.from_tuple(tuple(key)) for key in record["keys"]]
-            judged = committed(record["delivery_id"], datetime.fromisoformat(record["judged_at"]))
-            if judged:
-                _, store = _docs_site(str(docs_dir.resolve()))
-                _, context, _ = _gx()
-                pending = PendingPages(note, [(key, context.stores[store].get(key)) for key in keys])
-        except (ValueError, KeyError, TypeError, OSError, GreatExpectationsError) as error:
-            # a note or a result cut short (the machine stopped while writing it): nothing to render from
-            settled.lost.append(f"{note.name}: {type(error).__name__}: {error}")
-            note.unlink(missing_ok=True)
+            judged_at = datetime.fromisoformat(record["judged_at"])
+        except OSError as error:
+            wait(note, error)
             continue
-        if judged:
-            settled.rendered.extend(render_pending_pages(docs_dir, pending))
-        else:
-            discard_pending_pages(docs_dir, PendingPages(note, [(key, None) for key in keys]))
-            settled.discarded += len(keys)
+        except (ValueError, KeyError, TypeError) as error:
+            lose(note, error)
+            continue
+        try:
+            if not committed(record["delivery_id"], judged_at):
+                discard_pending_pages(docs_dir, PendingPages(note, [(key, None) for key in keys]))
+                settled.discarded += len(keys)
+                settled.suites.update(key.expectation_suite_identifier.name for key in keys)
+                continue
+        except Exception as error:
+            wait(note, error)
+            continue
+        try:
+            stored = [(key, results.get(key)) for key in keys]
+        except (GreatExpectationsError, ValueError) as error:
+            lose(note, error)  # a committed judgment whose stored result is gone or cut short
+            continue
+        except Exception as error:
+            wait(note, error)
+            continue
+        try:
+            settled.rendered.extend(render_pending_pages(docs_dir, PendingPages(note, stored)))
+            settled.suites.update(key.expectation_suite_identifier.name for key in keys)
+        except Exception as error:
+            wait(note, error)
     return settled
 
 
@@ -710,12 +743,13 @@ def _render_validation_pages(docs_dir: Path, stored: list[tuple[Any, Any]]) -> l
     return sorted(pages)
 
 
-def write_data_docs_index(docs_dir: Path, suite: str) -> Path:
-    """Render the site's index (the newest validations) and ``suite``'s page, which the index
-    links every validation to; returns the index page."""
+def write_data_docs_index(docs_dir: Path, suites: Iterable[str]) -> Path:
+    """Render the site's index (the newest validations) and the pages of ``suites``, which the
+    index links every validation to; returns the index page."""
     from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
     builder = _site_builder(str(docs_dir.resolve()))
-    builder.site_section_builders["expectations"].build(resource_identifiers=[ExpectationSuiteIdentifier(name=suite)])
+    builder.site_section_builders["expectations"].build(
+        resource_identifiers=[ExpectationSuiteIdentifier(name=suite) for suite in sorted(set(suites))])
     builder.site_index_builder.build()
     return docs_dir / "index.html"
