@@ -228,7 +228,12 @@ def _settle_pending_pages(
     """The Data Docs pages builds before this one left pending, of every family: settled by the
     run's first raw step, before the site's index lists their results
     (:func:`settle_pending_pages`)."""
-    settled = settle_pending_pages(docs_dir, lambda delivery_id, at: judgment_committed(con, delivery_id, at))
+    try:
+        settled = settle_pending_pages(docs_dir, lambda delivery_id, at: judgment_committed(con, delivery_id, at))
+    except Exception as error:  # the notes folder cannot be listed: the report waits, the data does not
+        context.log.warning(f"Data Docs pages left pending by earlier builds were not looked at "
+                            f"({type(error).__name__}: {error}); the next build tries again")
+        return SettledPages()
     if settled.rendered:
         context.log.warning(f"{len(settled.rendered)} Data Docs page(s) an earlier build stored but did not render "
                             "(it stopped, or could not write them) are rendered now")
