@@ -55,7 +55,8 @@ build: install dagster-home
 
 demo: data
 	rm -rf $(DEMO_WAREHOUSE) $(dir $(DEMO_WAREHOUSE)).work $(basename $(DEMO_WAREHOUSE))_data_docs \
-		$(dir $(DEMO_WAREHOUSE)).$(notdir $(basename $(DEMO_WAREHOUSE)))_data_docs.validations
+		$(dir $(DEMO_WAREHOUSE)).$(notdir $(basename $(DEMO_WAREHOUSE)))_data_docs.validations \
+		$(dir $(DEMO_WAREHOUSE)).$(notdir $(basename $(DEMO_WAREHOUSE)))_data_docs.pending
 	$(MAKE) --no-print-directory build MIROCALS_LANDING=$(DEMO_LANDING) MIROCALS_WAREHOUSE=$(DEMO_WAREHOUSE)
 	@$(BIN)/mirocals next-steps --warehouse $(DEMO_WAREHOUSE)
 

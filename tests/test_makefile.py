@@ -30,6 +30,13 @@ def test_make_demo_deletes_and_writes_only_the_demo_folders_whatever_the_environ
     assert f"rm -rf {PROJECT / 'landing'}\n" in commands
     assert f"--out {PROJECT / 'landing'} " in commands
     assert f"--warehouse {PROJECT / 'warehouse' / 'build' / 'mirocals.duckdb'}" in commands
+    # the demo's whole warehouse goes, what sits beside the file included: a note of a Data Docs
+    # page left pending would name a delivery of the old warehouse
+    build = PROJECT / "warehouse" / "build"
+    lines = commands.replace("\\\n", " ").splitlines()  # a recipe's lines continued with a backslash, joined
+    removed = next(line for line in lines if line.startswith(f"rm -rf {build / 'mirocals.duckdb'} ")).split()
+    for left_beside in (".work", "mirocals_data_docs", ".mirocals_data_docs.validations", ".mirocals_data_docs.pending"):
+        assert str(build / left_beside) in removed, (left_beside, removed)
 
 
 def test_make_build_takes_in_the_landing_zone_the_environment_names(tmp_path):
