@@ -396,3 +396,25 @@ def test_a_pending_page_that_cannot_be_rendered_holds_back_no_other(tmp_path, mo
     settled = expectations.settle_pending_pages(docs, committed)
     assert [page.name for page in settled.rendered] == ["delivery-00001.html"] and settled.suites == {"treg"}
     assert expectations.pending_pages(docs) == []
+
+
+def test_a_build_that_cannot_look_at_the_pending_notes_still_takes_its_files_in(tmp_path, monkeypatch):
+    # the pages are a report on stored data: a notes folder that cannot be listed waits, the data does not
+    import pipelines.assets.deliveries as deliveries
+
+    landing = tmp_path / "landing"
+    write_reference(landing)
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002")])
+
+    def unreadable(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", "mirocals_data_docs.pending")
+
+    with monkeypatch.context() as refused:
+        refused.setattr(deliveries, "settle_pending_pages", unreadable)
+        built = run_build(landing, tmp_path / "wh" / "mirocals.duckdb")
+    assert built.scalar("select count(*) from audit.delivery where family = 'treg' and status = 'accepted'") == 1
+    warnings = [record.event_log_entry.user_message for record in
+                built.instance.get_records_for_run(run_id=built.result.run_id, limit=100000).records
+                if record.event_log_entry.level >= 30]
+    assert any("pending by earlier builds were not looked at" in message and "Permission denied" in message
+               for message in warnings), warnings
