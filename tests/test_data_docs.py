@@ -33,6 +33,14 @@ def built(tmp_path_factory):
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _one_treg_delivery(tmp_path):
+    """A landing zone with the reference files and one treg delivery, and where to build it."""
+    landing = tmp_path / "landing"
+    write_reference(landing)
+    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002")])
+    return landing, tmp_path / "wh" / "mirocals.duckdb"
+
+
 def _docs(built):
     return built.warehouse.parent / f"{built.warehouse.stem}_data_docs"
 
@@ -49,13 +57,8 @@ def test_a_validation_page_per_accepted_delivery(built):
 
 
 def test_metadata_links_the_site_and_pages(built):
-    texts = []
-    for record in built.instance.get_records_for_run(run_id=built.result.run_id, limit=100000).records:
-        event = record.event_log_entry.dagster_event
-        materialization = getattr(getattr(event, "event_specific_data", None), "materialization", None) if event else None
-        if materialization is not None and materialization.asset_key.to_user_string() == "raw/treg":
-            texts += [str(value.value) for key, value in materialization.metadata.items() if key in ("data_docs", "validation_pages")]
-    joined = " ".join(texts)
+    metadata = _raw_treg_metadata(built)
+    joined = " ".join(str(metadata[key]) for key in ("data_docs", "validation_pages"))
     assert (_docs(built) / "index.html").as_uri() in joined
     assert re.search(r"labs/treg/treg_batch01.parquet\]\(file://.*delivery-\d{5}\.html\)", joined)
 
@@ -111,12 +114,11 @@ def test_pages_render_as_with_gx_own_view_and_compile_the_templates_once(built):
     from great_expectations.render.view import DefaultJinjaPageView
 
     from pipelines.ingest.data_docs_views import PageView
-    from pipelines.ingest.expectations import _docs_site, _gx
+    from pipelines.ingest.expectations import _results_store
 
-    _, store = _docs_site(str(_docs(built).resolve()))
-    _, context, _ = _gx()
-    key = next(k for k in context.stores[store].list_keys() if k.expectation_suite_identifier.name == "treg")
-    result = context.stores[store].get(key)
+    results = _results_store(_docs(built))
+    key = next(k for k in results.list_keys() if k.expectation_suite_identifier.name == "treg")
+    result = results.get(key)
 
     def page(view) -> str:
         # a rendered document is changed by rendering it: each view gets its own
@@ -154,15 +156,11 @@ def test_a_served_site_is_linked_under_its_address_and_only_the_blinded_one(tmp_
 def test_a_new_page_lists_the_stored_results_once_for_the_index_only(tmp_path, monkeypatch):
     # GX's build_data_docs lists and parses every stored result whichever page it renders: each
     # page and each index cost more as deliveries piled up. Only the index lists them now.
-    from pipelines.ingest.expectations import _docs_site, _gx
+    from pipelines.ingest.expectations import _results_store
 
-    landing = tmp_path / "landing"
-    write_reference(landing)
-    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002")])
-    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    landing, warehouse = _one_treg_delivery(tmp_path)
     first = run_build(landing, warehouse)
-    _, store = _docs_site(str(_docs(first).resolve()))
-    results = _gx()[1].stores[store]
+    results = _results_store(_docs(first))
     listed = []
     list_keys = results.list_keys
     monkeypatch.setattr(results, "list_keys", lambda: listed.append(1) or list_keys())
@@ -244,10 +242,7 @@ def test_a_page_a_killed_build_did_not_render_is_rendered_by_the_next(tmp_path):
 def test_results_of_a_take_in_killed_before_its_commit_are_removed(tmp_path):
     # the results are stored before the commit; the kill leaves them for a delivery the warehouse
     # never recorded, whose number the next take-in is given again
-    landing = tmp_path / "landing"
-    write_reference(landing)
-    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002")])
-    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    landing, warehouse = _one_treg_delivery(tmp_path)
     _build_killed_in(landing, warehouse, "pipelines.ingest.delivery", "store_validation_results", True)
     built = run_build(landing, warehouse)
     delivery_id = built.scalar("select delivery_id from audit.delivery where family = 'treg'")
@@ -262,10 +257,7 @@ def test_a_page_that_cannot_be_written_waits_for_the_next_build(tmp_path, monkey
     # its page was never rendered; the site is a report on stored data: the build goes on
     import pipelines.ingest.expectations as expectations
 
-    landing = tmp_path / "landing"
-    write_reference(landing)
-    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002")])
-    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    landing, warehouse = _one_treg_delivery(tmp_path)
 
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -288,16 +280,12 @@ def test_a_page_that_cannot_be_written_waits_for_the_next_build(tmp_path, monkey
 
 def test_a_take_in_whose_results_cannot_be_stored_is_not_committed(tmp_path, monkeypatch):
     # a judgment is never committed without its results for the Data Docs site
-    from pipelines.ingest.expectations import _docs_site, _gx
+    from pipelines.ingest.expectations import _results_store
 
-    landing = tmp_path / "landing"
-    write_reference(landing)
-    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002")])
-    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    landing, warehouse = _one_treg_delivery(tmp_path)
     docs = warehouse.parent / f"{warehouse.stem}_data_docs"
     docs.mkdir(parents=True)
-    _, store = _docs_site(str(docs.resolve()))
-    results = _gx()[1].stores[store]
+    results = _results_store(docs)
     set_result = results.set
 
     def disk_full_for_treg(key, value, **kwargs):
@@ -327,10 +315,7 @@ def test_a_page_whose_commit_a_stop_followed_at_once_is_rendered_by_the_next_bui
 
     import pipelines.ingest.delivery as delivery
 
-    landing = tmp_path / "landing"
-    write_reference(landing)
-    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002")])
-    warehouse = tmp_path / "wh" / "mirocals.duckdb"
+    landing, warehouse = _one_treg_delivery(tmp_path)
     store, atomic = delivery.store_validation_results, delivery.atomic
     armed = []
 
@@ -402,16 +387,14 @@ def test_a_build_that_cannot_look_at_the_pending_notes_still_takes_its_files_in(
     # the pages are a report on stored data: a notes folder that cannot be listed waits, the data does not
     import pipelines.assets.deliveries as deliveries
 
-    landing = tmp_path / "landing"
-    write_reference(landing)
-    write_delivery(landing, "treg", "treg_batch01.parquet", [treg("S002")])
+    landing, warehouse = _one_treg_delivery(tmp_path)
 
     def unreadable(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", "mirocals_data_docs.pending")
 
     with monkeypatch.context() as refused:
         refused.setattr(deliveries, "settle_pending_pages", unreadable)
-        built = run_build(landing, tmp_path / "wh" / "mirocals.duckdb")
+        built = run_build(landing, warehouse)
     assert built.scalar("select count(*) from audit.delivery where family = 'treg' and status = 'accepted'") == 1
     warnings = [record.event_log_entry.user_message for record in
                 built.instance.get_records_for_run(run_id=built.result.run_id, limit=100000).records

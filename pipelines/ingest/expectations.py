@@ -503,16 +503,15 @@ def redact_data_docs(
     render their pages again; returns the results changed. The store is listed once."""
     if not docs_dir.is_dir():
         return 0
-    _, store = _docs_site(str(docs_dir.resolve()))
-    _, context, _ = _gx()
+    results = _results_store(docs_dir)
     batches = re.compile(f"(?:{'|'.join(map(re.escape, labels))})(?:-part[0-9]+)?")
     changed = []
-    for key in context.stores[store].list_keys():
+    for key in results.list_keys():
         if key.expectation_suite_identifier.name != suite or not batches.fullmatch(key.batch_identifier):
             continue
-        gx_result = context.stores[store].get(key)
+        gx_result = results.get(key)
         if _redact_gx_result(gx_result, withhold, placeholder):
-            context.stores[store].set(key, gx_result)
+            results.set(key, gx_result)
             changed.append((key, gx_result))
     _render_validation_pages(docs_dir, changed)
     return len(changed)
@@ -562,6 +561,12 @@ def _docs_site(docs_dir: str) -> tuple[str, str]:
     return site, store
 
 
+def _results_store(docs_dir: Path) -> Any:
+    """GX's store of the validation results the Data Docs site in ``docs_dir`` renders."""
+    _, store = _docs_site(str(docs_dir.resolve()))
+    return _gx()[1].stores[store]
+
+
 @cache
 def _site_builder(docs_dir: str) -> Any:
     """GX's builder of the Data Docs site in ``docs_dir``, made once per process (GX makes one
@@ -603,8 +608,7 @@ def store_validation_results(
     )
 
     docs_dir.mkdir(parents=True, exist_ok=True)
-    _, store = _docs_site(str(docs_dir.resolve()))
-    _, context, _ = _gx()
+    results = _results_store(docs_dir)
     stored = []
     for part, gx_result in enumerate(result.gx_results, start=1):
         key = ValidationResultIdentifier(
@@ -623,7 +627,7 @@ def store_validation_results(
     pending = PendingPages(note, stored)
     try:
         for key, gx_result in stored:
-            context.stores[store].set(key, gx_result)
+            results.set(key, gx_result)
     except BaseException:
         discard_pending_pages(docs_dir, pending)
         raise
@@ -639,11 +643,10 @@ def render_pending_pages(docs_dir: Path, pending: PendingPages) -> list[Path]:
 
 def discard_pending_pages(docs_dir: Path, pending: PendingPages) -> None:
     """Remove the stored results of a judgment that was not committed, and their note."""
-    _, store = _docs_site(str(docs_dir.resolve()))
-    _, context, _ = _gx()
+    results = _results_store(docs_dir)
     for key, _ in pending.stored:
-        if context.stores[store].has_key(key):
-            context.stores[store].remove_key(key)
+        if results.has_key(key):
+            results.remove_key(key)
     pending.note.unlink(missing_ok=True)
 
 
@@ -680,8 +683,7 @@ def settle_pending_pages(docs_dir: Path, committed: Callable[[int, datetime], bo
         return settled
     for unfinished in notes.glob(".*.writing"):
         unfinished.unlink(missing_ok=True)  # a note cut short before any result was stored under it
-    _, store = _docs_site(str(docs_dir.resolve()))
-    results = _gx()[1].stores[store]
+    results = _results_store(docs_dir)
 
     def wait(note: Path, error: Exception) -> None:
         settled.waiting.append(f"{note.name}: {type(error).__name__}: {error}")
